@@ -1,0 +1,30 @@
+// Errors below the controllers carry a code; the one exception filter maps codes to HTTP statuses.
+
+export enum ErrorCode {
+  InvalidArgument = 'INVALID_ARGUMENT',
+  NotFound = 'NOT_FOUND',
+  Conflict = 'CONFLICT',
+  PayloadTooLarge = 'PAYLOAD_TOO_LARGE',
+  /** A storage location refused or could not serve a transfer. */
+  StorageFailed = 'STORAGE_FAILED',
+  /** A URL names a scheme, host or directory that settings do not allow. */
+  StorageDenied = 'STORAGE_DENIED',
+  ComputeFailed = 'COMPUTE_FAILED',
+  Unavailable = 'UNAVAILABLE',
+  Internal = 'INTERNAL',
+}
+
+export class DomainError extends Error {
+  constructor(
+    readonly code: ErrorCode,
+    message: string,
+    /** Whether retrying the same operation may succeed (network errors, 5xx, rate limits). */
+    readonly transient = false,
+  ) {
+    super(message);
+    this.name = 'DomainError';
+  }
+}
+
+export const invalidArgument = (message: string) => new DomainError(ErrorCode.InvalidArgument, message);
+export const notFound = (message: string) => new DomainError(ErrorCode.NotFound, message);

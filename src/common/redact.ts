@@ -1,0 +1,26 @@
+// Secrets never reach a log, a task view or an error message: URLs lose their userinfo and their
+// credential-bearing query parameters before they are printed.
+
+const SECRET_QUERY_KEYS = /^(x-amz-signature|x-amz-credential|x-amz-security-token|signature|sig|token|access_token|password|secret|key|apikey|api_key)$/i;
+
+export function redactUrl(raw: string): string {
+  let url: URL;
+  try {
+    url = new URL(raw);
+  } catch {
+    return raw.replace(/\/\/[^/@\s]*@/g, '//***@');
+  }
+  if (url.username || url.password) {
+    url.username = '***';
+    url.password = '';
+  }
+  for (const key of [...url.searchParams.keys()]) {
+    if (SECRET_QUERY_KEYS.test(key)) url.searchParams.set(key, '***');
+  }
+  return url.toString();
+}
+
+/** Replaces every URL with userinfo inside free text (error messages from libraries). */
+export function redactText(text: string): string {
+  return text.replace(/([a-z][a-z0-9+.-]*:\/\/)[^/@\s]*@/gi, '$1***@');
+}

@@ -1,0 +1,92 @@
+// The one settings schema. Each leaf says its type, default and bounds; the loader validates every key at
+// start-up and names the key in its error. Backend sections are validated only when that backend is selected.
+
+export type Leaf =
+  | { kind: 'string'; default: string; allowEmpty?: boolean; oneOf?: readonly string[]; url?: 'http(s)' }
+  | { kind: 'int'; default: number; min: number; max: number }
+  | { kind: 'bool'; default: boolean }
+  | { kind: 'list'; default: string[] };
+
+export type Schema = { [key: string]: Leaf | Schema };
+
+type StringLeaf = Extract<Leaf, { kind: 'string' }>;
+const str = (def: string, extra: Partial<StringLeaf> = {}): StringLeaf => ({ kind: 'string', default: def, ...extra });
+const int = (def: number, min: number, max: number): Extract<Leaf, { kind: 'int' }> => ({ kind: 'int', default: def, min, max });
+const bool = (def: boolean): Extract<Leaf, { kind: 'bool' }> => ({ kind: 'bool', default: def });
+const list = (def: string[]): Extract<Leaf, { kind: 'list' }> => ({ kind: 'list', default: def });
+
+export const settingsSchema = {
+  server: {
+    host: str('0.0.0.0'),
+    port: int(8080, 0, 65535),
+    body_limit_mb: int(64, 16, 1024),
+    cors: bool(true),
+  },
+  logging: {
+    level: str('info', { oneOf: ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] }),
+  },
+  service_info: {
+    id: str('org.tesp.local'),
+    name: str('tesp'),
+    description: str('GA4GH TES v1.1 task execution service'),
+    organization_name: str('tesp'),
+    organization_url: str('https://github.com/tesp-project/tesp', { url: 'http(s)' }),
+    contact_url: str('https://github.com/tesp-project/tesp/issues', { url: 'http(s)' }),
+    documentation_url: str('https://github.com/tesp-project/tesp#readme', { url: 'http(s)' }),
+    environment: str('dev'),
+    created_at: str('2026-11-22T00:00:00Z'),
+  },
+  data_dir: str('./data'),
+  store: {
+    kind: str('sqlite', { oneOf: ['sqlite'] }),
+    sqlite: {
+      file: str('tesp.sqlite'),
+    },
+  },
+  scheduler: {
+    // A short delay before a new task is claimed leaves room to cancel it before it starts.
+    dispatch_delay_ms: int(200, 0, 60_000),
+    poll_interval_ms: int(1000, 50, 60_000),
+    max_concurrent_tasks: int(4, 1, 10_000),
+  },
+  compute: {
+    backend: str('local', { oneOf: ['local'] }),
+    local: {
+      runtime: str('docker', { oneOf: ['docker', 'process'] }),
+      docker_socket: str('/var/run/docker.sock'),
+      allow_network: bool(false),
+      pull_images: bool(true),
+      log_tail_bytes: int(65_536, 1024, 16 * 1024 * 1024),
+      log_refresh_ms: int(1000, 100, 60_000),
+      keep_task_dirs: bool(false),
+      stop_timeout_s: int(2, 0, 300),
+    },
+  },
+  storage: {
+    file: {
+      enabled: bool(true),
+      // Absolute host directories that file:// URLs and plain paths may read from and write to.
+      allowed_dirs: list([]),
+    },
+    http: {
+      enabled: bool(true),
+      max_redirects: int(5, 0, 20),
+      retries: int(5, 0, 20),
+      retry_base_ms: int(500, 1, 60_000),
+      retry_max_ms: int(30_000, 1, 600_000),
+      connect_timeout_ms: int(10_000, 100, 600_000),
+      idle_timeout_ms: int(60_000, 100, 3_600_000),
+      max_input_bytes: int(0, 0, Number.MAX_SAFE_INTEGER),
+    },
+  },
+} satisfies Schema;
+
+type LeafValue<L> = L extends { kind: 'string' } ? string
+  : L extends { kind: 'int' } ? number
+  : L extends { kind: 'bool' } ? boolean
+  : L extends { kind: 'list' } ? readonly string[]
+  : never;
+
+export type SettingsOf<S> = { readonly [K in keyof S]: S[K] extends Leaf ? LeafValue<S[K]> : SettingsOf<S[K]> };
+
+export type Settings = SettingsOf<typeof settingsSchema>;

@@ -1,0 +1,47 @@
+import type { Readable } from 'node:stream';
+
+// The storage port, one implementation per URL scheme family: file/ (file:// and plain paths), http/
+// (http, https). ftp/, s3/ and irods/ join later. Adapters turn library errors into DomainErrors
+// (STORAGE_FAILED with `transient` set when a retry may help, STORAGE_DENIED for policy refusals).
+
+export const STORAGE_BACKENDS = Symbol('STORAGE_BACKENDS');
+
+export interface ObjectInfo {
+  type: 'FILE' | 'DIRECTORY';
+  /** Bytes, when the location reports it. */
+  size?: number;
+}
+
+export interface ListedObject {
+  /** URL of the object, usable with download(). */
+  url: string;
+  /** Path relative to the listed directory, '/'-separated. */
+  relativePath: string;
+  size?: number;
+}
+
+export interface TransferOptions {
+  signal?: AbortSignal;
+}
+
+export interface StorageBackend {
+  /** URL schemes served, lower case, without ':' (e.g. ['http', 'https']). Plain paths count as 'file'. */
+  readonly schemes: readonly string[];
+
+  /** Locations reported in service-info `storage` (e.g. 'file:///data', 'https://'). */
+  locations(): string[];
+
+  stat(url: string, options?: TransferOptions): Promise<ObjectInfo>;
+
+  /** Every file under a directory URL, recursively. */
+  list(url: string, options?: TransferOptions): Promise<ListedObject[]>;
+
+  /** Streams the object at `url` into the local file `destination` (parents exist). Resolves to the bytes written. */
+  download(url: string, destination: string, options?: TransferOptions): Promise<number>;
+
+  /** Streams the local file `source` to `url`. Resolves to the bytes sent. */
+  upload(source: string, url: string, options?: TransferOptions): Promise<number>;
+
+  /** Opens a readable stream (used for small reads such as checks); optional for backends without one. */
+  openRead?(url: string, options?: TransferOptions): Promise<Readable>;
+}

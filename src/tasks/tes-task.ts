@@ -1,0 +1,110 @@
+// The TES v1.1 task model as tesp stores it. Field names are the spec's (snake_case) so the stored document,
+// the views and the wire format never need a mapping layer.
+
+export enum TesState {
+  UNKNOWN = 'UNKNOWN',
+  QUEUED = 'QUEUED',
+  INITIALIZING = 'INITIALIZING',
+  RUNNING = 'RUNNING',
+  PAUSED = 'PAUSED',
+  COMPLETE = 'COMPLETE',
+  EXECUTOR_ERROR = 'EXECUTOR_ERROR',
+  SYSTEM_ERROR = 'SYSTEM_ERROR',
+  CANCELED = 'CANCELED',
+  PREEMPTED = 'PREEMPTED',
+  CANCELING = 'CANCELING',
+}
+
+export const ALL_STATES: readonly TesState[] = Object.values(TesState);
+
+export type FileType = 'FILE' | 'DIRECTORY';
+
+export interface TesInput {
+  name?: string;
+  description?: string;
+  url?: string;
+  path: string;
+  type: FileType;
+  content?: string;
+  streamable?: boolean;
+}
+
+export interface TesOutput {
+  name?: string;
+  description?: string;
+  url: string;
+  path: string;
+  path_prefix?: string;
+  type: FileType;
+}
+
+export interface TesResources {
+  cpu_cores?: number;
+  preemptible?: boolean;
+  ram_gb?: number;
+  disk_gb?: number;
+  zones?: string[];
+  backend_parameters?: Record<string, string>;
+  backend_parameters_strict?: boolean;
+}
+
+export interface TesExecutor {
+  image: string;
+  command: string[];
+  workdir?: string;
+  stdin?: string;
+  stdout?: string;
+  stderr?: string;
+  env?: Record<string, string>;
+  ignore_error?: boolean;
+}
+
+export interface TesExecutorLog {
+  start_time?: string;
+  end_time?: string;
+  stdout?: string;
+  stderr?: string;
+  /** Absent while the executor runs; views emit 0 until it ends (see task-views.ts). */
+  exit_code?: number;
+}
+
+export interface TesOutputFileLog {
+  url: string;
+  path: string;
+  size_bytes: string;
+}
+
+export interface TesTaskLog {
+  logs: TesExecutorLog[];
+  metadata?: Record<string, string>;
+  start_time?: string;
+  end_time?: string;
+  outputs: TesOutputFileLog[];
+  system_logs: string[];
+}
+
+/** What a client may submit, after validation and normalisation. */
+export interface TesTaskRequest {
+  name?: string;
+  description?: string;
+  inputs?: TesInput[];
+  outputs?: TesOutput[];
+  resources?: TesResources;
+  executors: TesExecutor[];
+  volumes?: string[];
+  tags?: Record<string, string>;
+}
+
+/** A stored task: the request plus what the server owns. */
+export interface TaskRecord extends TesTaskRequest {
+  id: string;
+  state: TesState;
+  creation_time: string;
+  logs: TesTaskLog[];
+}
+
+export enum TaskView {
+  MINIMAL = 'MINIMAL',
+  BASIC = 'BASIC',
+  FULL = 'FULL',
+}
