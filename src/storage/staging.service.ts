@@ -1,7 +1,12 @@
-// CONTRACT STUB — the storage helper replaces this file with the implementation; the signatures stay.
 import { Injectable } from '@nestjs/common';
-import type { ExecutionPlan } from '../compute/execution-plan';
+import { promises as fs } from 'node:fs';
+import * as path from 'node:path';
+import fg from 'fast-glob';
+import { DomainError, ErrorCode } from '../common/domain-error';
+import { redactText, redactUrl } from '../common/redact';
+import type { ExecutionPlan, PlanOutput } from '../compute/execution-plan';
 import type { TesOutputFileLog } from '../tasks/tes-task';
+import { StorageRegistry } from './storage-registry';
 
 export interface StagingOptions {
   signal?: AbortSignal;
@@ -9,23 +14,126 @@ export interface StagingOptions {
   log?: (message: string) => void;
 }
 
+const PARALLEL_TRANSFERS = 4;
+
+/** Moves a plan's inputs onto the host before the executors and its outputs away after them. */
 @Injectable()
 export class StagingService {
-  /**
-   * Creates plan.rootDir and every mount's host directory, then fetches each input to its hostPath
-   * (content written directly; FILE via the scheme's backend; DIRECTORY via list + download).
-   * Throws DomainError (STORAGE_FAILED / STORAGE_DENIED / INVALID_ARGUMENT) naming the input and a redacted URL.
-   */
+  constructor(private readonly registry: StorageRegistry) {}
+
+  /** Creates the task's directories, then fetches every input to its host path. */
   async stageInputs(plan: ExecutionPlan, options: StagingOptions = {}): Promise<void> {
-    throw new Error(`not implemented ${plan.taskId} ${String(options)}`);
+    await fs.mkdir(plan.rootDir, { recursive: true });
+    for (const mount of plan.mounts) {
+      await fs.mkdir(mount.type === 'DIRECTORY' ? mount.hostPath : path.dirname(mount.hostPath), { recursive: true });
+    }
+    await inParallel(plan.inputs, PARALLEL_TRANSFERS, async (input) => {
+      const label = `inputs[${input.index}]`;
+      try {
+        if (input.content !== undefined && input.content !== '') {
+          await fs.writeFile(input.hostPath, input.content, 'utf8');
+          return;
+        }
+        if (!input.url) throw new DomainError(ErrorCode.InvalidArgument, 'neither url nor content given');
+        const backend = this.registry.forUrl(input.url);
+        if (input.type === 'FILE') {
+          await backend.download(input.url, input.hostPath, options);
+          return;
+        }
+        await fs.mkdir(input.hostPath, { recursive: true });
+        const listed = await backend.list(input.url, options);
+        await inParallel(listed, PARALLEL_TRANSFERS, async (entry) => {
+          const destination = path.join(input.hostPath, ...entry.relativePath.split('/'));
+          await fs.mkdir(path.dirname(destination), { recursive: true });
+          await backend.download(entry.url, destination, options);
+        });
+      } catch (err) {
+        throw stagingError(`staging ${label} (${input.url ? redactUrl(input.url) : 'content'}) to ${input.containerPath} failed`, err);
+      }
+    });
   }
 
-  /**
-   * Uploads every output (FILE, DIRECTORY recursively, globs relative to their prefix) and returns one log
-   * entry per file uploaded, size_bytes as a string. A missing FILE/DIRECTORY output throws; a glob matching
-   * nothing is not an error (logged). Throws DomainError naming the output on failure.
-   */
+  /** Uploads every output; one log entry per file. A glob that matches nothing is noted, not an error. */
   async stageOutputs(plan: ExecutionPlan, options: StagingOptions = {}): Promise<TesOutputFileLog[]> {
-    throw new Error(`not implemented ${plan.taskId} ${String(options)}`);
+    const logs: TesOutputFileLog[] = [];
+    for (const output of plan.outputs) {
+      const label = `outputs[${output.index}]`;
+      try {
+        const files = await this.filesOf(output, options);
+        await inParallel(files, PARALLEL_TRANSFERS, async (file) => {
+          const bytes = await this.registry.forUrl(file.url).upload(file.hostPath, file.url, options);
+          logs.push({ url: redactUrl(file.url), path: file.containerPath, size_bytes: String(bytes) });
+        });
+      } catch (err) {
+        throw stagingError(`uploading ${label} (${output.containerPath} to ${redactUrl(output.url)}) failed`, err);
+      }
+    }
+    return logs;
   }
+
+  private async filesOf(output: PlanOutput, options: StagingOptions): Promise<Array<{ hostPath: string; containerPath: string; url: string }>> {
+    if (output.glob) {
+      const { hostPrefix, containerPrefix, hostPattern } = output.glob;
+      const matches = await fg(fg.escapePath(output.glob.hostPrefix) + hostPattern.slice(hostPrefix.length), {
+        dot: true,
+        onlyFiles: true,
+        followSymbolicLinks: true,
+        absolute: true,
+      });
+      if (matches.length === 0) options.log?.(`outputs[${output.index}]: ${output.containerPath} matched no files`);
+      return matches.sort().map((match) => {
+        const rel = path.relative(hostPrefix, match).split(path.sep).join('/');
+        return { hostPath: match, containerPath: path.posix.join(containerPrefix, rel), url: joinUrl(output.url, rel) };
+      });
+    }
+    const info = await fs.stat(output.hostPath).catch(() => undefined);
+    if (!info) throw new DomainError(ErrorCode.StorageFailed, `${output.containerPath} does not exist`);
+    if (output.type === 'FILE') {
+      if (!info.isFile()) throw new DomainError(ErrorCode.StorageFailed, `${output.containerPath} is not a file`);
+      return [{ hostPath: output.hostPath, containerPath: output.containerPath, url: output.url }];
+    }
+    if (!info.isDirectory()) throw new DomainError(ErrorCode.StorageFailed, `${output.containerPath} is not a directory`);
+    const files: Array<{ hostPath: string; containerPath: string; url: string }> = [];
+    const walk = async (dir: string, rel: string): Promise<void> => {
+      for (const name of (await fs.readdir(dir)).sort()) {
+        const full = path.join(dir, name);
+        const relPath = rel ? `${rel}/${name}` : name;
+        const stat = await fs.stat(full); // follows symlinks (Cromwell's glob directories hold links)
+        if (stat.isDirectory()) await walk(full, relPath);
+        else if (stat.isFile()) files.push({ hostPath: full, containerPath: path.posix.join(output.containerPath, relPath), url: joinUrl(output.url, relPath) });
+      }
+    };
+    await walk(output.hostPath, '');
+    return files;
+  }
+}
+
+/** Appends a relative path to a directory URL or path; http(s) segments are percent-encoded. */
+export function joinUrl(base: string, relative: string): string {
+  const http = /^https?:/i.test(base);
+  const rel = relative.split('/').map((segment) => (http ? encodeURIComponent(segment) : segment)).join('/');
+  return `${base.replace(/\/+$/, '')}/${rel}`;
+}
+
+function stagingError(context: string, err: unknown): DomainError {
+  const detail = redactText(err instanceof Error ? err.message : String(err));
+  const code = err instanceof DomainError ? err.code : ErrorCode.StorageFailed;
+  return new DomainError(code, `${context}: ${detail}`);
+}
+
+async function inParallel<T>(items: readonly T[], limit: number, work: (item: T) => Promise<void>): Promise<void> {
+  let next = 0;
+  let failure: unknown;
+  const worker = async () => {
+    while (next < items.length && failure === undefined) {
+      const item = items[next++];
+      try {
+        await work(item);
+      } catch (err) {
+        failure ??= err;
+      }
+    }
+  };
+  await Promise.all(Array.from({ length: Math.min(limit, items.length) }, worker));
+  if (failure !== undefined) throw failure;
 }
