@@ -59,7 +59,6 @@ export const settingsSchema = {
       log_tail_bytes: int(65_536, 1024, 16 * 1024 * 1024),
       log_refresh_ms: int(1000, 100, 60_000),
       keep_task_dirs: bool(false),
-      stop_timeout_s: int(2, 0, 300),
     },
   },
   storage: {

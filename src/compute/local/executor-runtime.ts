@@ -1,0 +1,40 @@
+import type { ExecutionPlan, PlanExecutor } from '../execution-plan';
+import type { ExecutorOutput } from './executor-output';
+
+// How the local backend runs one executor. Two implementations: DockerRuntime (containers) and
+// ProcessRuntime (plain child processes, for hosts without Docker).
+
+export interface ExecutorExit {
+  exitCode: number;
+  startTime: string;
+  endTime: string;
+}
+
+export interface RunningExecutor {
+  readonly startTime: string;
+  /** Settles when the executor has exited and all its output has been written to `output`. */
+  readonly exited: Promise<ExecutorExit>;
+}
+
+/** An executor a previous tesp process started, found by its labels. */
+export interface LeftoverExecutor {
+  index: number;
+  running: boolean;
+}
+
+export interface ExecutorRuntime {
+  readonly kind: 'docker' | 'process';
+  /** Whether executors outlive tesp and can be adopted by the next process. */
+  readonly survivesRestart: boolean;
+  start(plan: ExecutionPlan, executor: PlanExecutor, output: ExecutorOutput): Promise<RunningExecutor>;
+  /** Executors of a task left by an earlier process, by executor index. */
+  leftovers(taskId: string): Promise<LeftoverExecutor[]>;
+  /** Follows a leftover executor, replaying its output from the start. */
+  adopt(taskId: string, index: number, output: ExecutorOutput): Promise<RunningExecutor>;
+  /** Kills and removes every executor of a task; resolves when they are gone. */
+  removeAll(taskId: string): Promise<void>;
+}
+
+export function executorName(taskId: string, index: number): string {
+  return `tesp-${taskId}-${index}`;
+}

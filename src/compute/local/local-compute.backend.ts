@@ -1,0 +1,181 @@
+import { promises as fs } from 'node:fs';
+import * as path from 'node:path';
+import type { Logger } from '../../common/logger';
+import { redactText } from '../../common/redact';
+import type { StagingService } from '../../storage/staging.service';
+import { TaskRecord, TesState } from '../../tasks/tes-task';
+import type { ComputeBackend, ResumeOutcome, TaskUpdate, UpdateListener } from '../compute-backend';
+import { buildExecutionPlan, ExecutionPlan, PlanExecutor } from '../execution-plan';
+import { ExecutorOutput } from './executor-output';
+import type { ExecutorRuntime, LeftoverExecutor, RunningExecutor } from './executor-runtime';
+
+export interface LocalBackendSettings {
+  workDir: string;
+  logTailBytes: number;
+  logRefreshMs: number;
+  keepTaskDirs: boolean;
+}
+
+interface Run {
+  abort: AbortController;
+  /** Set by detach(): stop reporting and leave the executors running for the next process. */
+  detached: boolean;
+  done: Promise<void>;
+}
+
+/** Runs tasks on this machine: stage in, executors in order through a runtime, stage out, report. */
+export class LocalComputeBackend implements ComputeBackend {
+  readonly name = 'local';
+  readonly supportedBackendParameters = ['shm_size_gb'] as const;
+  private listener?: UpdateListener;
+  private readonly runs = new Map<string, Run>();
+
+  constructor(
+    private readonly runtime: ExecutorRuntime,
+    private readonly staging: StagingService,
+    private readonly settings: LocalBackendSettings,
+    private readonly logger: Logger,
+  ) {}
+
+  onUpdate(listener: UpdateListener): void {
+    this.listener = listener;
+  }
+
+  activeCount(): number {
+    return this.runs.size;
+  }
+
+  async submit(task: TaskRecord): Promise<void> {
+    if (this.runs.has(task.id)) return;
+    this.begin(task, undefined);
+  }
+
+  async cancel(taskId: string): Promise<void> {
+    const run = this.runs.get(taskId);
+    run?.abort.abort();
+    await this.runtime.removeAll(taskId);
+    await run?.done;
+  }
+
+  async resume(task: TaskRecord): Promise<ResumeOutcome> {
+    if (this.runs.has(task.id)) return { kind: 'resumed', detail: 'already running' };
+    const leftovers = await this.runtime.leftovers(task.id);
+    if (leftovers.length > 0) {
+      this.begin(task, leftovers);
+      const running = leftovers.filter((l) => l.running).length;
+      return { kind: 'resumed', detail: `adopted ${leftovers.length} executor container(s), ${running} still running` };
+    }
+    if (task.state === TesState.INITIALIZING) {
+      this.begin(task, undefined);
+      return { kind: 'resumed', detail: 'no executor had started; staging the inputs again' };
+    }
+    return {
+      kind: 'lost',
+      reason: this.runtime.survivesRestart
+        ? 'its executor containers are gone'
+        : `the ${this.runtime.kind} runtime cannot adopt executors after a restart`,
+    };
+  }
+
+  async detach(): Promise<void> {
+    const runs = [...this.runs.entries()];
+    for (const [, run] of runs) {
+      run.detached = true;
+      run.abort.abort();
+    }
+    // Without containers nothing survives: stop the processes rather than orphan them.
+    if (!this.runtime.survivesRestart) await Promise.all(runs.map(([id]) => this.runtime.removeAll(id)));
+    this.runs.clear();
+  }
+
+  private begin(task: TaskRecord, leftovers: LeftoverExecutor[] | undefined): void {
+    const run: Run = { abort: new AbortController(), detached: false, done: Promise.resolve() };
+    this.runs.set(task.id, run);
+    run.done = this.execute(task, run, leftovers)
+      .catch((err: unknown) => this.logger.error({ taskId: task.id, err: messageOf(err) }, 'local backend run failed'))
+      .finally(() => {
+        if (this.runs.get(task.id) === run) this.runs.delete(task.id);
+      });
+  }
+
+  private async execute(task: TaskRecord, run: Run, leftovers: LeftoverExecutor[] | undefined): Promise<void> {
+    const emit = (update: TaskUpdate) => {
+      if (!run.abort.signal.aborted) this.listener?.(task.id, update);
+    };
+    const log = (message: string) => emit({ kind: 'system-log', message });
+    const plan = buildExecutionPlan(task, path.join(this.settings.workDir, task.id));
+    const options = { signal: run.abort.signal, log };
+    try {
+      if (!leftovers) {
+        await this.runtime.removeAll(task.id);
+        await fs.rm(plan.taskDir, { recursive: true, force: true });
+        await this.staging.stageInputs(plan, options);
+      }
+      if (plan.executors.length > 0) emit({ kind: 'running' });
+      let executorFailed = false;
+      for (const executor of plan.executors) {
+        if (run.abort.signal.aborted) return;
+        const leftover = leftovers?.find((l) => l.index === executor.index);
+        if (leftovers && !leftover && executor.index < Math.max(...leftovers.map((l) => l.index))) {
+          throw new Error(`executors[${executor.index}] left no container behind`);
+        }
+        const exitCode = await this.runExecutor(plan, executor, leftover !== undefined, emit);
+        if (run.abort.signal.aborted) return;
+        if (exitCode !== 0 && !executor.ignoreError) {
+          executorFailed = true;
+          break;
+        }
+      }
+      try {
+        const outputs = await this.staging.stageOutputs(plan, options);
+        if (outputs.length > 0) emit({ kind: 'output-uploaded', outputs });
+      } catch (err) {
+        if (!executorFailed) throw err;
+        log(`outputs after the executor error: ${messageOf(err)}`);
+      }
+      emit({ kind: 'finished', state: executorFailed ? 'EXECUTOR_ERROR' : 'COMPLETE' });
+    } catch (err) {
+      emit({ kind: 'finished', state: 'SYSTEM_ERROR', reason: messageOf(err) });
+    } finally {
+      if (!run.detached) await this.cleanUp(task.id, plan);
+    }
+  }
+
+  private async runExecutor(plan: ExecutionPlan, executor: PlanExecutor, adopt: boolean, emit: (u: TaskUpdate) => void): Promise<number> {
+    for (const file of [executor.stdoutHostPath, executor.stderrHostPath]) if (file) await fs.mkdir(path.dirname(file), { recursive: true });
+    const output = new ExecutorOutput(this.settings.logTailBytes, executor.stdoutHostPath, executor.stderrHostPath);
+    let running: RunningExecutor;
+    try {
+      running = adopt ? await this.runtime.adopt(plan.taskId, executor.index, output) : await this.runtime.start(plan, executor, output);
+    } catch (err) {
+      await output.close();
+      throw err;
+    }
+    emit({ kind: 'executor-started', index: executor.index, startTime: running.startTime });
+    const refresh = setInterval(() => {
+      const changes = output.takeChanges();
+      if (changes) emit({ kind: 'executor-output', index: executor.index, ...changes });
+    }, this.settings.logRefreshMs);
+    try {
+      const exit = await running.exited;
+      await output.close();
+      emit({ kind: 'executor-finished', index: executor.index, endTime: exit.endTime, exitCode: exit.exitCode, ...output.snapshot() });
+      return exit.exitCode;
+    } finally {
+      clearInterval(refresh);
+    }
+  }
+
+  private async cleanUp(taskId: string, plan: ExecutionPlan): Promise<void> {
+    try {
+      await this.runtime.removeAll(taskId);
+      if (!this.settings.keepTaskDirs) await fs.rm(plan.taskDir, { recursive: true, force: true });
+    } catch (err) {
+      this.logger.warn({ taskId, err: messageOf(err) }, 'could not clean up after a task');
+    }
+  }
+}
+
+function messageOf(err: unknown): string {
+  return redactText(err instanceof Error ? err.message : String(err));
+}
