@@ -1,0 +1,58 @@
+#!/usr/bin/env node
+import 'reflect-metadata';
+import { NestFactory } from '@nestjs/core';
+import type { NestExpressApplication } from '@nestjs/platform-express';
+import { AppModule } from './app.module';
+import { loadSettings, SettingsError } from './config/settings.loader';
+import type { Settings } from './config/settings.schema';
+import { createLogger, Logger } from './common/logger';
+import { PinoNestLogger } from './common/nest-logger';
+import { setupHttpApp } from './api-docs/setup-http-app';
+
+const USAGE = 'usage: tesp [serve]   (serves the TES API; settings from settings/*.yaml, TESP_PROFILE and TESP_* variables)';
+
+async function serve(settings: Settings, logger: Logger): Promise<void> {
+  const app = await NestFactory.create<NestExpressApplication>(AppModule.forRoot(settings, logger), {
+    logger: new PinoNestLogger(logger),
+    // setupHttpApp installs the JSON parser with the configured limit; Nest's 100 kB default would win otherwise.
+    bodyParser: false,
+  });
+  setupHttpApp(app, settings);
+  app.enableShutdownHooks(['SIGTERM', 'SIGINT']);
+  await app.listen(settings.server.port, settings.server.host);
+  const address = app.getHttpServer().address();
+  logger.info({ address, port: typeof address === 'object' && address ? address.port : settings.server.port }, 'tesp is serving the TES API');
+}
+
+async function main(): Promise<void> {
+  const command = process.argv[2] ?? 'serve';
+  if (command === '--help' || command === '-h') {
+    console.log(USAGE);
+    return;
+  }
+  if (command !== 'serve') {
+    console.error(`tesp: unknown command "${command}"\n${USAGE}`);
+    process.exitCode = 2;
+    return;
+  }
+  let settings: Settings;
+  try {
+    settings = loadSettings();
+  } catch (err) {
+    if (err instanceof SettingsError) {
+      console.error(JSON.stringify({ level: 'fatal', service: 'tesp', msg: `invalid settings: ${err.message}` }));
+      process.exitCode = 1;
+      return;
+    }
+    throw err;
+  }
+  const logger = createLogger(settings.logging.level);
+  try {
+    await serve(settings, logger);
+  } catch (err) {
+    logger.fatal({ err: err instanceof Error ? err.message : String(err) }, 'tesp could not start');
+    process.exit(1);
+  }
+}
+
+void main();

@@ -1,0 +1,42 @@
+import { Inject, Injectable } from '@nestjs/common';
+import { readFileSync } from 'node:fs';
+import * as path from 'node:path';
+import { SETTINGS } from '../config/settings.module';
+import type { Settings } from '../config/settings.schema';
+import { COMPUTE_BACKEND, ComputeBackend } from '../compute/compute-backend';
+import { StorageRegistry } from '../storage/storage-registry';
+
+const VERSION: string = JSON.parse(readFileSync(path.resolve(__dirname, '..', '..', 'package.json'), 'utf8')).version;
+
+/** GA4GH service-info for TES, built from settings and from what is actually enabled. */
+@Injectable()
+export class ServiceInfoService {
+  private readonly body: Record<string, unknown>;
+
+  constructor(
+    @Inject(SETTINGS) settings: Settings,
+    @Inject(COMPUTE_BACKEND) backend: ComputeBackend,
+    storage: StorageRegistry,
+  ) {
+    const info = settings.service_info;
+    this.body = {
+      id: info.id,
+      name: info.name,
+      type: { group: 'org.ga4gh', artifact: 'tes', version: '1.1.0' },
+      description: info.description,
+      organization: { name: info.organization_name, url: info.organization_url },
+      contactUrl: info.contact_url,
+      documentationUrl: info.documentation_url,
+      createdAt: info.created_at,
+      updatedAt: info.created_at,
+      environment: info.environment,
+      version: VERSION,
+      storage: storage.locations(),
+      tesResources_backend_parameters: [...backend.supportedBackendParameters],
+    };
+  }
+
+  get(): Record<string, unknown> {
+    return this.body;
+  }
+}

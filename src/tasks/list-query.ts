@@ -1,0 +1,75 @@
+import { DomainError, ErrorCode } from '../common/domain-error';
+import type { TagFilter, TaskListQuery } from '../persistence/task-repository';
+import { ALL_STATES, TaskView, TesState } from './tes-task';
+
+export const DEFAULT_PAGE_SIZE = 256;
+export const MAX_PAGE_SIZE = 2048;
+
+type Query = Record<string, unknown>;
+
+const invalid = (message: string) => new DomainError(ErrorCode.InvalidArgument, message);
+
+function single(query: Query, key: string): string | undefined {
+  const v = query[key];
+  if (v === undefined) return undefined;
+  if (typeof v !== 'string') throw invalid(`${key}: give it once`);
+  return v;
+}
+
+function many(query: Query, key: string): string[] {
+  const v = query[key];
+  if (v === undefined) return [];
+  const list = Array.isArray(v) ? v : [v];
+  if (list.some((item) => typeof item !== 'string')) throw invalid(`${key}: must be plain values`);
+  return list as string[];
+}
+
+/** `view`, case-insensitive; MINIMAL when absent. */
+export function parseView(query: Query): TaskView {
+  const raw = single(query, 'view');
+  if (raw === undefined || raw === '') return TaskView.MINIMAL;
+  const view = raw.toUpperCase() as TaskView;
+  if (!Object.values(TaskView).includes(view)) throw invalid(`view: must be one of MINIMAL, BASIC, FULL, got "${raw}"`);
+  return view;
+}
+
+export interface ListRequest {
+  view: TaskView;
+  query: TaskListQuery;
+}
+
+export function parseListQuery(query: Query): ListRequest {
+  const view = parseView(query);
+  const state = single(query, 'state');
+  if (state !== undefined && state !== '' && !ALL_STATES.includes(state as TesState)) {
+    throw invalid(`state: must be one of ${ALL_STATES.join(', ')}, got "${state}"`);
+  }
+  const rawSize = single(query, 'page_size');
+  let pageSize = DEFAULT_PAGE_SIZE;
+  if (rawSize !== undefined && rawSize !== '') {
+    pageSize = /^\d+$/.test(rawSize) ? Number(rawSize) : NaN;
+    if (!Number.isInteger(pageSize) || pageSize < 1 || pageSize > MAX_PAGE_SIZE) {
+      throw invalid(`page_size: must be an integer from 1 to ${MAX_PAGE_SIZE}, got "${rawSize}"`);
+    }
+  }
+  const keys = many(query, 'tag_key');
+  const values = many(query, 'tag_value');
+  if (values.length > keys.length) throw invalid('tag_value: more values than tag_key parameters');
+  const tags: TagFilter[] = keys.map((key, i) => {
+    if (key === '') throw invalid(`tag_key[${i}]: must not be empty`);
+    return values[i] ? { key, value: values[i] } : { key };
+  });
+  const namePrefix = single(query, 'name_prefix');
+  const pageToken = single(query, 'page_token');
+  return {
+    view,
+    query: {
+      namePrefix: namePrefix || undefined,
+      state: (state || undefined) as TesState | undefined,
+      tags,
+      pageSize,
+      pageToken: pageToken === undefined ? undefined : pageToken,
+      fields: view === TaskView.MINIMAL ? 'minimal' : 'full',
+    },
+  };
+}

@@ -1,0 +1,220 @@
+import * as path from 'node:path';
+import { DomainError, ErrorCode } from '../common/domain-error';
+import type { FileType, TesExecutor, TesInput, TesOutput, TesResources, TesTaskRequest } from './tes-task';
+
+// Turns a client's JSON into a TesTaskRequest. Lenient where clients differ (unknown fields, nulls, read-only
+// fields, a missing `type`, float cpu_cores), strict where a task could not run (types, required fields, paths).
+// Every error names the field, e.g. "executors[0].image: required".
+
+type Json = Record<string, unknown>;
+
+class Fields {
+  constructor(private readonly at: string) {}
+
+  fail(field: string, problem: string): never {
+    throw new DomainError(ErrorCode.InvalidArgument, `${this.join(field)}: ${problem}`);
+  }
+
+  join(field: string): string {
+    return this.at ? (field.startsWith('[') ? `${this.at}${field}` : `${this.at}.${field}`) : field;
+  }
+}
+
+const isAbsent = (v: unknown) => v === undefined || v === null;
+
+function object(value: unknown, where: string): Json {
+  if (typeof value !== 'object' || value === null || Array.isArray(value)) {
+    throw new DomainError(ErrorCode.InvalidArgument, `${where || 'body'}: must be a JSON object`);
+  }
+  return value as Json;
+}
+
+function optString(obj: Json, key: string, f: Fields): string | undefined {
+  const v = obj[key];
+  if (isAbsent(v)) return undefined;
+  if (typeof v !== 'string') f.fail(key, 'must be a string');
+  return v;
+}
+
+function reqString(obj: Json, key: string, f: Fields): string {
+  const v = optString(obj, key, f);
+  if (v === undefined || v === '') f.fail(key, 'required');
+  return v;
+}
+
+function optBool(obj: Json, key: string, f: Fields): boolean | undefined {
+  const v = obj[key];
+  if (isAbsent(v)) return undefined;
+  if (typeof v !== 'boolean') f.fail(key, 'must be true or false');
+  return v;
+}
+
+function optNumber(obj: Json, key: string, f: Fields, min = 0): number | undefined {
+  const v = obj[key];
+  if (isAbsent(v)) return undefined;
+  if (typeof v !== 'number' || !Number.isFinite(v)) f.fail(key, 'must be a number');
+  if (v < min) f.fail(key, `must be at least ${min}`);
+  return v;
+}
+
+function optArray(obj: Json, key: string, f: Fields): unknown[] | undefined {
+  const v = obj[key];
+  if (isAbsent(v)) return undefined;
+  if (!Array.isArray(v)) f.fail(key, 'must be an array');
+  return v;
+}
+
+function stringList(obj: Json, key: string, f: Fields): string[] | undefined {
+  const items = optArray(obj, key, f);
+  return items?.map((item, i) => {
+    if (typeof item !== 'string') f.fail(`${key}[${i}]`, 'must be a string');
+    return item;
+  });
+}
+
+/** A string map; null values are dropped (Cromwell sends them), other non-strings are refused. */
+function stringMap(obj: Json, key: string, f: Fields): Record<string, string> | undefined {
+  const v = obj[key];
+  if (isAbsent(v)) return undefined;
+  if (typeof v !== 'object' || Array.isArray(v)) f.fail(key, 'must be an object of strings');
+  const out: Record<string, string> = {};
+  for (const [k, value] of Object.entries(v as Json)) {
+    if (value === null) continue;
+    if (typeof value !== 'string') f.fail(`${key}.${k}`, 'must be a string');
+    out[k] = value;
+  }
+  return out;
+}
+
+function absolutePath(value: string | undefined, field: string, f: Fields): void {
+  if (value === undefined) return;
+  if (!value.startsWith('/')) f.fail(field, `must be an absolute path, got "${value}"`);
+  if (value.split('/').includes('..')) f.fail(field, `must not contain "..", got "${value}"`);
+  if (value.includes('\0')) f.fail(field, 'must not contain NUL');
+}
+
+function fileType(obj: Json, f: Fields): FileType {
+  const v = obj.type;
+  if (isAbsent(v)) return 'FILE';
+  if (v !== 'FILE' && v !== 'DIRECTORY') f.fail('type', 'must be FILE or DIRECTORY');
+  return v;
+}
+
+const GLOB = /[*?[\]{}]/;
+
+function parseInput(raw: unknown, where: string): TesInput {
+  const obj = object(raw, where);
+  const f: Fields = new Fields(where);
+  const content = optString(obj, 'content', f);
+  const url = optString(obj, 'url', f);
+  const input: TesInput = {
+    name: optString(obj, 'name', f),
+    description: optString(obj, 'description', f),
+    path: reqString(obj, 'path', f),
+    type: fileType(obj, f),
+    streamable: optBool(obj, 'streamable', f),
+  };
+  absolutePath(input.path, 'path', f);
+  if (content !== undefined && content !== '') {
+    // The spec: when content is set, url is ignored.
+    if (input.type === 'DIRECTORY') f.fail('type', 'an input with content must be a FILE');
+    input.content = content;
+  } else if (url) {
+    input.url = url;
+  } else {
+    f.fail('url', 'required unless content is given');
+  }
+  return strip(input);
+}
+
+function parseOutput(raw: unknown, where: string): TesOutput {
+  const obj = object(raw, where);
+  const f: Fields = new Fields(where);
+  const output: TesOutput = {
+    name: optString(obj, 'name', f),
+    description: optString(obj, 'description', f),
+    url: reqString(obj, 'url', f),
+    path: reqString(obj, 'path', f),
+    path_prefix: optString(obj, 'path_prefix', f),
+    type: fileType(obj, f),
+  };
+  absolutePath(output.path, 'path', f);
+  if (path.posix.normalize(output.path) === '/') f.fail('path', 'must not be the container root');
+  if (GLOB.test(output.path)) {
+    if (output.path_prefix === undefined) f.fail('path_prefix', 'required when path contains wildcards');
+    absolutePath(output.path_prefix, 'path_prefix', f);
+    const prefix = output.path_prefix.replace(/\/+$/, '');
+    if (GLOB.test(prefix)) f.fail('path_prefix', 'must not contain wildcards');
+    if (!output.path.startsWith(prefix + '/')) f.fail('path_prefix', `must be a directory prefix of path "${output.path}"`);
+  } else if (output.path_prefix !== undefined) {
+    absolutePath(output.path_prefix, 'path_prefix', f);
+  }
+  return strip(output);
+}
+
+function parseExecutor(raw: unknown, where: string): TesExecutor {
+  const obj = object(raw, where);
+  const f: Fields = new Fields(where);
+  const command = stringList(obj, 'command', f);
+  if (!command || command.length === 0) f.fail('command', 'required: a non-empty array of strings');
+  const executor: TesExecutor = {
+    image: reqString(obj, 'image', f),
+    command,
+    workdir: optString(obj, 'workdir', f),
+    stdin: optString(obj, 'stdin', f),
+    stdout: optString(obj, 'stdout', f),
+    stderr: optString(obj, 'stderr', f),
+    env: stringMap(obj, 'env', f),
+    ignore_error: optBool(obj, 'ignore_error', f),
+  };
+  for (const key of ['workdir', 'stdin', 'stdout', 'stderr'] as const) absolutePath(executor[key], key, f);
+  return strip(executor);
+}
+
+function parseResources(raw: unknown): TesResources | undefined {
+  if (isAbsent(raw)) return undefined;
+  const obj = object(raw, 'resources');
+  const f: Fields = new Fields('resources');
+  const cpu = optNumber(obj, 'cpu_cores', f, 1);
+  const resources: TesResources = {
+    // The v1.2 draft allows fractions; clients such as py-tes need an integer back, so round up.
+    cpu_cores: cpu === undefined ? undefined : Math.ceil(cpu),
+    preemptible: optBool(obj, 'preemptible', f),
+    ram_gb: optNumber(obj, 'ram_gb', f),
+    disk_gb: optNumber(obj, 'disk_gb', f),
+    zones: stringList(obj, 'zones', f),
+    backend_parameters: stringMap(obj, 'backend_parameters', f),
+    backend_parameters_strict: optBool(obj, 'backend_parameters_strict', f),
+  };
+  if (resources.cpu_cores !== undefined && resources.cpu_cores > 2 ** 31 - 1) f.fail('cpu_cores', 'too large');
+  return strip(resources);
+}
+
+export function parseTaskRequest(body: unknown): TesTaskRequest {
+  const obj = object(body, '');
+  const f: Fields = new Fields('');
+  const executorsRaw = optArray(obj, 'executors', f);
+  if (!executorsRaw) f.fail('executors', 'required: an array of executors');
+  const task: TesTaskRequest = {
+    name: optString(obj, 'name', f),
+    description: optString(obj, 'description', f),
+    inputs: optArray(obj, 'inputs', f)?.map((raw, i) => parseInput(raw, `inputs[${i}]`)),
+    outputs: optArray(obj, 'outputs', f)?.map((raw, i) => parseOutput(raw, `outputs[${i}]`)),
+    resources: parseResources(obj.resources),
+    executors: executorsRaw.map((raw, i) => parseExecutor(raw, `executors[${i}]`)),
+    volumes: stringList(obj, 'volumes', f),
+    tags: stringMap(obj, 'tags', f),
+  };
+  // No executors: a transfer-only task, which needs something to transfer.
+  if (task.executors.length === 0 && !task.inputs?.length && !task.outputs?.length) {
+    f.fail('executors', 'must not be empty (a task without executors must have inputs or outputs)');
+  }
+  task.volumes?.forEach((v, i) => absolutePath(v, `volumes[${i}]`, f));
+  return strip(task);
+}
+
+/** Drops undefined fields so stored tasks and views carry only what was given. */
+function strip<T extends object>(value: T): T {
+  for (const key of Object.keys(value) as Array<keyof T>) if (value[key] === undefined) delete value[key];
+  return value;
+}

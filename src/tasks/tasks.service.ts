@@ -1,0 +1,103 @@
+import { Inject, Injectable } from '@nestjs/common';
+import { randomUUID } from 'node:crypto';
+import { DomainError, ErrorCode } from '../common/domain-error';
+import { COMPUTE_BACKEND, ComputeBackend } from '../compute/compute-backend';
+import { TASK_REPOSITORY, TaskRepository } from '../persistence/task-repository';
+import { StorageRegistry } from '../storage/storage-registry';
+import { parseListQuery, parseView } from './list-query';
+import { TaskLifecycleService } from './task-lifecycle.service';
+import { parseTaskRequest } from './task-request.parser';
+import { renderTask, TaskViewBody } from './task-views';
+import { TaskRecord, TesState, TesTaskRequest } from './tes-task';
+
+export interface ListTasksBody {
+  tasks: TaskViewBody[];
+  next_page_token?: string;
+}
+
+@Injectable()
+export class TasksService {
+  constructor(
+    @Inject(TASK_REPOSITORY) private readonly repo: TaskRepository,
+    @Inject(COMPUTE_BACKEND) private readonly backend: ComputeBackend,
+    private readonly storage: StorageRegistry,
+    private readonly lifecycle: TaskLifecycleService,
+  ) {}
+
+  /** Validates and stores a task; it is on disk before its id is returned. */
+  async create(body: unknown): Promise<{ id: string }> {
+    const request = parseTaskRequest(body);
+    await this.checkUrls(request);
+    const warnings = this.applyBackendParameters(request);
+    const task: TaskRecord = {
+      ...request,
+      id: randomUUID(),
+      state: TesState.QUEUED,
+      creation_time: new Date().toISOString(),
+      logs: warnings.length > 0 ? [{ logs: [], outputs: [], system_logs: warnings }] : [],
+    };
+    await this.repo.insert(task);
+    this.lifecycle.taskCreated(task.id);
+    return { id: task.id };
+  }
+
+  async get(id: string, query: Record<string, unknown>): Promise<TaskViewBody> {
+    const view = parseView(query);
+    const task = await this.repo.get(id);
+    if (!task) throw new DomainError(ErrorCode.NotFound, `task ${id} not found`);
+    return renderTask(task, view);
+  }
+
+  async list(rawQuery: Record<string, unknown>): Promise<ListTasksBody> {
+    const { view, query } = parseListQuery(rawQuery);
+    const page = await this.repo.list(query);
+    const body: ListTasksBody = { tasks: page.tasks.map((task) => renderTask(task, view)) };
+    if (page.nextPageToken) body.next_page_token = page.nextPageToken;
+    return body;
+  }
+
+  async cancel(id: string): Promise<Record<string, never>> {
+    await this.lifecycle.cancel(id);
+    return {};
+  }
+
+  /** Every URL must name an enabled scheme (and, for files, an allowed directory) before the task is stored. */
+  private async checkUrls(request: TesTaskRequest): Promise<void> {
+    const urls: Array<[string, string | undefined]> = [
+      ...(request.inputs ?? []).map((input, i): [string, string | undefined] => [`inputs[${i}].url`, input.content ? undefined : input.url]),
+      ...(request.outputs ?? []).map((output, i): [string, string | undefined] => [`outputs[${i}].url`, output.url]),
+    ];
+    for (const [field, url] of urls) {
+      if (url === undefined) continue;
+      const problem = await this.storage.validateUrl(url);
+      if (problem) throw new DomainError(ErrorCode.InvalidArgument, `${field}: ${problem}`);
+    }
+  }
+
+  /**
+   * Keeps the backend parameters the compute backend supports (keys compared case-insensitively, stored in lower
+   * case); unsupported keys are refused when strict, otherwise dropped with a warning for system_logs.
+   */
+  private applyBackendParameters(request: TesTaskRequest): string[] {
+    const params = request.resources?.backend_parameters;
+    if (!params || !request.resources) return [];
+    const supported = new Set(this.backend.supportedBackendParameters);
+    const kept: Record<string, string> = {};
+    const dropped: string[] = [];
+    for (const [key, value] of Object.entries(params)) {
+      const lower = key.toLowerCase();
+      if (supported.has(lower)) kept[lower] = value;
+      else dropped.push(key);
+    }
+    const shm = kept.shm_size_gb;
+    if (shm !== undefined && !(Number(shm) > 0)) {
+      throw new DomainError(ErrorCode.InvalidArgument, `resources.backend_parameters.shm_size_gb: must be a positive number of GiB, got "${shm}"`);
+    }
+    const list = [...supported].join(', ') || 'none';
+    if (dropped.length > 0 && request.resources.backend_parameters_strict) {
+      throw new DomainError(ErrorCode.InvalidArgument, `resources.backend_parameters: unsupported key(s) ${dropped.join(', ')} with backend_parameters_strict (supported: ${list})`);
+    }
+    request.resources.backend_parameters = kept;
+    return dropped.length > 0 ? [`backend_parameters: unsupported key(s) dropped: ${dropped.join(', ')} (supported: ${list})`] : [];
+  }
+}
