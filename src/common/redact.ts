@@ -10,14 +10,20 @@ export function redactUrl(raw: string): string {
   } catch {
     return raw.replace(/\/\/[^/@\s]*@/g, '//***@');
   }
+  let changed = false;
   if (url.username || url.password) {
     url.username = '***';
     url.password = '';
+    changed = true;
   }
   for (const key of [...url.searchParams.keys()]) {
-    if (SECRET_QUERY_KEYS.test(key)) url.searchParams.set(key, '***');
+    if (SECRET_QUERY_KEYS.test(key)) {
+      url.searchParams.set(key, '***');
+      changed = true;
+    }
   }
-  return url.toString();
+  // URLs without secrets are returned exactly as given, so clients see their own URLs back.
+  return changed ? url.toString() : raw;
 }
 
 /** Replaces every URL with userinfo inside free text (error messages from libraries). */

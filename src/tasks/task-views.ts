@@ -1,3 +1,4 @@
+import { redactUrl } from '../common/redact';
 import type { TaskRecord, TesExecutorLog, TesTaskLog } from './tes-task';
 import { TaskView } from './tes-task';
 
@@ -13,8 +14,10 @@ export function renderTask(task: Pick<TaskRecord, 'id' | 'state'> & Partial<Task
     state: task.state,
     name: task.name,
     description: task.description,
-    inputs: task.inputs?.map((input) => compact({ ...input, content: full ? input.content : undefined, type: input.type ?? 'FILE' })),
-    outputs: task.outputs?.map((output) => compact({ ...output, type: output.type ?? 'FILE' })),
+    inputs: task.inputs?.map((input) =>
+      compact({ ...input, url: input.url && redactUrl(input.url), content: full ? input.content : undefined, type: input.type ?? 'FILE' }),
+    ),
+    outputs: task.outputs?.map((output) => compact({ ...output, url: redactUrl(output.url), type: output.type ?? 'FILE' })),
     resources: task.resources && compact({ ...task.resources, cpu_cores: task.resources.cpu_cores === undefined ? undefined : Math.ceil(task.resources.cpu_cores) }),
     executors: task.executors,
     volumes: task.volumes,
@@ -31,7 +34,7 @@ function renderTaskLog(log: TesTaskLog, full: boolean): TaskViewBody {
     metadata: log.metadata,
     start_time: log.start_time,
     end_time: log.end_time,
-    outputs: (log.outputs ?? []).map((o) => ({ url: o.url, path: o.path, size_bytes: String(o.size_bytes) })),
+    outputs: (log.outputs ?? []).map((o) => ({ url: redactUrl(o.url), path: o.path, size_bytes: String(o.size_bytes) })),
     system_logs: full ? (log.system_logs ?? []) : undefined,
   });
 }
