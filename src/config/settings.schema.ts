@@ -45,7 +45,7 @@ export const settingsSchema = {
   },
   scheduler: {
     // A short delay before a new task is claimed leaves room to cancel it before it starts.
-    dispatch_delay_ms: int(200, 0, 60_000),
+    dispatch_delay_ms: int(200, 0, 3_600_000),
     poll_interval_ms: int(1000, 50, 60_000),
     max_concurrent_tasks: int(4, 1, 10_000),
   },

@@ -5,6 +5,7 @@ import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { createServer, IncomingMessage, Server, ServerResponse } from 'node:http';
 import * as os from 'node:os';
 import * as path from 'node:path';
+import { expectSchema } from '../support/openapi-validator';
 import { containersOf, describeWithDocker, ServiceProcess, sleep } from './service-process';
 
 interface HttpFixture {
@@ -78,6 +79,7 @@ describeWithDocker('tasks run end to end on the local Docker backend', () => {
     const task = await service.waitFor(id);
     const md5 = createHash('md5').update('hello tesp\n').digest('hex');
     expect(task.state).toBe('COMPLETE');
+    expectSchema('tesTask', task);
     expect(task.logs[0].logs[0]).toMatchObject({ exit_code: 0, stdout: `${md5}  /data/file1\n` });
     expect(task.logs[0].start_time).toBeDefined();
     expect(task.logs[0].end_time).toBeDefined();
@@ -176,6 +178,7 @@ describeWithDocker('tasks run end to end on the local Docker backend', () => {
     expect(readFileSync(path.join(shared, 'glob-out/res1.csv'), 'utf8')).toBe('r\n');
     expect(readFileSync(path.join(shared, 'glob-out/res2.csv'), 'utf8')).toBe('rr\n');
     expect(existsSync(path.join(shared, 'glob-out/other.txt'))).toBe(false);
+    expectSchema('tesTask', task);
     const outputs = [...task.logs[0].outputs].sort((a: any, b: any) => a.path.localeCompare(b.path));
     expect(outputs).toEqual([
       { url: `file://${shared}/dir-out/a.txt`, path: '/work/out/a.txt', size_bytes: '2' },
