@@ -71,6 +71,9 @@ export class HttpStorageBackend implements StorageBackend {
     try {
       const bytes = await this.withRetries(url, options, async () => {
         const headers: Record<string, string> = { 'accept-encoding': 'identity' };
+        // Resume from what reached the disk: bytes counted in flight may not have been written when the
+        // connection broke.
+        if (have > 0) have = (await fs.stat(partial).catch(() => ({ size: 0 }))).size;
         if (have > 0 && resumable) {
           headers.range = `bytes=${have}-`;
           if (validator) headers['if-range'] = validator;

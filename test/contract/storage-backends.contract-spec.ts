@@ -1,0 +1,56 @@
+import { mkdirSync, mkdtempSync, promises as fs, rmSync } from 'node:fs';
+import * as os from 'node:os';
+import * as path from 'node:path';
+import { pathToFileURL } from 'node:url';
+import { FileStorageBackend } from '../../src/storage/file/file-storage.backend';
+import { HttpStorageBackend } from '../../src/storage/http/http-storage.backend';
+import { httpTestSettings, startHttpFileServer } from '../support/http-file-server';
+import { describeStorageBackendContract } from './storage-backend.contract';
+
+describeStorageBackendContract('file', async () => {
+  const root = mkdtempSync(path.join(os.tmpdir(), 'tesp-file-store-'));
+  return {
+    backend: new FileStorageBackend([root]),
+    urlFor: (rel) => pathToFileURL(path.join(root, rel)).toString(),
+    seed: async (rel, data) => {
+      mkdirSync(path.dirname(path.join(root, rel)), { recursive: true });
+      await fs.writeFile(path.join(root, rel), data);
+    },
+    read: (rel) => fs.readFile(path.join(root, rel)),
+    cleanup: async () => rmSync(root, { recursive: true, force: true }),
+  };
+});
+
+describeStorageBackendContract('file (plain paths)', async () => {
+  const root = mkdtempSync(path.join(os.tmpdir(), 'tesp-file-store-'));
+  return {
+    backend: new FileStorageBackend([root]),
+    urlFor: (rel) => path.join(root, rel),
+    seed: async (rel, data) => {
+      mkdirSync(path.dirname(path.join(root, rel)), { recursive: true });
+      await fs.writeFile(path.join(root, rel), data);
+    },
+    read: (rel) => fs.readFile(path.join(root, rel)),
+    cleanup: async () => rmSync(root, { recursive: true, force: true }),
+  };
+});
+
+describeStorageBackendContract('http', async () => {
+  const root = mkdtempSync(path.join(os.tmpdir(), 'tesp-http-store-'));
+  const server = await startHttpFileServer(root);
+  const backend = new HttpStorageBackend(httpTestSettings);
+  return {
+    backend,
+    urlFor: (rel) => `${server.base}/${rel}`,
+    seed: async (rel, data) => {
+      mkdirSync(path.dirname(path.join(root, rel)), { recursive: true });
+      await fs.writeFile(path.join(root, rel), data);
+    },
+    read: (rel) => fs.readFile(path.join(root, rel)),
+    cleanup: async () => {
+      await backend.close();
+      await server.close();
+      rmSync(root, { recursive: true, force: true });
+    },
+  };
+});
