@@ -1,0 +1,49 @@
+import { renderTask } from './task-views';
+import { TaskRecord, TaskView, TesState } from './tes-task';
+
+const task: TaskRecord = {
+  id: 'v1',
+  state: TesState.RUNNING,
+  name: 'n',
+  creation_time: '2026-01-01T00:00:00Z',
+  inputs: [{ path: '/in', content: 'inline', type: 'FILE' }, { path: '/web', url: 'https://u:pw@example.org/x', type: 'FILE' }],
+  outputs: [{ path: '/out', url: 'file:///data/out', type: 'FILE' }],
+  resources: { cpu_cores: 2 },
+  executors: [{ image: 'alpine', command: ['true'] }],
+  logs: [
+    {
+      logs: [{ start_time: 't1', end_time: 't2', stdout: 'o', stderr: 'e', exit_code: 1 }, { start_time: 't3', stdout: 'live' }],
+      outputs: [{ url: 'https://u:pw@example.org/up', path: '/out', size_bytes: '12' }],
+      system_logs: ['note'],
+    },
+  ],
+};
+
+describe('task views', () => {
+  it('MINIMAL is only id and state', () => {
+    expect(renderTask(task, TaskView.MINIMAL)).toEqual({ id: 'v1', state: 'RUNNING' });
+  });
+
+  it('BASIC leaves out content, stdout, stderr and system_logs', () => {
+    const view = renderTask(task, TaskView.BASIC) as any;
+    expect(view.inputs[0]).toEqual({ path: '/in', type: 'FILE' });
+    expect(view.logs[0].logs[0]).toEqual({ start_time: 't1', end_time: 't2', exit_code: 1 });
+    expect(view.logs[0]).not.toHaveProperty('system_logs');
+  });
+
+  it('FULL has everything, with credentials hidden and a running executor reported with exit_code 0', () => {
+    const view = renderTask(task, TaskView.FULL) as any;
+    expect(view.inputs[0].content).toBe('inline');
+    expect(view.inputs[1].url).toBe('https://***@example.org/x');
+    expect(view.logs[0].outputs).toEqual([{ url: 'https://***@example.org/up', path: '/out', size_bytes: '12' }]);
+    expect(view.logs[0].logs[1]).toEqual({ start_time: 't3', stdout: 'live', stderr: '', exit_code: 0 });
+    expect(view.logs[0].system_logs).toEqual(['note']);
+  });
+
+  it('emits no null or undefined fields', () => {
+    const view = renderTask({ ...task, name: undefined, description: null as never, tags: undefined }, TaskView.FULL);
+    expect(JSON.stringify(view)).not.toMatch(/null/);
+    expect(view).not.toHaveProperty('name');
+    expect(view).not.toHaveProperty('description');
+  });
+});
