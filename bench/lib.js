@@ -1,0 +1,152 @@
+// Shared helpers for the benchmarks: start tesp or a bare baseline server as child processes, drive load with
+// undici, summarise latencies. Everything talks to 127.0.0.1 only and stops by itself.
+'use strict';
+const { spawn, execFileSync } = require('node:child_process');
+const { mkdtempSync, rmSync } = require('node:fs');
+const net = require('node:net');
+const os = require('node:os');
+const path = require('node:path');
+const { Pool } = require('undici');
+
+const ROOT = path.resolve(__dirname, '..');
+const children = new Set();
+
+function killChildren() {
+  for (const child of children) if (child.exitCode === null) child.kill('SIGKILL');
+}
+process.on('exit', killChildren);
+for (const signal of ['SIGINT', 'SIGTERM']) process.on(signal, () => process.exit(1));
+
+function tempDir(prefix) {
+  return mkdtempSync(path.join(os.tmpdir(), prefix));
+}
+
+function removeDir(dir) {
+  rmSync(dir, { recursive: true, force: true });
+}
+
+function freePort() {
+  return new Promise((resolve, reject) => {
+    const server = net.createServer();
+    server.once('error', reject);
+    server.listen(0, '127.0.0.1', () => {
+      const { port } = server.address();
+      server.close(() => resolve(port));
+    });
+  });
+}
+
+async function waitForHttp(url, child, timeoutMs = 30000) {
+  const deadline = Date.now() + timeoutMs;
+  while (Date.now() < deadline) {
+    if (child.exitCode !== null) throw new Error(`process exited with ${child.exitCode}`);
+    try {
+      const res = await fetch(url);
+      if (res.status < 500) return;
+    } catch {
+      // not listening yet
+    }
+    await sleep(100);
+  }
+  throw new Error(`${url} did not answer within ${timeoutMs} ms`);
+}
+
+/** Starts dist/main.js with settings as TESP_* variables; resolves to {base, stop}. */
+async function startTesp(env) {
+  const port = await freePort();
+  const child = spawn(process.execPath, [path.join(ROOT, 'dist', 'main.js')], {
+    env: { PATH: process.env.PATH, TESP_SERVER__HOST: '127.0.0.1', TESP_SERVER__PORT: String(port), TESP_LOGGING__LEVEL: 'warn', ...env },
+    stdio: ['ignore', 'ignore', 'inherit'],
+  });
+  children.add(child);
+  const origin = `http://127.0.0.1:${port}`;
+  await waitForHttp(`${origin}/ga4gh/tes/v1/service-info`, child);
+  return { origin, base: `${origin}/ga4gh/tes/v1`, stop: () => stop(child) };
+}
+
+/** A bare node:http server in its own process that reads the request body and answers `body` (a JSON string). */
+async function startBaseline(body) {
+  const port = await freePort();
+  const script = `
+    const http = require('node:http');
+    const { randomUUID } = require('node:crypto');
+    const fixed = process.env.BODY;
+    http.createServer((req, res) => {
+      const chunks = [];
+      req.on('data', (c) => chunks.push(c));
+      req.on('end', () => {
+        const out = fixed === '__ID__' ? JSON.stringify({ id: randomUUID() }) : fixed;
+        res.writeHead(200, { 'content-type': 'application/json', 'content-length': Buffer.byteLength(out) });
+        res.end(out);
+      });
+    }).listen(${port}, '127.0.0.1');`;
+  const child = spawn(process.execPath, ['-e', script], { env: { BODY: body }, stdio: ['ignore', 'ignore', 'inherit'] });
+  children.add(child);
+  const origin = `http://127.0.0.1:${port}`;
+  await waitForHttp(origin, child);
+  return { origin, stop: () => stop(child) };
+}
+
+function stop(child) {
+  return new Promise((resolve) => {
+    if (child.exitCode !== null) return resolve();
+    child.once('exit', () => resolve());
+    child.kill('SIGTERM');
+    setTimeout(() => child.kill('SIGKILL'), 5000).unref();
+  });
+}
+
+/** Sends `total` requests with `concurrency` in flight; returns {seconds, perSecond, latencies}. */
+async function load(origin, { method, path: requestPath, body, total, concurrency }) {
+  const pool = new Pool(origin, { connections: concurrency, pipelining: 1 });
+  const latencies = [];
+  let sent = 0;
+  let failures = 0;
+  const started = process.hrtime.bigint();
+  const worker = async () => {
+    while (sent < total) {
+      sent += 1;
+      const t0 = process.hrtime.bigint();
+      const res = await pool.request({ method, path: requestPath, body, headers: body ? { 'content-type': 'application/json' } : {} });
+      await res.body.text();
+      if (res.statusCode !== 200) failures += 1;
+      latencies.push(Number(process.hrtime.bigint() - t0) / 1e6);
+    }
+  };
+  await Promise.all(Array.from({ length: concurrency }, worker));
+  const seconds = Number(process.hrtime.bigint() - started) / 1e9;
+  await pool.close();
+  if (failures) throw new Error(`${failures} of ${total} requests to ${origin}${requestPath} failed`);
+  return { seconds, perSecond: total / seconds, latencies };
+}
+
+function percentile(values, p) {
+  const sorted = [...values].sort((a, b) => a - b);
+  return sorted[Math.min(sorted.length - 1, Math.floor((p / 100) * sorted.length))];
+}
+
+function median(values) {
+  return percentile(values, 50);
+}
+
+function sleep(ms) {
+  return new Promise((resolve) => setTimeout(resolve, ms));
+}
+
+function dockerAvailable() {
+  try {
+    execFileSync('docker', ['info'], { stdio: 'ignore', timeout: 15000 });
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+function machine() {
+  const cpus = os.cpus();
+  return `${os.type()} ${os.release()}, ${cpus.length} × ${cpus[0]?.model.trim()}, ${(os.totalmem() / 2 ** 30).toFixed(0)} GiB RAM, Node ${process.version}`;
+}
+
+const fmt = (n, digits = 1) => Number(n).toFixed(digits);
+
+module.exports = { ROOT, tempDir, removeDir, startTesp, startBaseline, load, percentile, median, sleep, dockerAvailable, machine, fmt };
