@@ -2,7 +2,7 @@
 // undici, summarise latencies. Everything talks to 127.0.0.1 only and stops by itself.
 'use strict';
 const { spawn, execFileSync } = require('node:child_process');
-const { mkdtempSync, rmSync } = require('node:fs');
+const { mkdtempSync, rmSync, writeFileSync } = require('node:fs');
 const net = require('node:net');
 const os = require('node:os');
 const path = require('node:path');
@@ -70,7 +70,7 @@ async function startBaseline(body) {
   const script = `
     const http = require('node:http');
     const { randomUUID } = require('node:crypto');
-    const fixed = process.env.BODY;
+    const fixed = require('node:fs').readFileSync(process.env.BODY_FILE, 'utf8');
     http.createServer((req, res) => {
       const chunks = [];
       req.on('data', (c) => chunks.push(c));
@@ -80,11 +80,20 @@ async function startBaseline(body) {
         res.end(out);
       });
     }).listen(${port}, '127.0.0.1');`;
-  const child = spawn(process.execPath, ['-e', script], { env: { BODY: body }, stdio: ['ignore', 'ignore', 'inherit'] });
+  const dir = tempDir('tesp-bench-body-');
+  const bodyFile = path.join(dir, 'body.json');
+  writeFileSync(bodyFile, body);
+  const child = spawn(process.execPath, ['-e', script], { env: { BODY_FILE: bodyFile }, stdio: ['ignore', 'ignore', 'inherit'] });
   children.add(child);
   const origin = `http://127.0.0.1:${port}`;
   await waitForHttp(origin, child);
-  return { origin, stop: () => stop(child) };
+  return {
+    origin,
+    stop: async () => {
+      await stop(child);
+      removeDir(dir);
+    },
+  };
 }
 
 function stop(child) {

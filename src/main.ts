@@ -18,7 +18,19 @@ async function serve(settings: Settings, logger: Logger): Promise<void> {
     bodyParser: false,
   });
   setupHttpApp(app, settings);
-  app.enableShutdownHooks(['SIGTERM', 'SIGINT']);
+  // Graceful stop: stop claiming tasks, leave running containers for the next start, close the store, exit 0.
+  for (const signal of ['SIGTERM', 'SIGINT'] as const) {
+    process.once(signal, () => {
+      logger.info({ signal }, 'tesp is shutting down');
+      app.close().then(
+        () => process.exit(0),
+        (err: unknown) => {
+          logger.error({ err: err instanceof Error ? err.message : String(err) }, 'shutdown failed');
+          process.exit(1);
+        },
+      );
+    });
+  }
   await app.listen(settings.server.port, settings.server.host);
   const address = app.getHttpServer().address();
   logger.info({ address, port: typeof address === 'object' && address ? address.port : settings.server.port }, 'tesp is serving the TES API');

@@ -45,6 +45,9 @@ export interface ComputeBackend {
   /** Tasks currently running in this process. */
   activeCount(): number;
 
+  /** Whether this process is running the task now. */
+  isRunning(taskId: string): boolean;
+
   /** Stops following running work without killing it (graceful shutdown; resume picks it up again). */
   detach(): Promise<void>;
 }

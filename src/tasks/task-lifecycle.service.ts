@@ -10,6 +10,8 @@ import { ACTIVE_STATES, isTerminal, statesLeadingTo } from './task-state-machine
 import { TaskRecord, TesState, TesTaskLog } from './tes-task';
 
 const WAITING_PREFIX = 'waiting:';
+/** Sweeps for orphaned tasks run on every Nth dispatcher poll. */
+const SWEEP_EVERY_POLLS = 30;
 
 /**
  * Owns every task state change after creation: the dispatcher claims QUEUED tasks up to the concurrency
@@ -24,6 +26,9 @@ export class TaskLifecycleService implements OnApplicationBootstrap, BeforeAppli
   private dispatchAgain = false;
   private stopped = false;
   private claiming = 0;
+  private polls = 0;
+  /** Active tasks no run was found for at the last sweep; settled if still orphaned at the next one. */
+  private suspects = new Set<string>();
   /** Per-task chains keep each task's updates in order while different tasks proceed in parallel. */
   private readonly updateChains = new Map<string, Promise<void>>();
 
@@ -37,7 +42,10 @@ export class TaskLifecycleService implements OnApplicationBootstrap, BeforeAppli
   async onApplicationBootstrap(): Promise<void> {
     this.backend.onUpdate((taskId, update) => this.enqueueUpdate(taskId, update));
     await this.reconcileLeftovers();
-    this.pollTimer = setInterval(() => this.dispatch(), this.settings.scheduler.poll_interval_ms);
+    this.pollTimer = setInterval(() => {
+      this.dispatch();
+      if (++this.polls % SWEEP_EVERY_POLLS === 0) void this.sweepOrphans();
+    }, this.settings.scheduler.poll_interval_ms);
     this.pollTimer.unref();
     this.dispatch();
   }
@@ -88,18 +96,39 @@ export class TaskLifecycleService implements OnApplicationBootstrap, BeforeAppli
   /** Tasks a previous process left INITIALIZING or RUNNING: adopted by the backend, or ended SYSTEM_ERROR. */
   private async reconcileLeftovers(): Promise<void> {
     const leftovers = await this.repo.findByState(ACTIVE_STATES, 100_000);
-    for (const task of leftovers) {
-      try {
-        const outcome = await this.backend.resume(task);
-        if (outcome.kind === 'resumed') {
-          this.logger.info({ taskId: task.id, detail: outcome.detail }, 'resumed task after restart');
-          await this.repo.update(task.id, ACTIVE_STATES, (t) => currentLog(t).system_logs.push(`resumed after a restart of tesp: ${outcome.detail}`));
-        } else {
-          await this.fail(task.id, `lost after a restart of tesp: ${outcome.reason}`);
-        }
-      } catch (err) {
-        await this.fail(task.id, `could not be resumed after a restart of tesp: ${messageOf(err)}`);
+    for (const task of leftovers) await this.settle(task, 'after a restart of tesp');
+  }
+
+  /**
+   * A task that is active in the store but has no run in this process (its last update was lost, or its run died
+   * without reporting) would never end: seen orphaned at two sweeps in a row, it is settled like a leftover.
+   */
+  private async sweepOrphans(): Promise<void> {
+    if (this.stopped) return;
+    try {
+      const active = await this.repo.findByState(ACTIVE_STATES, 100_000);
+      const orphans = active.filter((task) => !this.backend.isRunning(task.id) && !this.updateChains.has(task.id));
+      const confirmed = orphans.filter((task) => this.suspects.has(task.id));
+      this.suspects = new Set(orphans.map((task) => task.id).filter((id) => !confirmed.some((task) => task.id === id)));
+      for (const task of confirmed) {
+        if (this.claiming === 0 && !this.backend.isRunning(task.id)) await this.settle(task, 'after its run stopped reporting');
       }
+    } catch (err) {
+      this.logger.error({ err: messageOf(err) }, 'orphan sweep failed');
+    }
+  }
+
+  private async settle(task: TaskRecord, when: string): Promise<void> {
+    try {
+      const outcome = await this.backend.resume(task);
+      if (outcome.kind === 'resumed') {
+        this.logger.info({ taskId: task.id, detail: outcome.detail }, `resumed task ${when}`);
+        await this.repo.update(task.id, ACTIVE_STATES, (t) => currentLog(t).system_logs.push(`resumed ${when}: ${outcome.detail}`));
+      } else {
+        await this.fail(task.id, `lost ${when}: ${outcome.reason}`);
+      }
+    } catch (err) {
+      await this.fail(task.id, `could not be resumed ${when}: ${messageOf(err)}`);
     }
   }
 

@@ -68,8 +68,7 @@ describe('TES API over HTTP', () => {
     app = await NestFactory.create<NestExpressApplication>(AppModule.forRoot(settings, createLogger('silent')), { logger: false, bodyParser: false });
     setupHttpApp(app, settings);
     await app.listen(0, '127.0.0.1');
-    const address = app.getHttpServer().address();
-    root = `http://127.0.0.1:${address.port}`;
+    root = `http://127.0.0.1:${(app.getHttpServer().address() as { port: number }).port}`;
   });
 
   afterAll(async () => {

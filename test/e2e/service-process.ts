@@ -99,6 +99,14 @@ export class ServiceProcess {
     throw new Error(`tesp did not start within 30 s:\n${this.output}`);
   }
 
+  /** Resolves to the exit code of the running process when it exits. */
+  exitCode(): Promise<number | null> {
+    const child = this.child;
+    if (!child) return Promise.resolve(null);
+    if (child.exitCode !== null) return Promise.resolve(child.exitCode);
+    return new Promise((resolve) => child.once('exit', (code) => resolve(code)));
+  }
+
   /** SIGTERM (graceful) or SIGKILL (crash); resolves when the process is gone. */
   async stop(signal: NodeJS.Signals = 'SIGTERM'): Promise<void> {
     const child = this.child;

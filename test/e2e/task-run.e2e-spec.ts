@@ -292,4 +292,17 @@ describeWithDocker('a restart of tesp while tasks run', () => {
     expect(gone.logs[0].system_logs.join('\n')).toMatch(/lost after a restart/);
     expect(containersOf(survivor)).toEqual([]);
   });
+
+  it('after SIGTERM exits cleanly, leaves the running container, and the next start finishes the task', async () => {
+    const id = await service.createTask({ executors: [{ image: 'alpine:latest', command: ['sh', '-c', 'sleep 3; echo graceful'] }] });
+    await service.waitFor(id, ['RUNNING']);
+    const exited = service.exitCode();
+    await service.stop('SIGTERM');
+    expect(await exited).toBe(0);
+    expect(containersOf(id)).toHaveLength(1);
+    await service.start();
+    const task = await service.waitFor(id);
+    expect(task.state).toBe('COMPLETE');
+    expect(task.logs[0].logs[0].stdout).toBe('graceful\n');
+  });
 });

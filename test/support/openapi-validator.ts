@@ -24,6 +24,7 @@ export function validatorFor(schemaName: string): ValidateFunction {
     for (const [name, schema] of Object.entries(schemas)) if (!COMPOSED.has(name)) closeObjects(schema);
     const ajv = new Ajv({ strict: false, allErrors: true });
     addFormats(ajv);
+    ajv.addFormat('boolean', true); // the TES file writes `format: boolean` on booleans
     ajv.addSchema({ components: { schemas } }, 'tes');
     validators = new Map();
     for (const name of Object.keys(schemas)) validators.set(name, ajv.getSchema(`tes#/components/schemas/${name}`)!);

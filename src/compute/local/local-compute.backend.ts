@@ -45,6 +45,10 @@ export class LocalComputeBackend implements ComputeBackend {
     return this.runs.size;
   }
 
+  isRunning(taskId: string): boolean {
+    return this.runs.has(taskId);
+  }
+
   async submit(task: TaskRecord): Promise<void> {
     if (this.runs.has(task.id)) return;
     this.begin(task, undefined);
