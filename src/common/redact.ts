@@ -30,3 +30,8 @@ export function redactUrl(raw: string): string {
 export function redactText(text: string): string {
   return text.replace(/([a-z][a-z0-9+.-]*:\/\/)[^/@\s]*@/gi, '$1***@');
 }
+
+/** An error's message with credentials removed, for logs and system_logs. */
+export function errorMessage(err: unknown): string {
+  return redactText(err instanceof Error ? err.message : String(err));
+}

@@ -3,7 +3,7 @@ import { SETTINGS } from '../config/settings.module';
 import type { Settings } from '../config/settings.schema';
 import { LOGGER, Logger } from '../common/logger';
 import { DomainError, ErrorCode } from '../common/domain-error';
-import { redactText } from '../common/redact';
+import { errorMessage, redactText } from '../common/redact';
 import { COMPUTE_BACKEND, ComputeBackend, TaskUpdate } from '../compute/compute-backend';
 import { TASK_REPOSITORY, TaskMutation, TaskRepository } from '../persistence/task-repository';
 import { ACTIVE_STATES, isTerminal, statesLeadingTo } from './task-state-machine';
@@ -114,7 +114,7 @@ export class TaskLifecycleService implements OnApplicationBootstrap, BeforeAppli
         if (this.claiming === 0 && !this.backend.isRunning(task.id)) await this.settle(task, 'after its run stopped reporting');
       }
     } catch (err) {
-      this.logger.error({ err: messageOf(err) }, 'orphan sweep failed');
+      this.logger.error({ err: errorMessage(err) }, 'orphan sweep failed');
     }
   }
 
@@ -128,7 +128,7 @@ export class TaskLifecycleService implements OnApplicationBootstrap, BeforeAppli
         await this.fail(task.id, `lost ${when}: ${outcome.reason}`);
       }
     } catch (err) {
-      await this.fail(task.id, `could not be resumed ${when}: ${messageOf(err)}`);
+      await this.fail(task.id, `could not be resumed ${when}: ${errorMessage(err)}`);
     }
   }
 
@@ -139,7 +139,7 @@ export class TaskLifecycleService implements OnApplicationBootstrap, BeforeAppli
       return;
     }
     this.dispatching = this.dispatchOnce()
-      .catch((err: unknown) => this.logger.error({ err: messageOf(err) }, 'dispatch failed'))
+      .catch((err: unknown) => this.logger.error({ err: errorMessage(err) }, 'dispatch failed'))
       .finally(() => {
         this.dispatching = undefined;
         if (this.dispatchAgain) {
@@ -190,7 +190,7 @@ export class TaskLifecycleService implements OnApplicationBootstrap, BeforeAppli
       try {
         await this.backend.submit(task);
       } catch (err) {
-        await this.fail(task.id, `could not start: ${messageOf(err)}`);
+        await this.fail(task.id, `could not start: ${errorMessage(err)}`);
         return;
       }
       // A cancel that landed between the claim and the submit found nothing to stop yet.
@@ -205,7 +205,7 @@ export class TaskLifecycleService implements OnApplicationBootstrap, BeforeAppli
     const previous = this.updateChains.get(taskId) ?? Promise.resolve();
     const next = previous
       .then(() => this.applyUpdate(taskId, update))
-      .catch((err: unknown) => this.logger.error({ taskId, update: update.kind, err: messageOf(err) }, 'could not record a task update'));
+      .catch((err: unknown) => this.logger.error({ taskId, update: update.kind, err: errorMessage(err) }, 'could not record a task update'));
     this.updateChains.set(taskId, next);
     void next.then(() => {
       if (this.updateChains.get(taskId) === next) this.updateChains.delete(taskId);
@@ -285,6 +285,3 @@ export function currentLog(task: TaskRecord): TesTaskLog {
   return log;
 }
 
-function messageOf(err: unknown): string {
-  return redactText(err instanceof Error ? err.message : String(err));
-}

@@ -7,33 +7,25 @@ import { HttpStorageBackend } from '../../src/storage/http/http-storage.backend'
 import { httpTestSettings, startHttpFileServer } from '../support/http-file-server';
 import { describeStorageBackendContract } from './storage-backend.contract';
 
-describeStorageBackendContract('file', async () => {
-  const root = mkdtempSync(path.join(os.tmpdir(), 'tesp-file-store-'));
-  return {
-    backend: new FileStorageBackend([root]),
-    urlFor: (rel) => pathToFileURL(path.join(root, rel)).toString(),
-    seed: async (rel, data) => {
-      mkdirSync(path.dirname(path.join(root, rel)), { recursive: true });
-      await fs.writeFile(path.join(root, rel), data);
-    },
-    read: (rel) => fs.readFile(path.join(root, rel)),
-    cleanup: async () => rmSync(root, { recursive: true, force: true }),
+/** A file-store harness; `urlFor` decides whether objects are named by file:// URL or plain path. */
+function fileHarness(urlFor: (root: string, rel: string) => string) {
+  return async () => {
+    const root = mkdtempSync(path.join(os.tmpdir(), 'tesp-file-store-'));
+    return {
+      backend: new FileStorageBackend([root]),
+      urlFor: (rel: string) => urlFor(root, rel),
+      seed: async (rel: string, data: Buffer) => {
+        mkdirSync(path.dirname(path.join(root, rel)), { recursive: true });
+        await fs.writeFile(path.join(root, rel), data);
+      },
+      read: (rel: string) => fs.readFile(path.join(root, rel)),
+      cleanup: async () => rmSync(root, { recursive: true, force: true }),
+    };
   };
-});
+}
 
-describeStorageBackendContract('file (plain paths)', async () => {
-  const root = mkdtempSync(path.join(os.tmpdir(), 'tesp-file-store-'));
-  return {
-    backend: new FileStorageBackend([root]),
-    urlFor: (rel) => path.join(root, rel),
-    seed: async (rel, data) => {
-      mkdirSync(path.dirname(path.join(root, rel)), { recursive: true });
-      await fs.writeFile(path.join(root, rel), data);
-    },
-    read: (rel) => fs.readFile(path.join(root, rel)),
-    cleanup: async () => rmSync(root, { recursive: true, force: true }),
-  };
-});
+describeStorageBackendContract('file', fileHarness((root, rel) => pathToFileURL(path.join(root, rel)).toString()));
+describeStorageBackendContract('file (plain paths)', fileHarness((root, rel) => path.join(root, rel)));
 
 describeStorageBackendContract('http', async () => {
   const root = mkdtempSync(path.join(os.tmpdir(), 'tesp-http-store-'));

@@ -1,15 +1,10 @@
 // The TES API over HTTP, in-process with the real modules and SQLite. Tasks stay QUEUED here (a long dispatch
 // delay), so these tests need no Docker engine; running tasks is covered by task-run.e2e-spec.ts.
-import { NestFactory } from '@nestjs/core';
-import type { NestExpressApplication } from '@nestjs/platform-express';
 import { mkdtempSync, rmSync } from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { pathToFileURL } from 'node:url';
-import { AppModule } from '../../src/app.module';
-import { setupHttpApp } from '../../src/api-docs/setup-http-app';
-import { createLogger } from '../../src/common/logger';
-import { loadSettings } from '../../src/config/settings.loader';
+import { InProcessApp, startInProcessApp } from '../support/in-process-app';
 import { expectSchema } from '../support/openapi-validator';
 
 interface Reply {
@@ -19,9 +14,8 @@ interface Reply {
 }
 
 describe('TES API over HTTP', () => {
-  let app: NestExpressApplication;
+  let server: InProcessApp;
   let root: string;
-  let dataDir: string;
   let allowed: string;
 
   async function call(method: string, pathname: string, body?: unknown, headers: Record<string, string> = {}): Promise<Reply> {
@@ -52,28 +46,13 @@ describe('TES API over HTTP', () => {
   const simple = (extra: Record<string, unknown> = {}) => ({ executors: [{ image: 'alpine:latest', command: ['echo', 'hi'] }], ...extra });
 
   beforeAll(async () => {
-    dataDir = mkdtempSync(path.join(os.tmpdir(), 'tesp-api-'));
     allowed = mkdtempSync(path.join(os.tmpdir(), 'tesp-api-files-'));
-    const settings = loadSettings({
-      env: {},
-      overrides: {
-        'server.host': '127.0.0.1',
-        'server.port': 0,
-        data_dir: dataDir,
-        'scheduler.dispatch_delay_ms': 600_000,
-        'logging.level': 'silent',
-        'storage.file.allowed_dirs': [allowed],
-      },
-    });
-    app = await NestFactory.create<NestExpressApplication>(AppModule.forRoot(settings, createLogger('silent')), { logger: false, bodyParser: false });
-    setupHttpApp(app, settings);
-    await app.listen(0, '127.0.0.1');
-    root = `http://127.0.0.1:${(app.getHttpServer().address() as { port: number }).port}`;
+    server = await startInProcessApp({ 'scheduler.dispatch_delay_ms': 600_000, 'storage.file.allowed_dirs': [allowed] });
+    root = server.root;
   });
 
   afterAll(async () => {
-    await app?.close();
-    rmSync(dataDir, { recursive: true, force: true });
+    await server?.close();
     rmSync(allowed, { recursive: true, force: true });
   });
 

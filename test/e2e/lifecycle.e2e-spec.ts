@@ -1,46 +1,25 @@
 // The lifecycle in-process with the process runtime (no Docker needed): tasks run through the API, and a task
 // left active without a run is settled by the orphan sweep instead of staying RUNNING forever.
-import { NestFactory } from '@nestjs/core';
-import type { NestExpressApplication } from '@nestjs/platform-express';
-import { mkdtempSync, rmSync } from 'node:fs';
-import * as os from 'node:os';
-import * as path from 'node:path';
-import { AppModule } from '../../src/app.module';
-import { setupHttpApp } from '../../src/api-docs/setup-http-app';
-import { createLogger } from '../../src/common/logger';
-import { loadSettings } from '../../src/config/settings.loader';
+import { InProcessApp, startInProcessApp } from '../support/in-process-app';
 import { TASK_REPOSITORY, TaskRepository } from '../../src/persistence/task-repository';
 import { TesState } from '../../src/tasks/tes-task';
 import { sleep } from './service-process';
 
 describe('task lifecycle with the process runtime', () => {
-  let app: NestExpressApplication;
+  let server: InProcessApp;
   let base: string;
-  let dataDir: string;
 
   beforeAll(async () => {
-    dataDir = mkdtempSync(path.join(os.tmpdir(), 'tesp-lifecycle-'));
-    const settings = loadSettings({
-      env: {},
-      overrides: {
-        'server.host': '127.0.0.1',
-        'server.port': 0,
-        data_dir: dataDir,
-        'scheduler.dispatch_delay_ms': 0,
-        'scheduler.poll_interval_ms': 50,
-        'compute.local.runtime': 'process',
-        'logging.level': 'silent',
-      },
+    server = await startInProcessApp({
+      'scheduler.dispatch_delay_ms': 0,
+      'scheduler.poll_interval_ms': 50,
+      'compute.local.runtime': 'process',
     });
-    app = await NestFactory.create<NestExpressApplication>(AppModule.forRoot(settings, createLogger('silent')), { logger: false, bodyParser: false });
-    setupHttpApp(app, settings);
-    await app.listen(0, '127.0.0.1');
-    base = `http://127.0.0.1:${(app.getHttpServer().address() as { port: number }).port}/ga4gh/tes/v1`;
+    base = `${server.root}/ga4gh/tes/v1`;
   });
 
   afterAll(async () => {
-    await app?.close();
-    rmSync(dataDir, { recursive: true, force: true });
+    await server?.close();
   });
 
   async function waitForState(id: string, states: string[], timeoutMs = 20_000): Promise<any> {
@@ -67,7 +46,7 @@ describe('task lifecycle with the process runtime', () => {
   });
 
   it('ends a task that is RUNNING without a run SYSTEM_ERROR with the reason', async () => {
-    const repo = app.get<TaskRepository>(TASK_REPOSITORY);
+    const repo = server.app.get<TaskRepository>(TASK_REPOSITORY);
     const id = 'orphan-' + Date.now();
     await repo.insert({ id, state: TesState.RUNNING, creation_time: new Date().toISOString(), executors: [{ image: 'x', command: ['true'] }], logs: [] });
     const task = await waitForState(id, ['SYSTEM_ERROR']);

@@ -1,7 +1,7 @@
 import { promises as fs } from 'node:fs';
 import * as path from 'node:path';
 import type { Logger } from '../../common/logger';
-import { redactText } from '../../common/redact';
+import { errorMessage } from '../../common/redact';
 import type { StagingService } from '../../storage/staging.service';
 import { TaskRecord, TesState } from '../../tasks/tes-task';
 import type { ComputeBackend, ResumeOutcome, TaskUpdate, UpdateListener } from '../compute-backend';
@@ -96,7 +96,7 @@ export class LocalComputeBackend implements ComputeBackend {
     const run: Run = { abort: new AbortController(), detached: false, done: Promise.resolve() };
     this.runs.set(task.id, run);
     run.done = this.execute(task, run, leftovers)
-      .catch((err: unknown) => this.logger.error({ taskId: task.id, err: messageOf(err) }, 'local backend run failed'))
+      .catch((err: unknown) => this.logger.error({ taskId: task.id, err: errorMessage(err) }, 'local backend run failed'))
       .finally(() => {
         if (this.runs.get(task.id) === run) this.runs.delete(task.id);
       });
@@ -135,11 +135,11 @@ export class LocalComputeBackend implements ComputeBackend {
         if (outputs.length > 0) emit({ kind: 'output-uploaded', outputs });
       } catch (err) {
         if (!executorFailed) throw err;
-        log(`outputs after the executor error: ${messageOf(err)}`);
+        log(`outputs after the executor error: ${errorMessage(err)}`);
       }
       emit({ kind: 'finished', state: executorFailed ? 'EXECUTOR_ERROR' : 'COMPLETE' });
     } catch (err) {
-      emit({ kind: 'finished', state: 'SYSTEM_ERROR', reason: messageOf(err) });
+      emit({ kind: 'finished', state: 'SYSTEM_ERROR', reason: errorMessage(err) });
     } finally {
       if (!run.detached) await this.cleanUp(task.id, plan);
     }
@@ -175,11 +175,8 @@ export class LocalComputeBackend implements ComputeBackend {
       await this.runtime.removeAll(taskId);
       if (!this.settings.keepTaskDirs) await fs.rm(plan.taskDir, { recursive: true, force: true });
     } catch (err) {
-      this.logger.warn({ taskId, err: messageOf(err) }, 'could not clean up after a task');
+      this.logger.warn({ taskId, err: errorMessage(err) }, 'could not clean up after a task');
     }
   }
 }
 
-function messageOf(err: unknown): string {
-  return redactText(err instanceof Error ? err.message : String(err));
-}

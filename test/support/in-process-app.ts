@@ -1,0 +1,36 @@
+// The real application in-process on 127.0.0.1 with its own data directory, for API and lifecycle tests.
+import { NestFactory } from '@nestjs/core';
+import type { NestExpressApplication } from '@nestjs/platform-express';
+import { mkdtempSync, rmSync } from 'node:fs';
+import * as os from 'node:os';
+import * as path from 'node:path';
+import { AppModule } from '../../src/app.module';
+import { setupHttpApp } from '../../src/api-docs/setup-http-app';
+import { createLogger } from '../../src/common/logger';
+import { loadSettings } from '../../src/config/settings.loader';
+
+export interface InProcessApp {
+  app: NestExpressApplication;
+  /** http://127.0.0.1:<port> */
+  root: string;
+  close(): Promise<void>;
+}
+
+export async function startInProcessApp(overrides: Record<string, unknown>): Promise<InProcessApp> {
+  const dataDir = mkdtempSync(path.join(os.tmpdir(), 'tesp-app-'));
+  const settings = loadSettings({
+    env: {},
+    overrides: { 'server.host': '127.0.0.1', 'server.port': 0, data_dir: dataDir, 'logging.level': 'silent', ...overrides },
+  });
+  const app = await NestFactory.create<NestExpressApplication>(AppModule.forRoot(settings, createLogger('silent')), { logger: false, bodyParser: false });
+  setupHttpApp(app, settings);
+  await app.listen(0, '127.0.0.1');
+  return {
+    app,
+    root: `http://127.0.0.1:${(app.getHttpServer().address() as { port: number }).port}`,
+    close: async () => {
+      await app.close();
+      rmSync(dataDir, { recursive: true, force: true });
+    },
+  };
+}
