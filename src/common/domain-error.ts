@@ -20,6 +20,8 @@ export class DomainError extends Error {
     message: string,
     /** Whether retrying the same operation may succeed (network errors, 5xx, rate limits). */
     readonly transient = false,
+    /** How long the other side asked us to wait before retrying (Retry-After, SlowDown). */
+    readonly retryAfterMs?: number,
   ) {
     super(message);
     this.name = 'DomainError';

@@ -62,6 +62,11 @@ export const settingsSchema = {
     },
   },
   storage: {
+    transfer: {
+      // Parts of large files move in parallel, each retried from where it broke off.
+      part_size_mb: int(8, 1, 1024),
+      parallel_parts: int(4, 1, 64),
+    },
     file: {
       enabled: bool(true),
       // Absolute host directories that file:// URLs and plain paths may read from and write to.

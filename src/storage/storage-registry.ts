@@ -20,7 +20,8 @@ export class StorageRegistry {
   static fromSettings(settings: Settings): StorageRegistry {
     const backends: StorageBackend[] = [];
     if (settings.storage.file.enabled) backends.push(new FileStorageBackend(settings.storage.file.allowed_dirs));
-    if (settings.storage.http.enabled) backends.push(new HttpStorageBackend(settings.storage.http));
+    const parts = { partBytes: settings.storage.transfer.part_size_mb * 1024 * 1024, parallel: settings.storage.transfer.parallel_parts };
+    if (settings.storage.http.enabled) backends.push(new HttpStorageBackend(settings.storage.http, parts));
     return new StorageRegistry(backends);
   }
 

@@ -13,8 +13,8 @@ export interface HttpFileServer {
   requests: string[];
   /** Answer the next N GETs of a path with this status. */
   failNext(pathname: string, times: number, status?: number): void;
-  /** Cut the connection of the next GET of a path after this many body bytes. */
-  cutNext(pathname: string, afterBytes: number): void;
+  /** Cut the connection of the next GET of a path (whose range starts at or after `fromOffset`) after this many body bytes. */
+  cutNext(pathname: string, afterBytes: number, fromOffset?: number): void;
   /** Redirect a path to another URL. */
   redirect(pathname: string, location: string): void;
   /** Require these Basic credentials for every request. */
@@ -24,7 +24,7 @@ export interface HttpFileServer {
 
 export async function startHttpFileServer(root: string): Promise<HttpFileServer> {
   const failures = new Map<string, { times: number; status: number }>();
-  const cuts = new Map<string, number>();
+  const cuts = new Map<string, { afterBytes: number; fromOffset: number }>();
   const redirects = new Map<string, string>();
   let auth: string | undefined;
   const requests: string[] = [];
@@ -59,24 +59,27 @@ export async function startHttpFileServer(root: string): Promise<HttpFileServer>
     }
     const headers: Record<string, string | number> = { 'accept-ranges': 'bytes', etag: `"${size}-${mtime.getTime()}"`, 'content-type': 'application/octet-stream' };
     let start = 0;
-    const range = /^bytes=(\d+)-$/.exec(String(req.headers.range ?? ''));
+    let end = size - 1;
+    const range = /^bytes=(\d+)-(\d*)$/.exec(String(req.headers.range ?? ''));
     if (range) {
       start = Number(range[1]);
+      end = range[2] ? Math.min(Number(range[2]), size - 1) : size - 1;
       if (start >= size) return void res.writeHead(416, { 'content-range': `bytes */${size}` }).end();
-      res.writeHead(206, { ...headers, 'content-length': size - start, 'content-range': `bytes ${start}-${size - 1}/${size}` });
+      res.writeHead(206, { ...headers, 'content-length': end - start + 1, 'content-range': `bytes ${start}-${end}/${size}` });
     } else {
       res.writeHead(200, { ...headers, 'content-length': size });
     }
     if (req.method === 'HEAD') return void res.end();
-    const cutAfter = cuts.get(pathname);
-    if (cutAfter !== undefined) {
+    const cut = cuts.get(pathname);
+    if (cut !== undefined && start >= cut.fromOffset) {
       cuts.delete(pathname);
-      const stream = createReadStream(file, { start, end: start + cutAfter - 1 });
+      const stream = createReadStream(file, { start, end: Math.min(end, start + cut.afterBytes - 1) });
       stream.on('data', (chunk) => res.write(chunk));
       stream.on('end', () => res.socket?.destroy());
       return;
     }
-    createReadStream(file, { start }).pipe(res);
+    if (size === 0) return void res.end();
+    createReadStream(file, { start, end }).pipe(res);
   };
 
   const server = createServer((req, res) => {
@@ -91,7 +94,7 @@ export async function startHttpFileServer(root: string): Promise<HttpFileServer>
     root,
     requests,
     failNext: (pathname, times, status = 503) => void failures.set(pathname, { times, status }),
-    cutNext: (pathname, afterBytes) => void cuts.set(pathname, afterBytes),
+    cutNext: (pathname, afterBytes, fromOffset = 0) => void cuts.set(pathname, { afterBytes, fromOffset }),
     redirect: (pathname, location) => void redirects.set(pathname, location),
     requireAuth: (user, password) => void (auth = 'Basic ' + Buffer.from(`${user}:${password}`).toString('base64')),
     close: () => new Promise<void>((resolve) => {

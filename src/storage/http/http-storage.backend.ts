@@ -1,10 +1,11 @@
-import { createReadStream, createWriteStream, promises as fs } from 'node:fs';
-import { Transform } from 'node:stream';
+import { createReadStream, promises as fs, write as writeAt } from 'node:fs';
+import { Writable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { Agent, Dispatcher, request } from 'undici';
 import { DomainError, ErrorCode } from '../../common/domain-error';
 import { redactText, redactUrl } from '../../common/redact';
 import type { ListedObject, ObjectInfo, StorageBackend, TransferOptions } from '../storage-backend';
+import { planParts, RetryPolicy, transferParts, withRetries } from '../transfer/transfer-engine';
 
 export interface HttpStorageSettings {
   max_redirects: number;
@@ -14,6 +15,13 @@ export interface HttpStorageSettings {
   connect_timeout_ms: number;
   idle_timeout_ms: number;
   max_input_bytes: number;
+}
+
+export interface PartSettings {
+  /** Bytes per ranged request. */
+  partBytes: number;
+  /** Ranged requests in flight per download; 1 turns parallel downloads off. */
+  parallel: number;
 }
 
 const RETRYABLE_STATUS = new Set([408, 425, 429, 500, 502, 503, 504]);
@@ -33,9 +41,14 @@ interface Target {
 export class HttpStorageBackend implements StorageBackend {
   readonly schemes = ['http', 'https'] as const;
   private readonly agent: Agent;
+  private readonly retry: RetryPolicy;
 
-  constructor(private readonly settings: HttpStorageSettings) {
+  constructor(
+    private readonly settings: HttpStorageSettings,
+    private readonly parts: PartSettings = { partBytes: 8 * 1024 * 1024, parallel: 4 },
+  ) {
     this.agent = new Agent({ connect: { timeout: settings.connect_timeout_ms } });
+    this.retry = { retries: settings.retries, baseMs: settings.retry_base_ms, maxMs: settings.retry_max_ms };
   }
 
   locations(): string[] {
@@ -48,7 +61,7 @@ export class HttpStorageBackend implements StorageBackend {
 
   async stat(url: string, options: TransferOptions = {}): Promise<ObjectInfo> {
     const target = parseTarget(url);
-    return this.withRetries(url, options, async () => {
+    return withRetries(this.retry, options.signal, async () => {
       let res = await this.send(target, 'HEAD', {}, options);
       if (res.statusCode === 405) res = await this.send(target, 'GET', {}, options);
       await res.body.dump();
@@ -62,59 +75,140 @@ export class HttpStorageBackend implements StorageBackend {
     throw new DomainError(ErrorCode.InvalidArgument, `${redactUrl(url)}: http(s) DIRECTORY inputs are not supported: HTTP has no directory listing`);
   }
 
+  /**
+   * The first request asks for part 0 as a range: its answer tells the size and whether ranges work. The other
+   * parts then move in parallel, each resumed where it broke off. A server that ignores ranges gets one stream,
+   * resumed with an open range after a broken connection.
+   */
   async download(url: string, destination: string, options: TransferOptions = {}): Promise<number> {
     const target = parseTarget(url);
     const partial = `${destination}.part`;
-    let have = 0;
-    let validator: string | undefined;
-    let resumable = false;
+    const file = await fs.open(partial, 'w');
     try {
-      const bytes = await this.withRetries(url, options, async () => {
-        const headers: Record<string, string> = { 'accept-encoding': 'identity' };
-        // Resume from what reached the disk: bytes counted in flight may not have been written when the
-        // connection broke.
-        if (have > 0) have = (await fs.stat(partial).catch(() => ({ size: 0 }))).size;
-        if (have > 0 && resumable) {
-          headers.range = `bytes=${have}-`;
-          if (validator) headers['if-range'] = validator;
-        }
-        const res = await this.send(target, 'GET', headers, options);
-        if (res.statusCode === 416 && have > 0) {
+      const { partBytes, parallel } = this.parts;
+      const first = { done: 0 };
+      let whole = parallel <= 1;
+      let total: number | undefined;
+      let validator: string | undefined;
+      await withRetries(this.retry, options.signal, async () => {
+        const end = whole ? undefined : partBytes - 1;
+        const res = await this.getRange(target, url, first.done, end, validator, options);
+        const unsatisfiable = res.statusCode === 416 ? /^bytes \*\/(\d+)$/.exec(header(res.headers['content-range'])?.trim() ?? '') : null;
+        if (unsatisfiable && Number(unsatisfiable[1]) === first.done) {
+          // Nothing (more) to read: an empty object, or one that ended exactly where the last attempt stopped.
           await res.body.dump();
-          const total = totalFromContentRange(res.headers['content-range']);
-          if (total === have) return have;
+          total = first.done;
+          whole = true;
+          return;
         }
-        if (!(res.statusCode === 206 && have > 0)) {
+        if (res.statusCode === 206) {
+          const range = contentRange(res.headers['content-range']);
+          if (!range || range.start !== first.done) {
+            await res.body.dump();
+            throw new DomainError(ErrorCode.StorageFailed, `GET ${redactUrl(url)}: unexpected Content-Range ${String(res.headers['content-range'])}`);
+          }
+          total = range.total;
+          validator ??= strongValidator(res.headers);
+        } else {
           await this.checkOrDump(url, 'GET', res);
-          have = 0; // a whole answer (also to a ranged request) means starting over
+          // A whole answer: the server ignores ranges, or the object changed; start over as one stream.
+          whole = true;
+          first.done = 0;
+          await file.truncate(0);
+          total = expectedTotal(res.statusCode, res.headers);
+          validator = header(res.headers['accept-ranges']) === 'bytes' ? strongValidator(res.headers) : undefined;
         }
-        const etag = header(res.headers.etag);
-        validator = etag && !etag.startsWith('W/') ? etag : header(res.headers['last-modified']);
-        resumable = header(res.headers['accept-ranges']) === 'bytes' && validator !== undefined;
-        const expected = expectedTotal(res.statusCode, res.headers);
-        if (this.settings.max_input_bytes > 0 && expected !== undefined && expected > this.settings.max_input_bytes) {
-          await res.body.dump();
-          throw new DomainError(ErrorCode.StorageFailed, `${redactUrl(url)}: ${expected} bytes exceed storage.http.max_input_bytes (${this.settings.max_input_bytes})`);
+        this.checkLimit(url, total);
+        const expected = whole ? total : Math.min(partBytes, total ?? partBytes);
+        await this.writeBody(res, file.fd, first.done, (n) => (first.done += n), url, options);
+        if (expected !== undefined && first.done < expected) {
+          if (whole && !validator) first.done = 0; // cannot resume without a validator: retry from the start
+          throw new DomainError(ErrorCode.StorageFailed, `${redactUrl(url)}: the connection ended after ${first.done} of ${expected} bytes`, true);
         }
-        const counter = this.byteCounter(url, have, (n) => (have = n));
-        await pipeline(res.body, counter, createWriteStream(partial, { flags: have > 0 ? 'a' : 'w' }), { signal: options.signal });
-        if (expected !== undefined && have !== expected) {
-          throw new DomainError(ErrorCode.StorageFailed, `${redactUrl(url)}: received ${have} of ${expected} bytes`, true);
-        }
-        return have;
       });
+      if (!whole && total !== undefined && total > partBytes) {
+        const rest = planParts(total, partBytes).slice(1);
+        await transferParts(
+          rest,
+          async (part, progress, signal) => {
+            const start = part.offset + progress.done;
+            const res = await this.getRange(target, url, start, part.offset + part.length - 1, validator, { signal });
+            const range = res.statusCode === 206 ? contentRange(res.headers['content-range']) : undefined;
+            if (!range || range.start !== start) {
+              await this.checkOrDump(url, 'GET', res);
+              await res.body.dump();
+              throw new DomainError(ErrorCode.StorageFailed, `GET ${redactUrl(url)}: the object changed during the download or the server stopped honouring ranges`);
+            }
+            await this.writeBody(res, file.fd, start, (n) => (progress.done += n), url, { signal });
+            if (progress.done < part.length) {
+              throw new DomainError(ErrorCode.StorageFailed, `${redactUrl(url)}: part ${part.index} ended after ${progress.done} of ${part.length} bytes`, true);
+            }
+          },
+          { concurrency: parallel, retry: this.retry, signal: options.signal },
+        );
+      }
+      const { size } = await file.stat();
+      if (total !== undefined && size !== total) {
+        throw new DomainError(ErrorCode.StorageFailed, `${redactUrl(url)}: received ${size} of ${total} bytes`);
+      }
+      await file.close();
       await fs.rename(partial, destination);
-      return bytes;
+      return size;
     } catch (err) {
+      await file.close().catch(() => undefined);
       await fs.rm(partial, { force: true });
       throw err;
+    }
+  }
+
+  private getRange(target: Target, url: string, start: number, end: number | undefined, validator: string | undefined, options: TransferOptions) {
+    const headers: Record<string, string> = { 'accept-encoding': 'identity' };
+    if (start > 0 || end !== undefined) {
+      headers.range = `bytes=${start}-${end ?? ''}`;
+      if (validator && start > 0) headers['if-range'] = validator;
+    }
+    return this.send(target, 'GET', headers, options);
+  }
+
+  private checkLimit(url: string, total: number | undefined): void {
+    const max = this.settings.max_input_bytes;
+    if (max > 0 && total !== undefined && total > max) {
+      throw new DomainError(ErrorCode.StorageFailed, `${redactUrl(url)}: ${total} bytes exceed storage.http.max_input_bytes (${max})`);
+    }
+  }
+
+  /** Writes a response body at `position` in the file; `onWritten` counts only bytes that reached the file. */
+  private async writeBody(res: Dispatcher.ResponseData, fd: number, position: number, onWritten: (n: number) => void, url: string, options: TransferOptions): Promise<void> {
+    const max = this.settings.max_input_bytes;
+    let at = position;
+    const sink = new Writable({
+      write(chunk: Buffer, _enc, done) {
+        if (max > 0 && at + chunk.length > max) {
+          return done(new DomainError(ErrorCode.StorageFailed, `${redactUrl(url)}: more than storage.http.max_input_bytes (${max}) bytes`));
+        }
+        const writeFrom = (offset: number): void =>
+          writeAt(fd, chunk, offset, chunk.length - offset, at, (err, written) => {
+            if (err) return done(err);
+            at += written;
+            onWritten(written);
+            if (offset + written < chunk.length) writeFrom(offset + written);
+            else done();
+          });
+        writeFrom(0);
+      },
+    });
+    try {
+      await pipeline(res.body, sink, { signal: options.signal });
+    } catch (err) {
+      if (err instanceof DomainError) throw err;
+      throw this.networkError(url, 'GET', err);
     }
   }
 
   async upload(source: string, url: string, options: TransferOptions = {}): Promise<number> {
     const target = parseTarget(url);
     const { size } = await fs.stat(source);
-    await this.withRetries(url, options, async () => {
+    await withRetries(this.retry, options.signal, async () => {
       const res = await this.send(target, 'PUT', { 'content-length': String(size), 'content-type': 'application/octet-stream' }, options, () =>
         createReadStream(source),
       );
@@ -174,44 +268,13 @@ export class HttpStorageBackend implements StorageBackend {
 
   private check(url: string, method: string, status: number, headers: Dispatcher.ResponseData['headers']): void {
     if (status >= 200 && status < 300) return;
-    const err = new DomainError(ErrorCode.StorageFailed, `${method} ${redactUrl(url)} answered HTTP ${status}`, RETRYABLE_STATUS.has(status));
-    (err as DomainError & { retryAfterMs?: number }).retryAfterMs = retryAfterMs(header(headers['retry-after']));
-    throw err;
+    throw new DomainError(ErrorCode.StorageFailed, `${method} ${redactUrl(url)} answered HTTP ${status}`, RETRYABLE_STATUS.has(status), retryAfterMs(header(headers['retry-after'])));
   }
 
   private networkError(url: string, method: string, err: unknown): DomainError {
     if ((err as Error).name === 'AbortError') return new DomainError(ErrorCode.StorageFailed, `${method} ${redactUrl(url)}: aborted`);
     const code = (err as { code?: string }).code;
     return new DomainError(ErrorCode.StorageFailed, `${method} ${redactUrl(url)}: ${redactText(code ?? (err as Error).message)}`, true);
-  }
-
-  private byteCounter(url: string, start: number, onBytes: (n: number) => void): Transform {
-    let total = start;
-    const max = this.settings.max_input_bytes;
-    return new Transform({
-      transform(chunk: Buffer, _enc, done) {
-        total += chunk.length;
-        onBytes(total);
-        if (max > 0 && total > max) done(new DomainError(ErrorCode.StorageFailed, `${redactUrl(url)}: more than storage.http.max_input_bytes (${max}) bytes`));
-        else done(null, chunk);
-      },
-    });
-  }
-
-  /** Runs `attempt` until it succeeds, retrying transient failures with exponential backoff and jitter. */
-  private async withRetries<T>(url: string, options: TransferOptions, attempt: () => Promise<T>): Promise<T> {
-    for (let n = 0; ; n++) {
-      try {
-        return await attempt();
-      } catch (raw) {
-        const err = raw instanceof DomainError ? raw : this.networkError(url, 'transfer', raw);
-        if (!err.transient || n >= this.settings.retries || options.signal?.aborted) throw err;
-        const backoff = Math.min(this.settings.retry_max_ms, this.settings.retry_base_ms * 2 ** n);
-        const hinted = (err as DomainError & { retryAfterMs?: number }).retryAfterMs;
-        const delay = hinted !== undefined ? Math.min(hinted, this.settings.retry_max_ms) : backoff / 2 + Math.random() * (backoff / 2);
-        await new Promise((resolve) => setTimeout(resolve, delay));
-      }
-    }
   }
 }
 
@@ -237,14 +300,20 @@ function header(value: string | string[] | undefined): string | undefined {
   return Array.isArray(value) ? value[0] : value;
 }
 
-function totalFromContentRange(value: string | string[] | undefined): number | undefined {
-  const match = /\/(\d+)\s*$/.exec(header(value) ?? '');
-  return match ? Number(match[1]) : undefined;
+function contentRange(value: string | string[] | undefined): { start: number; end: number; total?: number } | undefined {
+  const match = /^bytes (\d+)-(\d+)\/(\d+|\*)$/.exec((header(value) ?? '').trim());
+  return match ? { start: Number(match[1]), end: Number(match[2]), total: match[3] === '*' ? undefined : Number(match[3]) } : undefined;
+}
+
+/** A strong ETag or Last-Modified, safe for If-Range; weak ETags are not. */
+function strongValidator(headers: Dispatcher.ResponseData['headers']): string | undefined {
+  const etag = header(headers.etag);
+  return etag && !etag.startsWith('W/') ? etag : header(headers['last-modified']);
 }
 
 /** The full object size the transfer should end at, when the answer says. */
 function expectedTotal(status: number, headers: Dispatcher.ResponseData['headers']): number | undefined {
-  if (status === 206) return totalFromContentRange(headers['content-range']);
+  if (status === 206) return contentRange(headers['content-range'])?.total;
   const length = Number(header(headers['content-length']));
   return Number.isFinite(length) && header(headers['content-encoding']) === undefined ? length : undefined;
 }
