@@ -82,6 +82,15 @@ export const settingsSchema = {
       idle_timeout_ms: int(60_000, 100, 3_600_000),
       max_input_bytes: int(0, 0, Number.MAX_SAFE_INTEGER),
     },
+    ftp: {
+      enabled: bool(true),
+      // "host[:port]=user:password" entries for URLs that carry no credentials.
+      credentials: list([]),
+      timeout_ms: int(30_000, 100, 3_600_000),
+      retries: int(5, 0, 20),
+      retry_base_ms: int(500, 1, 60_000),
+      retry_max_ms: int(30_000, 1, 600_000),
+    },
   },
 } satisfies Schema;
 

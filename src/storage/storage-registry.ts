@@ -2,6 +2,7 @@ import { DomainError, ErrorCode } from '../common/domain-error';
 import { redactUrl } from '../common/redact';
 import type { Settings } from '../config/settings.schema';
 import { FileStorageBackend } from './file/file-storage.backend';
+import { FtpStorageBackend } from './ftp/ftp-storage.backend';
 import { HttpStorageBackend } from './http/http-storage.backend';
 import type { StorageBackend } from './storage-backend';
 
@@ -22,6 +23,7 @@ export class StorageRegistry {
     if (settings.storage.file.enabled) backends.push(new FileStorageBackend(settings.storage.file.allowed_dirs));
     const parts = { partBytes: settings.storage.transfer.part_size_mb * 1024 * 1024, parallel: settings.storage.transfer.parallel_parts };
     if (settings.storage.http.enabled) backends.push(new HttpStorageBackend(settings.storage.http, parts));
+    if (settings.storage.ftp.enabled) backends.push(new FtpStorageBackend(settings.storage.ftp));
     return new StorageRegistry(backends);
   }
 

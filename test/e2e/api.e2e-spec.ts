@@ -67,7 +67,7 @@ describe('TES API over HTTP', () => {
         );
         expect(json.type).toEqual({ group: 'org.ga4gh', artifact: 'tes', version: '1.1.0' });
         expect(json.organization.url).toMatch(/^https:\/\//);
-        expect(json.storage).toEqual([pathToFileURL(allowed).toString(), 'http://', 'https://']);
+        expect(json.storage).toEqual([pathToFileURL(allowed).toString(), 'http://', 'https://', 'ftp://']);
         expect(json.tesResources_backend_parameters).toEqual(['shm_size_gb']);
       }
     });

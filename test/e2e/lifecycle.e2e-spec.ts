@@ -1,6 +1,11 @@
 // The lifecycle in-process with the process runtime (no Docker needed): tasks run through the API, and a task
 // left active without a run is settled by the orphan sweep instead of staying RUNNING forever.
+import { execFileSync } from 'node:child_process';
+import { chownSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import * as os from 'node:os';
+import * as path from 'node:path';
 import { InProcessApp, startInProcessApp } from '../support/in-process-app';
+import { describeWhen, VSFTPD, vsftpdAvailable } from '../support/service-check';
 import { TASK_REPOSITORY, TaskRepository } from '../../src/persistence/task-repository';
 import { TesState } from '../../src/tasks/tes-task';
 import { sleep } from './service-process';
@@ -51,5 +56,83 @@ describe('task lifecycle with the process runtime', () => {
     await repo.insert({ id, state: TesState.RUNNING, creation_time: new Date().toISOString(), executors: [{ image: 'x', command: ['true'] }], logs: [] });
     const task = await waitForState(id, ['SYSTEM_ERROR']);
     expect(task.logs[0].system_logs.join('\n')).toMatch(/lost after its run stopped reporting: the process runtime cannot adopt executors/);
+  });
+});
+
+describeWhen('transfer-only tasks between FTP and files', vsftpdAvailable(), `no FTP server answers on 127.0.0.1:${VSFTPD.port} (run docker/start-vsftpd.sh)`, () => {
+  let server: InProcessApp;
+  let base: string;
+  let allowed: string;
+  let ftpDir: string;
+  let ftpUrl: string;
+
+  beforeAll(async () => {
+    allowed = mkdtempSync(path.join(os.tmpdir(), 'tesp-transfer-'));
+    const name = `transfer-${process.pid}-${Date.now()}`;
+    ftpDir = path.join(VSFTPD.dir, 'home-tes', 'data', name);
+    mkdirSync(path.join(ftpDir, 'in/sub'), { recursive: true });
+    writeFileSync(path.join(ftpDir, 'in/one.txt'), 'one');
+    writeFileSync(path.join(ftpDir, 'in/sub/two.txt'), 'two!');
+    const uid = Number(execFileSync('id', ['-u', VSFTPD.user], { encoding: 'utf8' }));
+    chownSync(ftpDir, uid, uid);
+    ftpUrl = `ftp://127.0.0.1:${VSFTPD.port}/data/${name}`;
+    server = await startInProcessApp({
+      'scheduler.dispatch_delay_ms': 0,
+      'scheduler.poll_interval_ms': 50,
+      'compute.local.runtime': 'process',
+      'storage.file.allowed_dirs': [allowed],
+      'storage.ftp.credentials': [`127.0.0.1:${VSFTPD.port}=${VSFTPD.user}:${VSFTPD.password}`],
+      'storage.ftp.retry_base_ms': 10,
+    });
+    base = `${server.root}/ga4gh/tes/v1`;
+  });
+
+  afterAll(async () => {
+    await server?.close();
+    rmSync(allowed, { recursive: true, force: true });
+    rmSync(ftpDir, { recursive: true, force: true });
+  });
+
+  async function run(task: unknown): Promise<any> {
+    const created = await fetch(`${base}/tasks`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(task) });
+    expect(created.status).toBe(200);
+    const { id } = (await created.json()) as { id: string };
+    for (let i = 0; i < 400; i++) {
+      const view = (await (await fetch(`${base}/tasks/${id}?view=FULL`)).json()) as any;
+      if (['COMPLETE', 'EXECUTOR_ERROR', 'SYSTEM_ERROR', 'CANCELED'].includes(view.state)) return view;
+      await sleep(50);
+    }
+    throw new Error(`task ${id} did not finish`);
+  }
+
+  it('moves a DIRECTORY from FTP to a file location and back, without executors', async () => {
+    const down = await run({
+      inputs: [{ path: '/transfer/in', url: `${ftpUrl}/in`, type: 'DIRECTORY' }],
+      outputs: [{ path: '/transfer/in', url: `file://${allowed}/copy`, type: 'DIRECTORY' }],
+      executors: [],
+    });
+    expect(down.state).toBe('COMPLETE');
+    expect(readFileSync(path.join(allowed, 'copy/sub/two.txt'), 'utf8')).toBe('two!');
+    expect(down.logs[0].outputs.map((o: any) => o.size_bytes).sort()).toEqual(['3', '4']);
+
+    const up = await run({
+      inputs: [{ path: '/transfer/out', url: `${allowed}/copy`, type: 'DIRECTORY' }],
+      outputs: [{ path: '/transfer/out', url: `${ftpUrl}/back`, type: 'DIRECTORY' }],
+      executors: [],
+    });
+    expect(up.state).toBe('COMPLETE');
+    expect(readFileSync(path.join(ftpDir, 'back/sub/two.txt'), 'utf8')).toBe('two!');
+  });
+
+  it('ends SYSTEM_ERROR with a clear reason and no secret when FTP credentials are wrong', async () => {
+    const task = await run({
+      inputs: [{ path: '/t/x', url: `ftp://tes:not-the-password@127.0.0.1:${VSFTPD.port}/data/whatever.txt` }],
+      outputs: [{ path: '/t/x', url: `${allowed}/x` }],
+      executors: [],
+    });
+    expect(task.state).toBe('SYSTEM_ERROR');
+    const reason = task.logs[0].system_logs.join('\n');
+    expect(reason).toMatch(/login as "tes" refused/);
+    expect(JSON.stringify(task)).not.toContain('not-the-password');
   });
 });

@@ -5,6 +5,7 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { createServer } from 'node:net';
 import * as os from 'node:os';
 import * as path from 'node:path';
+import { describeWhen } from '../support/service-check';
 
 const MAIN = path.resolve(__dirname, '..', '..', 'dist', 'main.js');
 
@@ -19,20 +20,7 @@ export function dockerAvailable(): boolean {
 
 /** `describe` when Docker answers; otherwise a skip with the reason, or a failure under CI=true. */
 export function describeWithDocker(name: string, body: () => void): void {
-  if (dockerAvailable()) {
-    describe(name, body);
-    return;
-  }
-  if (process.env.CI === 'true') {
-    describe(name, () => {
-      it('needs a Docker engine', () => {
-        throw new Error('CI=true but no Docker engine answers on /var/run/docker.sock (run docker/start-dockerd.sh)');
-      });
-    });
-    return;
-  }
-  console.warn(`skipping "${name}": no Docker engine answers (docker info failed); run docker/start-dockerd.sh`);
-  describe.skip(name, body);
+  describeWhen(name, dockerAvailable(), 'no Docker engine answers on /var/run/docker.sock (run docker/start-dockerd.sh)', body);
 }
 
 export async function freePort(): Promise<number> {

@@ -1,0 +1,168 @@
+import { Client, FileInfo, FTPError } from 'basic-ftp';
+import { createReadStream, createWriteStream, promises as fs } from 'node:fs';
+import * as path from 'node:path';
+import { DomainError, ErrorCode } from '../../common/domain-error';
+import { redactText, redactUrl } from '../../common/redact';
+import type { ListedObject, ObjectInfo, StorageBackend, TransferOptions } from '../storage-backend';
+import { RetryPolicy, withRetries } from '../transfer/transfer-engine';
+
+export interface FtpStorageSettings {
+  /** "host[:port]=user:password" entries used when a URL carries no credentials. */
+  credentials: readonly string[];
+  timeout_ms: number;
+  retries: number;
+  retry_base_ms: number;
+  retry_max_ms: number;
+}
+
+interface FtpTarget {
+  host: string;
+  port: number;
+  user: string;
+  password: string;
+  /** Path as the server sees it: relative to the login directory unless the URL starts with %2F. */
+  path: string;
+  /** The URL with credentials removed, for messages. */
+  shown: string;
+}
+
+const TRANSIENT_REPLIES = new Set([421, 425, 426, 450, 451, 452]);
+const TRANSIENT_ERRNO = new Set(['ECONNRESET', 'ECONNREFUSED', 'ETIMEDOUT', 'EPIPE', 'ECONNABORTED', 'EHOSTUNREACH']);
+
+/**
+ * ftp:// URLs through basic-ftp. A basic-ftp client does one transfer at a time, so every transfer opens its own
+ * client (passive mode) and closes it; a retried download resumes with REST from the bytes on disk.
+ */
+export class FtpStorageBackend implements StorageBackend {
+  readonly schemes = ['ftp'] as const;
+  private readonly retry: RetryPolicy;
+  private readonly credentials = new Map<string, { user: string; password: string }>();
+
+  constructor(private readonly settings: FtpStorageSettings) {
+    this.retry = { retries: settings.retries, baseMs: settings.retry_base_ms, maxMs: settings.retry_max_ms };
+    for (const entry of settings.credentials) {
+      const match = /^([^=\s]+)=([^:]*):(.*)$/.exec(entry);
+      if (match) this.credentials.set(match[1].toLowerCase(), { user: match[2], password: match[3] });
+    }
+  }
+
+  locations(): string[] {
+    return ['ftp://', ...[...this.credentials.keys()].map((host) => `ftp://${host}`)];
+  }
+
+  async stat(url: string, options: TransferOptions = {}): Promise<ObjectInfo> {
+    const target = this.parse(url);
+    return this.withClient(target, options, async (client) => {
+      try {
+        return { type: 'FILE' as const, size: await client.size(target.path) };
+      } catch (err) {
+        if (!(err instanceof FTPError)) throw err;
+        await client.cd(target.path); // a directory, or the original error stands
+        return { type: 'DIRECTORY' as const };
+      }
+    });
+  }
+
+  async list(url: string, options: TransferOptions = {}): Promise<ListedObject[]> {
+    const target = this.parse(url);
+    const base = url.replace(/\/+$/, '');
+    return this.withClient(target, options, async (client) => {
+      const out: ListedObject[] = [];
+      const walk = async (dir: string, rel: string): Promise<void> => {
+        const entries: FileInfo[] = await client.list(dir);
+        for (const entry of entries.sort((a, b) => a.name.localeCompare(b.name))) {
+          if (entry.name === '.' || entry.name === '..') continue;
+          const relPath = rel ? `${rel}/${entry.name}` : entry.name;
+          if (entry.isDirectory) await walk(`${dir}/${entry.name}`, relPath);
+          else if (entry.isFile) out.push({ url: `${base}/${relPath.split('/').map(encodeURIComponent).join('/')}`, relativePath: relPath, size: entry.size });
+        }
+      };
+      await walk(target.path || '.', '');
+      return out;
+    });
+  }
+
+  async download(url: string, destination: string, options: TransferOptions = {}): Promise<number> {
+    const target = this.parse(url);
+    const partial = `${destination}.part`;
+    await fs.rm(partial, { force: true });
+    try {
+      const size = await withRetries(this.retry, options.signal, () =>
+        this.withClient(target, options, async (client) => {
+          const expected = await client.size(target.path);
+          const have = (await fs.stat(partial).catch(() => ({ size: 0 }))).size;
+          const out = createWriteStream(partial, { flags: have > 0 ? 'a' : 'w' });
+          await client.downloadTo(out, target.path, have);
+          const got = (await fs.stat(partial)).size;
+          if (got !== expected) throw new DomainError(ErrorCode.StorageFailed, `${target.shown}: received ${got} of ${expected} bytes`, true);
+          return got;
+        }),
+      );
+      await fs.rename(partial, destination);
+      return size;
+    } catch (err) {
+      await fs.rm(partial, { force: true });
+      throw err;
+    }
+  }
+
+  async upload(source: string, url: string, options: TransferOptions = {}): Promise<number> {
+    const target = this.parse(url);
+    const { size } = await fs.stat(source);
+    await withRetries(this.retry, options.signal, () =>
+      this.withClient(target, options, async (client) => {
+        const dir = path.posix.dirname(target.path);
+        if (dir !== '.' && dir !== '/') await client.ensureDir(dir);
+        await client.uploadFrom(createReadStream(source), path.posix.basename(target.path));
+        const stored = await client.size(path.posix.basename(target.path));
+        if (stored !== size) throw new DomainError(ErrorCode.StorageFailed, `${target.shown}: stored ${stored} of ${size} bytes`, true);
+      }),
+    );
+    return size;
+  }
+
+  private parse(raw: string): FtpTarget {
+    let url: URL;
+    try {
+      url = new URL(raw);
+    } catch {
+      throw new DomainError(ErrorCode.InvalidArgument, `${redactUrl(raw)} is not a valid ftp URL`);
+    }
+    const port = url.port ? Number(url.port) : 21;
+    const configured = this.credentials.get(`${url.hostname}:${port}`.toLowerCase()) ?? this.credentials.get(url.hostname.toLowerCase());
+    const fromUrl = url.username ? { user: decodeURIComponent(url.username), password: decodeURIComponent(url.password) } : undefined;
+    const login = fromUrl ?? configured ?? { user: 'anonymous', password: 'anonymous@' };
+    // ftp://host/a/b names a/b inside the login directory; %2F at the start makes it absolute.
+    const pathname = decodeURIComponent(url.pathname.replace(/^\//, ''));
+    return { host: url.hostname, port, user: login.user, password: login.password, path: pathname, shown: redactUrl(raw) };
+  }
+
+  private async withClient<T>(target: FtpTarget, options: TransferOptions, work: (client: Client) => Promise<T>): Promise<T> {
+    const client = new Client(this.settings.timeout_ms);
+    const abort = () => client.close();
+    options.signal?.addEventListener('abort', abort, { once: true });
+    try {
+      if (options.signal?.aborted) throw new DomainError(ErrorCode.StorageFailed, `${target.shown}: aborted`);
+      await client.access({ host: target.host, port: target.port, user: target.user, password: target.password, secure: false });
+      return await work(client);
+    } catch (err) {
+      throw this.translate(target, err, options.signal);
+    } finally {
+      options.signal?.removeEventListener('abort', abort);
+      client.close();
+    }
+  }
+
+  private translate(target: FtpTarget, err: unknown, signal?: AbortSignal): DomainError {
+    if (err instanceof DomainError) return err;
+    if (signal?.aborted) return new DomainError(ErrorCode.StorageFailed, `${target.shown}: aborted`);
+    const message = redactText(err instanceof Error ? err.message : String(err)).replace(target.password, '***');
+    if (err instanceof FTPError) {
+      if (err.code === 530) return new DomainError(ErrorCode.StorageDenied, `${target.shown}: login as "${target.user}" refused (${message})`);
+      return new DomainError(ErrorCode.StorageFailed, `${target.shown}: ${message}`, TRANSIENT_REPLIES.has(err.code));
+    }
+    const code = (err as NodeJS.ErrnoException).code;
+    const transient = (code !== undefined && TRANSIENT_ERRNO.has(code)) || /timeout|closed|socket/i.test(message);
+    return new DomainError(ErrorCode.StorageFailed, `${target.shown}: ${message}`, transient);
+  }
+}

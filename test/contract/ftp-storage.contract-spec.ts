@@ -1,0 +1,88 @@
+// The FTP backend against a real vsftpd on 127.0.0.1:2121 (docker/start-vsftpd.sh).
+import { execFileSync } from 'node:child_process';
+import { chownSync, mkdirSync, mkdtempSync, promises as fs, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import * as os from 'node:os';
+import * as path from 'node:path';
+import { DomainError, ErrorCode } from '../../src/common/domain-error';
+import { FtpStorageBackend } from '../../src/storage/ftp/ftp-storage.backend';
+import { describeWhen, VSFTPD, vsftpdAvailable } from '../support/service-check';
+import { describeStorageBackendContract } from './storage-backend.contract';
+
+const settings = { credentials: [], timeout_ms: 10_000, retries: 2, retry_base_ms: 20, retry_max_ms: 200 };
+
+/** A fresh directory inside the FTP user's writable data/ directory, owned by that user. */
+function runDirectory(): { name: string; hostDir: string } {
+  const uid = Number(execFileSync('id', ['-u', VSFTPD.user], { encoding: 'utf8' }));
+  const gid = Number(execFileSync('id', ['-g', VSFTPD.user], { encoding: 'utf8' }));
+  const name = `run-${process.pid}-${Date.now()}-${Math.random().toString(36).slice(2, 6)}`;
+  const hostDir = path.join(VSFTPD.dir, 'home-tes', 'data', name);
+  mkdirSync(hostDir, { recursive: true });
+  chownSync(hostDir, uid, gid);
+  return { name, hostDir };
+}
+
+const available = vsftpdAvailable();
+const missing = `no FTP server answers on 127.0.0.1:${VSFTPD.port} (run docker/start-vsftpd.sh)`;
+
+describeWhen('FTP storage against vsftpd', available, missing, () => {
+  describeStorageBackendContract('ftp', async () => {
+    const { name, hostDir } = runDirectory();
+    return {
+      backend: new FtpStorageBackend(settings),
+      urlFor: (rel) => `ftp://${VSFTPD.user}:${VSFTPD.password}@127.0.0.1:${VSFTPD.port}/data/${name}/${rel}`,
+      seed: async (rel, data) => {
+        mkdirSync(path.dirname(path.join(hostDir, rel)), { recursive: true });
+        await fs.writeFile(path.join(hostDir, rel), data);
+      },
+      read: (rel) => fs.readFile(path.join(hostDir, rel)),
+      cleanup: async () => rmSync(hostDir, { recursive: true, force: true }),
+    };
+  });
+
+  describe('FtpStorageBackend specifics', () => {
+    let run: { name: string; hostDir: string };
+    let local: string;
+
+    beforeEach(() => {
+      run = runDirectory();
+      local = mkdtempSync(path.join(os.tmpdir(), 'tesp-ftp-local-'));
+    });
+
+    afterEach(() => {
+      rmSync(run.hostDir, { recursive: true, force: true });
+      rmSync(local, { recursive: true, force: true });
+    });
+
+    it('refuses wrong credentials with a clear error that keeps the password out', async () => {
+      writeFileSync(path.join(run.hostDir, 'x.txt'), 'x');
+      const backend = new FtpStorageBackend(settings);
+      const attempt = backend.download(`ftp://tes:wrong-s3cret@127.0.0.1:${VSFTPD.port}/data/${run.name}/x.txt`, path.join(local, 'x.txt'));
+      await expect(attempt).rejects.toBeInstanceOf(DomainError);
+      const err = (await attempt.catch((e: DomainError) => e)) as DomainError;
+      expect(err.code).toBe(ErrorCode.StorageDenied);
+      expect(err.message).toMatch(/login as "tes" refused/);
+      expect(err.message).not.toContain('wrong-s3cret');
+    });
+
+    it('takes credentials from settings by host when the URL has none', async () => {
+      writeFileSync(path.join(run.hostDir, 'cfg.txt'), 'configured');
+      const backend = new FtpStorageBackend({ ...settings, credentials: [`127.0.0.1:${VSFTPD.port}=${VSFTPD.user}:${VSFTPD.password}`] });
+      await backend.download(`ftp://127.0.0.1:${VSFTPD.port}/data/${run.name}/cfg.txt`, path.join(local, 'cfg.txt'));
+      expect(readFileSync(path.join(local, 'cfg.txt'), 'utf8')).toBe('configured');
+      expect(backend.locations()).toEqual(['ftp://', `ftp://127.0.0.1:${VSFTPD.port}`]);
+    });
+
+    it('lists a directory recursively and tells files from directories', async () => {
+      mkdirSync(path.join(run.hostDir, 'tree/sub'), { recursive: true });
+      writeFileSync(path.join(run.hostDir, 'tree/a.txt'), 'A');
+      writeFileSync(path.join(run.hostDir, 'tree/sub/b c.txt'), 'BB');
+      const backend = new FtpStorageBackend(settings);
+      const base = `ftp://tes:tespass@127.0.0.1:${VSFTPD.port}/data/${run.name}/tree`;
+      expect(await backend.stat(base)).toEqual({ type: 'DIRECTORY' });
+      expect(await backend.list(base)).toEqual([
+        { url: `${base}/a.txt`, relativePath: 'a.txt', size: 1 },
+        { url: `${base}/sub/b%20c.txt`, relativePath: 'sub/b c.txt', size: 2 },
+      ]);
+    });
+  });
+});

@@ -1,0 +1,35 @@
+// Suites that need a real service: run when it answers; otherwise skip with the reason, or fail under CI=true.
+import { execFileSync } from 'node:child_process';
+
+export function describeWhen(name: string, available: boolean, missing: string, body: () => void): void {
+  if (available) {
+    describe(name, body);
+    return;
+  }
+  if (process.env.CI === 'true') {
+    describe(name, () => {
+      it('needs its service', () => {
+        throw new Error(`CI=true but ${missing}`);
+      });
+    });
+    return;
+  }
+  console.warn(`skipping "${name}": ${missing}`);
+  describe.skip(name, body);
+}
+
+export function tcpOpen(port: number): boolean {
+  try {
+    execFileSync('bash', ['-c', `exec 3<>/dev/tcp/127.0.0.1/${port}`], { stdio: 'ignore', timeout: 5000 });
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+/** The vsftpd that docker/start-vsftpd.sh starts: its directory, port and test user. */
+export const VSFTPD = { dir: '/tmp/tesp-vsftpd', port: 2121, user: 'tes', password: 'tespass' };
+
+export function vsftpdAvailable(): boolean {
+  return tcpOpen(VSFTPD.port);
+}
