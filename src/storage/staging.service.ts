@@ -16,6 +16,12 @@ export interface StagingOptions {
 
 const PARALLEL_TRANSFERS = 4;
 
+export interface StagedOutputs {
+  outputs: TesOutputFileLog[];
+  /** `sha256:<container path>` → hex digest, for the task log's metadata. */
+  checksums: Record<string, string>;
+}
+
 /** Moves a plan's inputs onto the host before the executors and its outputs away after them. */
 @Injectable()
 export class StagingService {
@@ -53,22 +59,27 @@ export class StagingService {
     });
   }
 
-  /** Uploads every output; one log entry per file. A glob that matches nothing is noted, not an error. */
-  async stageOutputs(plan: ExecutionPlan, options: StagingOptions = {}): Promise<TesOutputFileLog[]> {
+  /**
+   * Uploads every output; one log entry per file, and its SHA-256 under the key `sha256:<container path>` for the
+   * task log's metadata. A glob that matches nothing is noted, not an error.
+   */
+  async stageOutputs(plan: ExecutionPlan, options: StagingOptions = {}): Promise<StagedOutputs> {
     const logs: TesOutputFileLog[] = [];
+    const checksums: Record<string, string> = {};
     for (const output of plan.outputs) {
       const label = `outputs[${output.index}]`;
       try {
         const files = await this.filesOf(output, options);
         await inParallel(files, PARALLEL_TRANSFERS, async (file) => {
-          const bytes = await this.registry.forUrl(file.url).upload(file.hostPath, file.url, options);
+          const { bytes, sha256 } = await this.registry.forUrl(file.url).upload(file.hostPath, file.url, options);
           logs.push({ url: redactUrl(file.url), path: file.containerPath, size_bytes: String(bytes) });
+          checksums[`sha256:${file.containerPath}`] = sha256;
         });
       } catch (err) {
         throw stagingError(`uploading ${label} (${output.containerPath} to ${redactUrl(output.url)}) failed`, err);
       }
     }
-    return logs;
+    return { outputs: logs, checksums };
   }
 
   private async filesOf(output: PlanOutput, options: StagingOptions): Promise<Array<{ hostPath: string; containerPath: string; url: string }>> {

@@ -1,4 +1,5 @@
 import type { Readable } from 'node:stream';
+import type { UploadResult } from './transfer/hashed-read';
 
 // The storage port, one implementation per URL scheme family: file/ (file:// and plain paths), http/
 // (http, https). ftp/, s3/ and irods/ join later. Adapters turn library errors into DomainErrors
@@ -39,8 +40,8 @@ export interface StorageBackend {
   /** Streams the object at `url` into the local file `destination` (parents exist). Resolves to the bytes written. */
   download(url: string, destination: string, options?: TransferOptions): Promise<number>;
 
-  /** Streams the local file `source` to `url`. Resolves to the bytes sent. */
-  upload(source: string, url: string, options?: TransferOptions): Promise<number>;
+  /** Streams the local file `source` to `url`. Resolves to the bytes sent and their SHA-256. */
+  upload(source: string, url: string, options?: TransferOptions): Promise<UploadResult>;
 
   /** Opens a readable stream (used for small reads such as checks); optional for backends without one. */
   openRead?(url: string, options?: TransferOptions): Promise<Readable>;

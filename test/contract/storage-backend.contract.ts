@@ -47,7 +47,7 @@ export function describeStorageBackendContract(name: string, open: () => Promise
       const data = Buffer.from('uploaded ✓\n'.repeat(5000));
       const source = path.join(local, 'up.txt');
       writeFileSync(source, data);
-      expect(await harness.backend.upload(source, harness.urlFor('out/nested/up.txt'))).toBe(data.length);
+      expect(await harness.backend.upload(source, harness.urlFor('out/nested/up.txt'))).toEqual({ bytes: data.length, sha256: sha256(data) });
       expect(sha256(await harness.read('out/nested/up.txt'))).toBe(sha256(data));
     });
 

@@ -115,6 +115,7 @@ describeWithDocker('tasks run end to end on the local Docker backend', () => {
     expect(task.logs[0].logs[0].exit_code).toBe(5);
     expect(readFileSync(path.join(shared, 'failed/err.txt'), 'utf8')).toBe('broken\n');
     expect(task.logs[0].outputs).toEqual([{ url: `file://${shared}/failed/err.txt`, path: '/out/err.txt', size_bytes: '7' }]);
+    expect(task.logs[0].metadata).toEqual({ 'sha256:/out/err.txt': createHash('sha256').update('broken\n').digest('hex') });
   });
 
   it('feeds stdin from a file and writes stdout and stderr to files', async () => {

@@ -1,4 +1,5 @@
 // File storage confinement and the staging service on real temporary directories.
+import { createHash } from 'node:crypto';
 import { mkdirSync, mkdtempSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
@@ -80,7 +81,11 @@ describe('file storage and staging', () => {
     writeFileSync(path.join(root, 'out/results/deep/r.txt'), 'result');
     writeFileSync(path.join(root, 'out/run.log'), 'log1');
     writeFileSync(path.join(root, 'out/other.txt'), 'ignored');
-    const logs = await staging.stageOutputs(plan, { log: (m) => notes.push(m) });
+    const { outputs: logs, checksums } = await staging.stageOutputs(plan, { log: (m) => notes.push(m) });
+    expect(checksums).toEqual({
+      'sha256:/out/results/deep/r.txt': createHash('sha256').update('result').digest('hex'),
+      'sha256:/out/run.log': createHash('sha256').update('log1').digest('hex'),
+    });
     expect(logs.sort((a, b) => a.path.localeCompare(b.path))).toEqual([
       { url: pathToFileURL(path.join(allowed, 'results')).toString() + '/deep/r.txt', path: '/out/results/deep/r.txt', size_bytes: '6' },
       { url: path.join(allowed, 'logs', 'run.log'), path: '/out/run.log', size_bytes: '4' },

@@ -170,7 +170,7 @@ describe('HttpStorageBackend against a local HTTP server', () => {
 
   it('uploads by PUT with the file size', async () => {
     await writeRandomFile(path.join(local, 'up.bin'), 3000);
-    expect(await backend.upload(path.join(local, 'up.bin'), `${server.base}/dest/up.bin`)).toBe(3000);
+    expect(await backend.upload(path.join(local, 'up.bin'), `${server.base}/dest/up.bin`)).toEqual({ bytes: 3000, sha256: digest(path.join(local, 'up.bin')) });
     expect(digest(path.join(root, 'dest/up.bin'))).toBe(digest(path.join(local, 'up.bin')));
   });
 });

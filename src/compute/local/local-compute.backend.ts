@@ -131,8 +131,11 @@ export class LocalComputeBackend implements ComputeBackend {
         }
       }
       try {
-        const outputs = await this.staging.stageOutputs(plan, options);
-        if (outputs.length > 0) emit({ kind: 'output-uploaded', outputs });
+        const staged = await this.staging.stageOutputs(plan, options);
+        if (staged.outputs.length > 0) {
+          emit({ kind: 'output-uploaded', outputs: staged.outputs });
+          emit({ kind: 'metadata', values: staged.checksums });
+        }
       } catch (err) {
         if (!executorFailed) throw err;
         log(`outputs after the executor error: ${errorMessage(err)}`);

@@ -4,6 +4,7 @@ import { pipeline } from 'node:stream/promises';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import { DomainError, ErrorCode } from '../../common/domain-error';
 import type { ListedObject, ObjectInfo, StorageBackend, TransferOptions } from '../storage-backend';
+import { hashedReadStream, UploadResult } from '../transfer/hashed-read';
 
 /**
  * file:// URLs and plain absolute paths (as Nextflow and Cromwell send them), confined to allow-listed
@@ -64,24 +65,20 @@ export class FileStorageBackend implements StorageBackend {
     return bytes;
   }
 
-  async upload(source: string, url: string, options: TransferOptions = {}): Promise<number> {
+  async upload(source: string, url: string, options: TransferOptions = {}): Promise<UploadResult> {
     const target = await this.resolve(url);
     await fs.mkdir(path.dirname(target), { recursive: true });
     // Write beside the target and rename, so readers never see half a file.
     const partial = `${target}.tesp-${process.pid}-${Date.now()}.part`;
-    let bytes = 0;
-    const input = createReadStream(source);
-    input.on('data', (chunk) => {
-      bytes += chunk.length;
-    });
+    const input = hashedReadStream(source);
     try {
-      await pipeline(input, createWriteStream(partial), { signal: options.signal });
+      await pipeline(input.stream, createWriteStream(partial), { signal: options.signal });
       await fs.rename(partial, target);
     } catch (err) {
       await fs.rm(partial, { force: true });
       this.fail(url, err);
     }
-    return bytes;
+    return input.result();
   }
 
   /** The host path for a URL, after checking it against the allow-list with symlinks resolved. */

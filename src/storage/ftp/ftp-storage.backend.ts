@@ -1,9 +1,10 @@
 import { Client, FileInfo, FTPError } from 'basic-ftp';
-import { createReadStream, createWriteStream, promises as fs } from 'node:fs';
+import { createWriteStream, promises as fs } from 'node:fs';
 import * as path from 'node:path';
 import { DomainError, ErrorCode } from '../../common/domain-error';
 import { redactText, redactUrl } from '../../common/redact';
 import type { ListedObject, ObjectInfo, StorageBackend, TransferOptions } from '../storage-backend';
+import { hashedReadStream, UploadResult } from '../transfer/hashed-read';
 import { RetryPolicy, withRetries } from '../transfer/transfer-engine';
 
 export interface FtpStorageSettings {
@@ -106,19 +107,20 @@ export class FtpStorageBackend implements StorageBackend {
     }
   }
 
-  async upload(source: string, url: string, options: TransferOptions = {}): Promise<number> {
+  async upload(source: string, url: string, options: TransferOptions = {}): Promise<UploadResult> {
     const target = this.parse(url);
     const { size } = await fs.stat(source);
-    await withRetries(this.retry, options.signal, () =>
+    return withRetries(this.retry, options.signal, () =>
       this.withClient(target, options, async (client) => {
         const dir = path.posix.dirname(target.path);
         if (dir !== '.' && dir !== '/') await client.ensureDir(dir);
-        await client.uploadFrom(createReadStream(source), path.posix.basename(target.path));
+        const input = hashedReadStream(source);
+        await client.uploadFrom(input.stream, path.posix.basename(target.path));
         const stored = await client.size(path.posix.basename(target.path));
         if (stored !== size) throw new DomainError(ErrorCode.StorageFailed, `${target.shown}: stored ${stored} of ${size} bytes`, true);
+        return input.result();
       }),
     );
-    return size;
   }
 
   private parse(raw: string): FtpTarget {

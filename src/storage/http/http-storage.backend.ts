@@ -1,10 +1,11 @@
-import { createReadStream, promises as fs, write as writeAt } from 'node:fs';
+import { promises as fs, write as writeAt } from 'node:fs';
 import { Writable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { Agent, Dispatcher, request } from 'undici';
 import { DomainError, ErrorCode } from '../../common/domain-error';
 import { redactText, redactUrl } from '../../common/redact';
 import type { ListedObject, ObjectInfo, StorageBackend, TransferOptions } from '../storage-backend';
+import { hashedReadStream, UploadResult } from '../transfer/hashed-read';
 import { planParts, RetryPolicy, transferParts, withRetries } from '../transfer/transfer-engine';
 
 export interface HttpStorageSettings {
@@ -205,17 +206,19 @@ export class HttpStorageBackend implements StorageBackend {
     }
   }
 
-  async upload(source: string, url: string, options: TransferOptions = {}): Promise<number> {
+  async upload(source: string, url: string, options: TransferOptions = {}): Promise<UploadResult> {
     const target = parseTarget(url);
     const { size } = await fs.stat(source);
+    let input: ReturnType<typeof hashedReadStream> | undefined;
     await withRetries(this.retry, options.signal, async () => {
-      const res = await this.send(target, 'PUT', { 'content-length': String(size), 'content-type': 'application/octet-stream' }, options, () =>
-        createReadStream(source),
-      );
+      const res = await this.send(target, 'PUT', { 'content-length': String(size), 'content-type': 'application/octet-stream' }, options, () => {
+        input = hashedReadStream(source); // each attempt (and redirect hop) reads and hashes from the start
+        return input.stream;
+      });
       await this.checkOrDump(url, 'PUT', res);
       await res.body.dump();
     });
-    return size;
+    return input!.result();
   }
 
   /** Sends one request, following redirects itself so credentials stay with their origin. */

@@ -1,0 +1,30 @@
+import { createHash } from 'node:crypto';
+import { createReadStream } from 'node:fs';
+import { Readable, Transform } from 'node:stream';
+
+/** What an upload moved: its bytes and their SHA-256, computed while they streamed. */
+export interface UploadResult {
+  bytes: number;
+  sha256: string;
+}
+
+/**
+ * A stream of a local file that hashes and counts the bytes its consumer pulls; `result()` once it has ended.
+ * A Transform rather than a 'data' listener, so nothing flows before the consumer reads.
+ */
+export function hashedReadStream(file: string): { stream: Readable; result: () => UploadResult } {
+  const hash = createHash('sha256');
+  let bytes = 0;
+  const source = createReadStream(file);
+  const stream = new Transform({
+    transform(chunk: Buffer, _encoding, done) {
+      hash.update(chunk);
+      bytes += chunk.length;
+      done(null, chunk);
+    },
+  });
+  source.on('error', (err) => stream.destroy(err));
+  source.pipe(stream);
+  let digest: string | undefined;
+  return { stream, result: () => ({ bytes, sha256: (digest ??= hash.digest('hex')) }) };
+}
