@@ -166,6 +166,17 @@ describeWithDocker('LocalComputeBackend with the Docker runtime', () => {
     expect(containersOf(task.id)).toEqual([]);
   });
 
+  it('starts afresh an executor whose container was created but never started', async () => {
+    const task = makeTask({ executors: [{ image: 'alpine:latest', command: ['echo', 'ran for real'] }] });
+    // What a process killed between create and start leaves behind.
+    execFileSync('docker', ['create', '--name', `tesp-${task.id}-0`, '--label', `tesp.task=${task.id}`, '--label', 'tesp.executor=0', 'alpine:latest', 'echo', 'ran for real'], { stdio: 'ignore' });
+    expect(await h.backend.resume({ ...task, state: TesState.RUNNING })).toMatchObject({ kind: 'resumed' });
+    const updates = await h.finished(task.id);
+    expect(finishedOf(updates).state).toBe('COMPLETE');
+    expect(exitsOf(updates)[0].stdout).toBe('ran for real\n');
+    expect(containersOf(task.id)).toEqual([]);
+  });
+
   it('declares a task lost when its containers are gone', async () => {
     const task = makeTask({ state: TesState.RUNNING, executors: [{ image: 'alpine:latest', command: ['true'] }] });
     expect(await h.backend.resume(task)).toEqual({ kind: 'lost', reason: 'its executor containers are gone' });

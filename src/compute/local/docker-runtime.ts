@@ -30,6 +30,11 @@ export class DockerRuntime implements ExecutorRuntime {
     await this.ensureImage(executor.image);
     const withStdin = executor.stdinHostPath !== undefined;
     if (executor.workdir) await fs.mkdir(path.join(plan.rootDir, executor.workdir), { recursive: true }).catch(() => undefined);
+    // A container of this name that never started (a previous process died between create and start) goes first.
+    await this.docker
+      .getContainer(executorName(plan.taskId, executor.index))
+      .remove({ force: true })
+      .catch(() => undefined);
     const container = await this.docker
       .createContainer({
         name: executorName(plan.taskId, executor.index),
@@ -87,7 +92,7 @@ export class DockerRuntime implements ExecutorRuntime {
   async leftovers(taskId: string): Promise<LeftoverExecutor[]> {
     const containers = await this.docker.listContainers({ all: true, filters: { label: [`${TASK_LABEL}=${taskId}`] } });
     return containers
-      .map((c) => ({ index: Number(c.Labels[EXECUTOR_LABEL]), running: c.State === 'running' }))
+      .map((c) => ({ index: Number(c.Labels[EXECUTOR_LABEL]), running: c.State === 'running', started: c.State !== 'created' }))
       .filter((c) => Number.isInteger(c.index))
       .sort((a, b) => a.index - b.index);
   }

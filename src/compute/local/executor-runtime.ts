@@ -20,6 +20,8 @@ export interface RunningExecutor {
 export interface LeftoverExecutor {
   index: number;
   running: boolean;
+  /** False for a container that was created but never started (the previous process died in between). */
+  started: boolean;
 }
 
 export interface ExecutorRuntime {

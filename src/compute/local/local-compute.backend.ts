@@ -119,7 +119,7 @@ export class LocalComputeBackend implements ComputeBackend {
       let executorFailed = false;
       for (const executor of plan.executors) {
         if (run.abort.signal.aborted) return;
-        const leftover = leftovers?.find((l) => l.index === executor.index);
+        const leftover = leftovers?.find((l) => l.index === executor.index && l.started);
         if (leftovers && !leftover && executor.index < Math.max(...leftovers.map((l) => l.index))) {
           throw new Error(`executors[${executor.index}] left no container behind`);
         }
