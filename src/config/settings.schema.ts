@@ -82,6 +82,18 @@ export const settingsSchema = {
       idle_timeout_ms: int(60_000, 100, 3_600_000),
       max_input_bytes: int(0, 0, Number.MAX_SAFE_INTEGER),
     },
+    s3: {
+      // Off until an endpoint or AWS credentials are configured.
+      enabled: bool(false),
+      endpoint: str('', { allowEmpty: true }),
+      region: str('us-east-1'),
+      access_key_id: str('', { allowEmpty: true }),
+      secret_access_key: str('', { allowEmpty: true }),
+      force_path_style: bool(true),
+      retries: int(5, 0, 20),
+      retry_base_ms: int(500, 1, 60_000),
+      retry_max_ms: int(30_000, 1, 600_000),
+    },
     ftp: {
       enabled: bool(true),
       // "host[:port]=user:password" entries for URLs that carry no credentials.

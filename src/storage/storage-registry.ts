@@ -4,6 +4,7 @@ import type { Settings } from '../config/settings.schema';
 import { FileStorageBackend } from './file/file-storage.backend';
 import { FtpStorageBackend } from './ftp/ftp-storage.backend';
 import { HttpStorageBackend } from './http/http-storage.backend';
+import { S3StorageBackend } from './s3/s3-storage.backend';
 import type { StorageBackend } from './storage-backend';
 
 /** The enabled storage backends, chosen by URL scheme. A plain absolute path counts as file://. */
@@ -24,6 +25,7 @@ export class StorageRegistry {
     const parts = { partBytes: settings.storage.transfer.part_size_mb * 1024 * 1024, parallel: settings.storage.transfer.parallel_parts };
     if (settings.storage.http.enabled) backends.push(new HttpStorageBackend(settings.storage.http, parts));
     if (settings.storage.ftp.enabled) backends.push(new FtpStorageBackend(settings.storage.ftp));
+    if (settings.storage.s3.enabled) backends.push(new S3StorageBackend(settings.storage.s3, parts));
     return new StorageRegistry(backends);
   }
 

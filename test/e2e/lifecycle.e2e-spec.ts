@@ -1,11 +1,13 @@
 // The lifecycle in-process with the process runtime (no Docker needed): tasks run through the API, and a task
 // left active without a run is settled by the orphan sweep instead of staying RUNNING forever.
 import { execFileSync } from 'node:child_process';
+import { createHash } from 'node:crypto';
 import { chownSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { InProcessApp, startInProcessApp } from '../support/in-process-app';
-import { describeWhen, VSFTPD, vsftpdAvailable } from '../support/service-check';
+import { CreateBucketCommand, PutObjectCommand, S3Client } from '@aws-sdk/client-s3';
+import { describeWhen, RGW, rgwAvailable, VSFTPD, vsftpdAvailable } from '../support/service-check';
 import { TASK_REPOSITORY, TaskRepository } from '../../src/persistence/task-repository';
 import { TesState } from '../../src/tasks/tes-task';
 import { sleep } from './service-process';
@@ -134,5 +136,62 @@ describeWhen('transfer-only tasks between FTP and files', vsftpdAvailable(), `no
     const reason = task.logs[0].system_logs.join('\n');
     expect(reason).toMatch(/login as "tes" refused/);
     expect(JSON.stringify(task)).not.toContain('not-the-password');
+  });
+});
+
+describeWhen('transfer-only tasks between S3 and files', rgwAvailable(), `no S3 server answers on ${RGW.endpoint} (run docker/start-ceph-rgw.sh)`, () => {
+  let server: InProcessApp;
+  let allowed: string;
+  let bucket: string;
+
+  beforeAll(async () => {
+    allowed = mkdtempSync(path.join(os.tmpdir(), 'tesp-s3-transfer-'));
+    const client = new S3Client({ endpoint: RGW.endpoint, region: RGW.region, forcePathStyle: true, credentials: { accessKeyId: RGW.accessKeyId, secretAccessKey: RGW.secretAccessKey } });
+    bucket = `tesp-transfer-${process.pid}-${Date.now()}`;
+    await client.send(new CreateBucketCommand({ Bucket: bucket }));
+    await client.send(new PutObjectCommand({ Bucket: bucket, Key: 'in/data.txt', Body: 'from s3' }));
+    client.destroy();
+    server = await startInProcessApp({
+      'scheduler.dispatch_delay_ms': 0,
+      'scheduler.poll_interval_ms': 50,
+      'compute.local.runtime': 'process',
+      'storage.file.allowed_dirs': [allowed],
+      'storage.s3.enabled': true,
+      'storage.s3.endpoint': RGW.endpoint,
+      'storage.s3.access_key_id': RGW.accessKeyId,
+      'storage.s3.secret_access_key': RGW.secretAccessKey,
+    });
+  });
+
+  afterAll(async () => {
+    await server?.close();
+    rmSync(allowed, { recursive: true, force: true });
+  });
+
+  it('copies an S3 object to a file location and the file back to S3 with its checksum', async () => {
+    const base = `${server.root}/ga4gh/tes/v1`;
+    const created = await fetch(`${base}/tasks`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify({
+        inputs: [{ path: '/t/data.txt', url: `s3://${bucket}/in/data.txt` }],
+        outputs: [
+          { path: '/t/data.txt', url: `${allowed}/data.txt` },
+          { path: '/t/data.txt', url: `s3://${bucket}/out/copy.txt` },
+        ],
+        executors: [],
+      }),
+    });
+    const { id } = (await created.json()) as { id: string };
+    let task: any;
+    for (let i = 0; i < 400; i++) {
+      task = await (await fetch(`${base}/tasks/${id}?view=FULL`)).json();
+      if (['COMPLETE', 'SYSTEM_ERROR'].includes(task.state)) break;
+      await sleep(50);
+    }
+    expect(task.state).toBe('COMPLETE');
+    expect(readFileSync(path.join(allowed, 'data.txt'), 'utf8')).toBe('from s3');
+    expect(task.logs[0].outputs.map((o: any) => o.url).sort()).toEqual([`${allowed}/data.txt`, `s3://${bucket}/out/copy.txt`].sort());
+    expect(task.logs[0].metadata['sha256:/t/data.txt']).toBe(createHash('sha256').update('from s3').digest('hex'));
   });
 });

@@ -33,3 +33,10 @@ export const VSFTPD = { dir: '/tmp/tesp-vsftpd', port: 2121, user: 'tes', passwo
 export function vsftpdAvailable(): boolean {
   return tcpOpen(VSFTPD.port);
 }
+
+/** The Ceph RGW that docker/start-ceph-rgw.sh starts. */
+export const RGW = { endpoint: 'http://127.0.0.1:7480', port: 7480, accessKeyId: 'TESACCESSKEY', secretAccessKey: 'TESSECRETKEY', region: 'us-east-1' };
+
+export function rgwAvailable(): boolean {
+  return tcpOpen(RGW.port);
+}

@@ -1,11 +1,10 @@
-import { promises as fs, write as writeAt } from 'node:fs';
-import { Writable } from 'node:stream';
-import { pipeline } from 'node:stream/promises';
+import { promises as fs } from 'node:fs';
 import { Agent, Dispatcher, request } from 'undici';
 import { DomainError, ErrorCode } from '../../common/domain-error';
 import { redactText, redactUrl } from '../../common/redact';
 import type { ListedObject, ObjectInfo, StorageBackend, TransferOptions } from '../storage-backend';
 import { hashedReadStream, UploadResult } from '../transfer/hashed-read';
+import { writeAt } from '../transfer/positional-write';
 import { planParts, RetryPolicy, transferParts, withRetries } from '../transfer/transfer-engine';
 
 export interface HttpStorageSettings {
@@ -181,25 +180,10 @@ export class HttpStorageBackend implements StorageBackend {
   /** Writes a response body at `position` in the file; `onWritten` counts only bytes that reached the file. */
   private async writeBody(res: Dispatcher.ResponseData, fd: number, position: number, onWritten: (n: number) => void, url: string, options: TransferOptions): Promise<void> {
     const max = this.settings.max_input_bytes;
-    let at = position;
-    const sink = new Writable({
-      write(chunk: Buffer, _enc, done) {
-        if (max > 0 && at + chunk.length > max) {
-          return done(new DomainError(ErrorCode.StorageFailed, `${redactUrl(url)}: more than storage.http.max_input_bytes (${max}) bytes`));
-        }
-        const writeFrom = (offset: number): void =>
-          writeAt(fd, chunk, offset, chunk.length - offset, at, (err, written) => {
-            if (err) return done(err);
-            at += written;
-            onWritten(written);
-            if (offset + written < chunk.length) writeFrom(offset + written);
-            else done();
-          });
-        writeFrom(0);
-      },
-    });
+    const limit = (end: number) =>
+      max > 0 && end > max ? new DomainError(ErrorCode.StorageFailed, `${redactUrl(url)}: more than storage.http.max_input_bytes (${max}) bytes`) : undefined;
     try {
-      await pipeline(res.body, sink, { signal: options.signal });
+      await writeAt(res.body, fd, position, onWritten, options.signal, limit);
     } catch (err) {
       if (err instanceof DomainError) throw err;
       throw this.networkError(url, 'GET', err);
