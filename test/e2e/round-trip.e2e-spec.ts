@@ -21,7 +21,7 @@ async function writeSource(file: string): Promise<string> {
   for (let written = 0, n = 0; written < SIZE; written += chunk.length, n++) {
     for (let i = 0; i < chunk.length; i += 4096) chunk.writeUInt32LE((n * 1024 + i) >>> 0, i);
     hash.update(chunk);
-    if (!out.write(chunk)) await new Promise((resolve) => out.once('drain', resolve));
+    if (!out.write(chunk)) await new Promise<void>((resolve) => out.once('drain', () => resolve()));
   }
   await new Promise<void>((resolve) => out.end(() => resolve()));
   return hash.digest('hex');
