@@ -6,6 +6,7 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { DomainError, ErrorCode } from '../../src/common/domain-error';
 import { S3StorageBackend } from '../../src/storage/s3/s3-storage.backend';
+import { startCuttingProxy } from '../support/cutting-proxy';
 import { describeWhen, RGW, rgwAvailable } from '../support/service-check';
 import { describeStorageBackendContract } from './storage-backend.contract';
 
@@ -101,6 +102,22 @@ describeWhen('S3 storage against Ceph RGW', rgwAvailable(), `no S3 server answer
         await backend.close();
       }
       expect(sha256(readFileSync(path.join(local, 'back.bin')))).toBe(sha256(data));
+    });
+
+    it('recovers from a connection cut in the middle of a download, with the right bytes', async () => {
+      const data = randomBytes(12 * 1024 * 1024);
+      await client.send(new PutObjectCommand({ Bucket: bucket, Key: 'cut/data.bin', Body: data }));
+      const proxy = await startCuttingProxy(RGW.port);
+      const backend = new S3StorageBackend({ ...settings, endpoint: `http://127.0.0.1:${proxy.port}` }, { partBytes: 4 * 1024 * 1024, parallel: 2 });
+      try {
+        proxy.armCut(2 * 1024 * 1024);
+        expect(await backend.download(`s3://${bucket}/cut/data.bin`, path.join(local, 'cut.bin'))).toBe(data.length);
+        expect(proxy.cuts()).toBe(1);
+      } finally {
+        await backend.close();
+        await proxy.close();
+      }
+      expect(sha256(readFileSync(path.join(local, 'cut.bin')))).toBe(sha256(data));
     });
 
     it('treats a prefix as a DIRECTORY', async () => {
