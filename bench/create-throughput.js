@@ -1,7 +1,7 @@
 // Create throughput: POST /tasks at concurrency 32 against tesp (validation + durable SQLite insert), versus a
 // bare Node HTTP server answering the same {"id"} body. Tasks are kept QUEUED so only the API is measured.
 'use strict';
-const { tempDir, removeDir, startTesp, startBaseline, load, percentile, fmt } = require('./lib');
+const { tempDir, removeDir, watchdog, startTesp, startBaseline, load, percentile, fmt } = require('./lib');
 
 const TOTAL = Number(process.env.BENCH_CREATE_TOTAL ?? 5000);
 const WARMUP = 500;
@@ -19,24 +19,29 @@ async function measure(origin, requestPath) {
 }
 
 async function run() {
+  const done = watchdog('create-throughput', 10 * 60 * 1000);
   const dataDir = tempDir('tesp-bench-create-');
-  const tesp = await startTesp({ TESP_DATA_DIR: dataDir, TESP_SCHEDULER__DISPATCH_DELAY_MS: '3600000', TESP_SCHEDULER__POLL_INTERVAL_MS: '60000' });
-  const baseline = await startBaseline('__ID__');
+  let tesp;
+  let baseline;
   try {
+    // The longest allowed dispatch delay keeps every created task QUEUED: no container runs during the load.
+    tesp = await startTesp({ TESP_DATA_DIR: dataDir, TESP_SCHEDULER__DISPATCH_DELAY_MS: '3600000', TESP_SCHEDULER__POLL_INTERVAL_MS: '60000' });
+    baseline = await startBaseline('__ID__');
     const ours = await measure(tesp.origin, '/ga4gh/tes/v1/tasks');
     const bare = await measure(baseline.origin, '/tasks');
     const result = {
-      name: 'create throughput (POST /tasks, concurrency 32)',
+      name: `create throughput (POST /tasks, ${TOTAL} requests, concurrency ${CONCURRENCY})`,
       tesp: `${fmt(ours.perSecond, 0)} req/s (p50 ${fmt(percentile(ours.latencies, 50))} ms, p99 ${fmt(percentile(ours.latencies, 99))} ms)`,
-      baseline: `${fmt(bare.perSecond, 0)} req/s (p50 ${fmt(percentile(bare.latencies, 50))} ms, p99 ${fmt(percentile(bare.latencies, 99))} ms)`,
+      baseline: `bare node:http answering {"id"}: ${fmt(bare.perSecond, 0)} req/s (p50 ${fmt(percentile(bare.latencies, 50))} ms, p99 ${fmt(percentile(bare.latencies, 99))} ms)`,
       ratio: `${fmt(ours.perSecond / bare.perSecond, 2)} × baseline throughput`,
     };
     console.log(JSON.stringify(result));
     return result;
   } finally {
-    await tesp.stop();
-    await baseline.stop();
+    await tesp?.stop();
+    await baseline?.stop();
     removeDir(dataDir);
+    done();
   }
 }
 

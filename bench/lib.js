@@ -10,19 +10,35 @@ const { Pool } = require('undici');
 
 const ROOT = path.resolve(__dirname, '..');
 const children = new Set();
+const tempDirs = new Set();
 
-function killChildren() {
-  for (const child of children) if (child.exitCode === null) child.kill('SIGKILL');
+// Whatever way the run ends (done, error, Ctrl-C, watchdog), no child process or temp dir is left behind.
+function cleanUp() {
+  for (const child of children) if (!exited(child)) child.kill('SIGKILL');
+  for (const dir of tempDirs) rmSync(dir, { recursive: true, force: true });
 }
-process.on('exit', killChildren);
+process.on('exit', cleanUp);
 for (const signal of ['SIGINT', 'SIGTERM']) process.on(signal, () => process.exit(1));
 
 function tempDir(prefix) {
-  return mkdtempSync(path.join(os.tmpdir(), prefix));
+  const dir = mkdtempSync(path.join(os.tmpdir(), prefix));
+  tempDirs.add(dir);
+  return dir;
 }
 
 function removeDir(dir) {
   rmSync(dir, { recursive: true, force: true });
+  tempDirs.delete(dir);
+}
+
+/** Ends the whole process (children and temp dirs cleaned by the exit hook) if `label` runs past `ms`. */
+function watchdog(label, ms) {
+  const timer = setTimeout(() => {
+    console.error(`${label}: still running after ${Math.round(ms / 1000)} s, giving up`);
+    process.exit(2);
+  }, ms);
+  timer.unref();
+  return () => clearTimeout(timer);
 }
 
 function freePort() {
@@ -39,7 +55,7 @@ function freePort() {
 async function waitForHttp(url, child, timeoutMs = 30000) {
   const deadline = Date.now() + timeoutMs;
   while (Date.now() < deadline) {
-    if (child.exitCode !== null) throw new Error(`process exited with ${child.exitCode}`);
+    if (exited(child)) throw new Error(`process exited (${child.exitCode ?? child.signalCode}) before ${url} answered`);
     try {
       const res = await fetch(url);
       if (res.status < 500) return;
@@ -60,7 +76,12 @@ async function startTesp(env) {
   });
   children.add(child);
   const origin = `http://127.0.0.1:${port}`;
-  await waitForHttp(`${origin}/ga4gh/tes/v1/service-info`, child);
+  try {
+    await waitForHttp(`${origin}/ga4gh/tes/v1/service-info`, child);
+  } catch (err) {
+    await stop(child);
+    throw err;
+  }
   return { origin, base: `${origin}/ga4gh/tes/v1`, stop: () => stop(child) };
 }
 
@@ -86,7 +107,13 @@ async function startBaseline(body) {
   const child = spawn(process.execPath, ['-e', script], { env: { BODY_FILE: bodyFile }, stdio: ['ignore', 'ignore', 'inherit'] });
   children.add(child);
   const origin = `http://127.0.0.1:${port}`;
-  await waitForHttp(origin, child);
+  try {
+    await waitForHttp(origin, child);
+  } catch (err) {
+    await stop(child);
+    removeDir(dir);
+    throw err;
+  }
   return {
     origin,
     stop: async () => {
@@ -96,9 +123,13 @@ async function startBaseline(body) {
   };
 }
 
+function exited(child) {
+  return child.exitCode !== null || child.signalCode !== null;
+}
+
 function stop(child) {
   return new Promise((resolve) => {
-    if (child.exitCode !== null) return resolve();
+    if (exited(child)) return resolve();
     child.once('exit', () => resolve());
     child.kill('SIGTERM');
     setTimeout(() => child.kill('SIGKILL'), 5000).unref();
@@ -107,7 +138,7 @@ function stop(child) {
 
 /** Sends `total` requests with `concurrency` in flight; returns {seconds, perSecond, latencies}. */
 async function load(origin, { method, path: requestPath, body, total, concurrency }) {
-  const pool = new Pool(origin, { connections: concurrency, pipelining: 1 });
+  const pool = new Pool(origin, { connections: concurrency, pipelining: 1, headersTimeout: 30000, bodyTimeout: 30000 });
   const latencies = [];
   let sent = 0;
   let failures = 0;
@@ -158,4 +189,4 @@ function machine() {
 
 const fmt = (n, digits = 1) => Number(n).toFixed(digits);
 
-module.exports = { ROOT, tempDir, removeDir, startTesp, startBaseline, load, percentile, median, sleep, dockerAvailable, machine, fmt };
+module.exports = { ROOT, tempDir, removeDir, watchdog, startTesp, startBaseline, load, percentile, median, sleep, dockerAvailable, machine, fmt };
