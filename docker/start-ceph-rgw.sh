@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Starts a minimal single-node Ceph (monitor, memstore OSD, RGW) on 127.0.0.1 for the S3 tests: no systemd, no
 # cephx. RGW answers on http://127.0.0.1:${PORT:-7480} with access key TESACCESSKEY / secret TESSECRETKEY.
-# Data lives in RAM (memstore) and is gone after a stop. One instance per machine (fixed monitor port 6789).
+# Data lives in RAM (memstore, up to 6 GiB) and is gone after a stop. One instance per machine (fixed monitor
+# port 6789); to start from empty, run docker/stop-ceph-rgw.sh first (.ci/run does).
 # Usage: start-ceph-rgw.sh [DIR] [PORT]
 set -euo pipefail
 dir=${1:-/tmp/tesp-ceph}
@@ -48,7 +49,7 @@ mon cluster log file = $dir/log/cluster.log
 [osd]
 osd data = $dir/\$name
 osd objectstore = memstore
-memstore device bytes = 2147483648
+memstore device bytes = 6442450944
 osd max object name len = 256
 osd max object namespace len = 64
 [client.rgw.a]

@@ -59,6 +59,9 @@ async function main(): Promise<void> {
     throw err;
   }
   const logger = createLogger(settings.logging.level);
+  // Process warnings (e.g. the AWS SDK's Node version notice) go through pino too; `npm start` runs node with
+  // --no-warnings so they are not also printed as plain text.
+  process.on('warning', (warning) => logger.warn({ warning: warning.name }, warning.message));
   try {
     await serve(settings, logger);
   } catch (err) {

@@ -1,6 +1,6 @@
 // 200 MiB through the whole service per scheme: staged in from the real server, hashed and copied by a
 // container, staged out again; the checksums on both ends must agree.
-import { CreateBucketCommand, GetObjectCommand, S3Client } from '@aws-sdk/client-s3';
+import { CreateBucketCommand, DeleteBucketCommand, DeleteObjectCommand, GetObjectCommand, ListObjectsV2Command, S3Client } from '@aws-sdk/client-s3';
 import { Upload } from '@aws-sdk/lib-storage';
 import { execFileSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
@@ -76,16 +76,22 @@ describeWhen('200 MiB round trips per scheme', available, missing, () => {
       TESP_STORAGE__FTP__CREDENTIALS: `127.0.0.1:${VSFTPD.port}=${VSFTPD.user}:${VSFTPD.password}`,
     });
     await service.start();
-  });
+  }, 180_000);
 
   afterAll(async () => {
     await service?.stop();
     service?.cleanup();
     await http?.close();
+    if (s3 && bucket) {
+      // RGW keeps objects in memory: leave nothing behind.
+      const listed = await s3.send(new ListObjectsV2Command({ Bucket: bucket })).catch(() => undefined);
+      for (const object of listed?.Contents ?? []) await s3.send(new DeleteObjectCommand({ Bucket: bucket, Key: object.Key }));
+      await s3.send(new DeleteBucketCommand({ Bucket: bucket })).catch(() => undefined);
+    }
     s3?.destroy();
-    rmSync(work, { recursive: true, force: true });
-    rmSync(ftpDir, { recursive: true, force: true });
-  });
+    if (work) rmSync(work, { recursive: true, force: true });
+    if (ftpDir) rmSync(ftpDir, { recursive: true, force: true });
+  }, 60_000);
 
   const roundTrip = async (inUrl: string, outUrl: string) => {
     const id = await service.createTask({

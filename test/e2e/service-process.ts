@@ -55,7 +55,7 @@ export class ServiceProcess {
   async start(): Promise<void> {
     this.port = this.port || (await freePort());
     this.output = '';
-    const child = spawn(process.execPath, [MAIN], {
+    const child = spawn(process.execPath, ['--no-warnings', MAIN], {
       env: {
         PATH: process.env.PATH ?? '/usr/bin:/bin',
         TESP_SERVER__HOST: '127.0.0.1',

@@ -1,0 +1,138 @@
+// Per-scheme transfer throughput: tesp's backends (S3: parallel ranged GET and parallel multipart upload; FTP:
+// one connection per transfer) against a plain single-stream transfer of the same bytes with the same library,
+// measured in the same run against the real local servers (Ceph RGW on :7480, vsftpd on :2121).
+'use strict';
+const { execFileSync } = require('node:child_process');
+const { chownSync, createReadStream, createWriteStream, mkdirSync, statSync } = require('node:fs');
+const net = require('node:net');
+const path = require('node:path');
+const { pipeline } = require('node:stream/promises');
+const { tempDir, removeDir, fmt, ROOT } = require('./lib');
+
+const SIZE = Number(process.env.BENCH_STORAGE_MB ?? 256) * 1024 * 1024;
+const RUNS = 3;
+const RGW = { endpoint: 'http://127.0.0.1:7480', accessKeyId: 'TESACCESSKEY', secretAccessKey: 'TESSECRETKEY' };
+const FTP = { port: 2121, user: 'tes', password: 'tespass', home: '/tmp/tesp-vsftpd/home-tes' };
+
+function listening(port) {
+  return new Promise((resolve) => {
+    const socket = net.connect(port, '127.0.0.1');
+    socket.once('connect', () => (socket.destroy(), resolve(true)));
+    socket.once('error', () => resolve(false));
+  });
+}
+
+async function makeSource(file) {
+  const out = createWriteStream(file);
+  const chunk = Buffer.alloc(8 * 1024 * 1024);
+  for (let i = 0; i < chunk.length; i++) chunk[i] = (i * 7) % 253;
+  for (let written = 0; written < SIZE; written += chunk.length) {
+    if (!out.write(chunk)) await new Promise((r) => out.once('drain', r));
+  }
+  await new Promise((r) => out.end(r));
+}
+
+async function best(fn) {
+  let fastest = Infinity;
+  for (let i = 0; i < RUNS; i++) {
+    const t0 = process.hrtime.bigint();
+    await fn();
+    fastest = Math.min(fastest, Number(process.hrtime.bigint() - t0) / 1e9);
+  }
+  return fastest;
+}
+
+function row(name, ours, plain, how, baselineHow) {
+  const mb = SIZE / 2 ** 20;
+  return {
+    name: `${name}, ${mb} MiB (best of ${RUNS})`,
+    tesp: `${fmt(mb / ours, 0)} MiB/s (${how})`,
+    baseline: `${baselineHow}: ${fmt(mb / plain, 0)} MiB/s`,
+    ratio: `${fmt(plain / ours, 2)} × baseline throughput`,
+  };
+}
+
+async function s3Rows(dir, source) {
+  const { S3Client, CreateBucketCommand, DeleteBucketCommand, DeleteObjectCommand, GetObjectCommand, PutObjectCommand } = require('@aws-sdk/client-s3');
+  const { S3StorageBackend } = require(path.join(ROOT, 'dist', 'storage', 's3', 's3-storage.backend.js'));
+  const client = new S3Client({ endpoint: RGW.endpoint, region: 'us-east-1', forcePathStyle: true, credentials: RGW, requestChecksumCalculation: 'WHEN_REQUIRED', responseChecksumValidation: 'WHEN_REQUIRED' });
+  const backend = new S3StorageBackend(
+    { endpoint: RGW.endpoint, region: 'us-east-1', access_key_id: RGW.accessKeyId, secret_access_key: RGW.secretAccessKey, force_path_style: true, retries: 5, retry_base_ms: 500, retry_max_ms: 30000 },
+    { partBytes: 8 * 1024 * 1024, parallel: 4 },
+  );
+  const bucket = `tesp-bench-${Date.now()}`;
+  await client.send(new CreateBucketCommand({ Bucket: bucket }));
+  try {
+    const upOurs = await best(() => backend.upload(source, `s3://${bucket}/tesp.bin`));
+    const upPlain = await best(() => client.send(new PutObjectCommand({ Bucket: bucket, Key: 'plain.bin', Body: createReadStream(source), ContentLength: SIZE })));
+    const downOurs = await best(() => backend.download(`s3://${bucket}/plain.bin`, path.join(dir, 's3-tesp.bin')));
+    const downPlain = await best(async () => {
+      const res = await client.send(new GetObjectCommand({ Bucket: bucket, Key: 'plain.bin' }));
+      await pipeline(res.Body, createWriteStream(path.join(dir, 's3-plain.bin')));
+    });
+    return [
+      row('s3 download', downOurs, downPlain, '4 parallel 8 MiB ranged GETs', 'one GetObject stream, same SDK'),
+      row('s3 upload', upOurs, upPlain, 'multipart, 4 parallel 8 MiB parts', 'one PutObject stream, same SDK'),
+    ];
+  } finally {
+    // RGW keeps objects in memory: leave nothing behind.
+    for (const key of ['tesp.bin', 'plain.bin']) await client.send(new DeleteObjectCommand({ Bucket: bucket, Key: key })).catch(() => undefined);
+    await client.send(new DeleteBucketCommand({ Bucket: bucket })).catch(() => undefined);
+    await backend.close();
+    client.destroy();
+  }
+}
+
+async function ftpRows(dir, source) {
+  const ftp = require('basic-ftp');
+  const { FtpStorageBackend } = require(path.join(ROOT, 'dist', 'storage', 'ftp', 'ftp-storage.backend.js'));
+  const backend = new FtpStorageBackend({ credentials: [`127.0.0.1:${FTP.port}=${FTP.user}:${FTP.password}`], timeout_ms: 30000, retries: 5, retry_base_ms: 500, retry_max_ms: 30000 });
+  const name = `bench-${Date.now()}`;
+  const remoteDir = path.join(FTP.home, 'data', name);
+  mkdirSync(remoteDir);
+  const uid = Number(execFileSync('id', ['-u', FTP.user], { encoding: 'utf8' }));
+  chownSync(remoteDir, uid, uid);
+  const plainClient = async (work) => {
+    const client = new ftp.Client(30000);
+    await client.access({ host: '127.0.0.1', port: FTP.port, user: FTP.user, password: FTP.password });
+    try {
+      await work(client);
+    } finally {
+      client.close();
+    }
+  };
+  try {
+    const url = `ftp://127.0.0.1:${FTP.port}/data/${name}`;
+    const upOurs = await best(() => backend.upload(source, `${url}/tesp.bin`));
+    const upPlain = await best(() => plainClient((c) => c.uploadFrom(createReadStream(source), `data/${name}/plain.bin`)));
+    const downOurs = await best(() => backend.download(`${url}/plain.bin`, path.join(dir, 'ftp-tesp.bin')));
+    const downPlain = await best(() => plainClient((c) => c.downloadTo(createWriteStream(path.join(dir, 'ftp-plain.bin')), `data/${name}/plain.bin`)));
+    if (statSync(path.join(dir, 'ftp-tesp.bin')).size !== SIZE) throw new Error('ftp download size mismatch');
+    return [
+      row('ftp download', downOurs, downPlain, 'one connection, SIZE check, REST resume on retry', 'basic-ftp downloadTo'),
+      row('ftp upload', upOurs, upPlain, 'one connection, SHA-256 while streaming, SIZE check', 'basic-ftp uploadFrom'),
+    ];
+  } finally {
+    removeDir(remoteDir);
+  }
+}
+
+async function run() {
+  const dir = tempDir('tesp-bench-storage-');
+  const source = path.join(dir, 'source.bin');
+  await makeSource(source);
+  const rows = [];
+  try {
+    if (await listening(7480)) rows.push(...(await s3Rows(dir, source)));
+    else rows.push({ name: 's3 transfers', tesp: 'skipped: no Ceph RGW on 127.0.0.1:7480 (docker/start-ceph-rgw.sh)', baseline: '', ratio: '' });
+    if (await listening(FTP.port)) rows.push(...(await ftpRows(dir, source)));
+    else rows.push({ name: 'ftp transfers', tesp: 'skipped: no vsftpd on 127.0.0.1:2121 (docker/start-vsftpd.sh)', baseline: '', ratio: '' });
+    rows.forEach((r) => console.log(JSON.stringify(r)));
+    return rows;
+  } finally {
+    removeDir(dir);
+  }
+}
+
+module.exports = { run };
+if (require.main === module) run().then(() => process.exit(0), (err) => { console.error(err); process.exit(1); });
