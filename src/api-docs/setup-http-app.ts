@@ -2,13 +2,18 @@ import type { NestExpressApplication } from '@nestjs/platform-express';
 import { SwaggerModule } from '@nestjs/swagger';
 import type { NextFunction, Request, Response } from 'express';
 import type { Settings } from '../config/settings.schema';
-import { LOGGER, Logger } from '../common/logger';
-import { bodyParserError, HttpExceptionFilter } from '../common/http-exception.filter';
+import { bodyParserError } from '../common/http-exception.filter';
 import { loadTesOpenApiDocument } from './openapi-document';
 
-/** HTTP concerns outside the controllers: body parsing, CORS, the error filter, and the docs at /docs. */
+/**
+ * HTTP concerns outside the controllers: body parsing, CORS, and the docs at /docs. The app must be created with
+ * `bodyParser: false` (Nest's own 100 kB JSON parser would run first). The error filter is TasksModule's APP_FILTER;
+ * body-parser errors happen before Nest's routing, so they get the same JSON shape from the middleware here.
+ */
 export function setupHttpApp(app: NestExpressApplication, settings: Settings): void {
-  const logger = app.get<Logger>(LOGGER);
+  app.disable('x-powered-by');
+  // First, so that every answer (body-parser errors included) carries the CORS headers and preflights end here.
+  if (settings.server.cors) app.enableCors();
   // Tasks carry inline `content` inputs (the spec asks for at least 128 KiB each), far above Express' 100 kB.
   app.useBodyParser('json', { limit: `${settings.server.body_limit_mb}mb` });
   app.use((err: unknown, _req: Request, res: Response, next: NextFunction) => {
@@ -16,8 +21,6 @@ export function setupHttpApp(app: NestExpressApplication, settings: Settings): v
     if (!body) return next(err);
     res.status(body.status_code).json(body);
   });
-  if (settings.server.cors) app.enableCors();
-  app.useGlobalFilters(new HttpExceptionFilter(logger));
   const adapter = app.getHttpAdapter();
   adapter.get('/', (_req, res) => adapter.redirect(res, 302, '/docs'));
   SwaggerModule.setup('docs', app, loadTesOpenApiDocument() as never, { customSiteTitle: 'tesp: GA4GH TES v1.1' });

@@ -1,7 +1,7 @@
-import { ArgumentsHost, Catch, ExceptionFilter, HttpException, HttpStatus } from '@nestjs/common';
+import { ArgumentsHost, Catch, ExceptionFilter, HttpException, HttpStatus, Inject } from '@nestjs/common';
 import type { Request, Response } from 'express';
 import { randomUUID } from 'node:crypto';
-import type { Logger } from 'pino';
+import { LOGGER, Logger } from './logger';
 import { DomainError, ErrorCode } from './domain-error';
 import { redactText } from './redact';
 
@@ -40,10 +40,13 @@ export function bodyParserError(err: { type?: string; status?: number; message?:
   return undefined;
 }
 
-/** Every error leaves as JSON {msg, status_code}; unexpected ones as 500 with an id that is also logged. */
+/**
+ * Every error leaves as JSON {msg, status_code}; unexpected ones as 5xx with an id that is also logged.
+ * Registered as APP_FILTER (by TasksModule), so it also answers Nest's 404 for unknown routes.
+ */
 @Catch()
 export class HttpExceptionFilter implements ExceptionFilter {
-  constructor(private readonly logger: Logger) {}
+  constructor(@Inject(LOGGER) private readonly logger: Logger) {}
 
   catch(exception: unknown, host: ArgumentsHost): void {
     const http = host.switchToHttp();
@@ -56,23 +59,29 @@ export class HttpExceptionFilter implements ExceptionFilter {
   private bodyFor(exception: unknown, req: Request): ErrorBody {
     if (exception instanceof DomainError) {
       const status = statusFor(exception.code);
-      if (status < 500) return { msg: exception.message, status_code: status };
-      return this.internal(exception, req);
+      // Messages below the controllers are written for clients; redacting again only guards against a slip.
+      if (status < 500) return { msg: redactText(exception.message), status_code: status };
+      return this.serverError(exception, req, status);
     }
     if (exception instanceof HttpException) {
       const status = exception.getStatus();
+      // Nest's own 404 for an unknown route: say which request, in the one error shape.
       if (status === 404) return { msg: `not found: ${req.method} ${req.path}`, status_code: 404 };
-      if (status < 500) return { msg: exception.message, status_code: status };
-      return this.internal(exception, req);
+      if (status < 500) return { msg: redactText(exception.message), status_code: status };
+      return this.serverError(exception, req, status);
     }
     const parsed = bodyParserError(exception as { type?: string });
-    return parsed ?? this.internal(exception, req);
+    return parsed ?? this.serverError(exception, req, HttpStatus.INTERNAL_SERVER_ERROR);
   }
 
-  private internal(exception: unknown, req: Request): ErrorBody {
+  /** 5xx: the client gets only an error id; the log gets the details under the same id, with secrets removed. */
+  private serverError(exception: unknown, req: Request, status: number): ErrorBody {
     const errorId = randomUUID();
-    const err = exception instanceof Error ? { message: redactText(exception.message), stack: exception.stack } : { message: String(exception) };
-    this.logger.error({ errorId, method: req.method, path: req.path, err }, 'request failed');
-    return { msg: `internal error (id ${errorId})`, status_code: 500 };
+    const err = exception instanceof Error
+      ? { message: redactText(exception.message), stack: exception.stack && redactText(exception.stack) }
+      : { message: redactText(String(exception)) };
+    this.logger.error({ errorId, status, method: req.method, path: req.path, err }, 'request failed');
+    const what = status === HttpStatus.SERVICE_UNAVAILABLE ? 'service unavailable' : 'internal error';
+    return { msg: `${what} (id ${errorId})`, status_code: status };
   }
 }

@@ -22,6 +22,13 @@ describe('list query parsing', () => {
     for (const bad of ['0', '2049', '-1', '1.5', 'ten']) expect(() => parseListQuery({ page_size: bad })).toThrow(/page_size/);
   });
 
+  it('reads state case-insensitively and treats empty values as absent', () => {
+    expect(parseListQuery({ state: 'complete' }).query.state).toBe('COMPLETE');
+    const { query } = parseListQuery({ state: '', page_token: '', name_prefix: '', page_size: '' });
+    expect(query).toMatchObject({ state: undefined, pageToken: undefined, namePrefix: undefined, pageSize: 256 });
+    expect(parseListQuery({ page_token: 'abc' }).query.pageToken).toBe('abc');
+  });
+
   it('refuses unknown states and repeated single-valued parameters', () => {
     expect(() => parseListQuery({ state: 'FINISHED' })).toThrow(/state: must be one of/);
     expect(() => parseListQuery({ view: ['FULL', 'BASIC'] })).toThrow(/view: give it once/);

@@ -40,9 +40,11 @@ export interface ListRequest {
 
 export function parseListQuery(query: Query): ListRequest {
   const view = parseView(query);
-  const state = single(query, 'state');
-  if (state !== undefined && state !== '' && !ALL_STATES.includes(state as TesState)) {
-    throw invalid(`state: must be one of ${ALL_STATES.join(', ')}, got "${state}"`);
+  const rawState = single(query, 'state');
+  // Case-insensitive like view; an empty value is no filter.
+  const state = rawState ? (rawState.toUpperCase() as TesState) : undefined;
+  if (state !== undefined && !ALL_STATES.includes(state)) {
+    throw invalid(`state: must be one of ${ALL_STATES.join(', ')}, got "${rawState}"`);
   }
   const rawSize = single(query, 'page_size');
   let pageSize = DEFAULT_PAGE_SIZE;
@@ -65,10 +67,11 @@ export function parseListQuery(query: Query): ListRequest {
     view,
     query: {
       namePrefix: namePrefix || undefined,
-      state: (state || undefined) as TesState | undefined,
+      state,
       tags,
       pageSize,
-      pageToken: pageToken === undefined ? undefined : pageToken,
+      // An empty token is the first page, as an absent one is (some generated clients always send the key).
+      pageToken: pageToken || undefined,
       fields: view === TaskView.MINIMAL ? 'minimal' : 'full',
     },
   };

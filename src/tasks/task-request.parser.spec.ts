@@ -15,9 +15,40 @@ describe('parseTaskRequest', () => {
     expect(task.executors).toEqual([]);
   });
 
-  it('rounds fractional cpu_cores up and refuses fewer than one', () => {
-    expect(parseTaskRequest({ resources: { cpu_cores: 0.5 + 1 }, executors: [{ image: 'i', command: ['c'] }] }).resources).toEqual({ cpu_cores: 2 });
-    expect(() => parseTaskRequest({ resources: { cpu_cores: 0 }, executors: [{ image: 'i', command: ['c'] }] })).toThrow(/resources\.cpu_cores: must be at least 1/);
+  it('rounds fractional cpu_cores up and refuses zero or less', () => {
+    const executors = [{ image: 'i', command: ['c'] }];
+    expect(parseTaskRequest({ resources: { cpu_cores: 1.5 }, executors }).resources).toEqual({ cpu_cores: 2 });
+    expect(parseTaskRequest({ resources: { cpu_cores: 0.25 }, executors }).resources).toEqual({ cpu_cores: 1 });
+    expect(() => parseTaskRequest({ resources: { cpu_cores: 0 }, executors })).toThrow(/resources\.cpu_cores: must be greater than 0/);
+    expect(() => parseTaskRequest({ resources: { ram_gb: -1 }, executors })).toThrow(/resources\.ram_gb: must be at least 0/);
+  });
+
+  it('treats null as absent everywhere, map values included, and ignores read-only and unknown fields', () => {
+    const task = parseTaskRequest({
+      id: 'x', state: 'COMPLETE', logs: [], creation_time: 't', extra: 1, name: null,
+      inputs: null, outputs: null, volumes: null, tags: { keep: 'v', drop: null },
+      resources: { cpu_cores: null, zones: null, backend_parameters: { a: null, b: 'c' }, backend_parameters_strict: null },
+      executors: [{ image: 'i', command: ['c'], workdir: null, stdin: null, env: { A: null }, ignore_error: null, unknown: true }],
+    });
+    expect(task).toEqual({ tags: { keep: 'v' }, resources: { backend_parameters: { b: 'c' } }, executors: [{ image: 'i', command: ['c'], env: {} }] });
+  });
+
+  it('refuses paths that are relative, climb with .., or name the container root for a file', () => {
+    const executors = [{ image: 'i', command: ['c'] }];
+    expect(() => parseTaskRequest({ inputs: [{ path: 'rel', content: 'x' }], executors })).toThrow('inputs[0].path: must be an absolute path, got "rel"');
+    expect(() => parseTaskRequest({ inputs: [{ path: '/a/../b', content: 'x' }], executors })).toThrow(/inputs\[0\]\.path: must not contain "\.\."/);
+    expect(() => parseTaskRequest({ inputs: [{ path: '/', url: 'https://x/y' }], executors })).toThrow('inputs[0].path: must not be the container root');
+    expect(() => parseTaskRequest({ outputs: [{ path: '//', url: 'https://x/y' }], executors })).toThrow('outputs[0].path: must not be the container root');
+    expect(parseTaskRequest({ outputs: [{ path: '/x', url: 'https://x/y' }], executors }).outputs?.[0].path).toBe('/x');
+    expect(() => parseTaskRequest({ executors: [{ image: 'i', command: ['c'], stdin: 'in.txt' }] })).toThrow('executors[0].stdin: must be an absolute path, got "in.txt"');
+    expect(() => parseTaskRequest({ volumes: ['/ok', '../no'], executors })).toThrow(/volumes\[1\]: must be an absolute path/);
+  });
+
+  it('keeps a "__proto__" map key as a plain entry and refuses env names a process cannot take', () => {
+    const tags = parseTaskRequest({ tags: JSON.parse('{"__proto__": "p"}'), executors: [{ image: 'i', command: ['c'] }] }).tags!;
+    expect(Object.getPrototypeOf(tags)).toBe(Object.prototype);
+    expect(Object.entries(tags)).toEqual([['__proto__', 'p']]);
+    expect(() => parseTaskRequest({ executors: [{ image: 'i', command: ['c'], env: { 'A=B': 'x' } }] })).toThrow('executors[0].env.A=B: not a valid variable name');
   });
 
   it('requires path_prefix to be a directory prefix of a glob path', () => {

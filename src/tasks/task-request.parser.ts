@@ -49,11 +49,12 @@ function optBool(obj: Json, key: string, f: Fields): boolean | undefined {
   return v;
 }
 
-function optNumber(obj: Json, key: string, f: Fields, min = 0): number | undefined {
+function optNumber(obj: Json, key: string, f: Fields, bound: { min: number } | { above: number } = { min: 0 }): number | undefined {
   const v = obj[key];
   if (isAbsent(v)) return undefined;
   if (typeof v !== 'number' || !Number.isFinite(v)) f.fail(key, 'must be a number');
-  if (v < min) f.fail(key, `must be at least ${min}`);
+  if ('min' in bound && v < bound.min) f.fail(key, `must be at least ${bound.min}`);
+  if ('above' in bound && v <= bound.above) f.fail(key, `must be greater than ${bound.above}`);
   return v;
 }
 
@@ -72,7 +73,10 @@ function stringList(obj: Json, key: string, f: Fields): string[] | undefined {
   });
 }
 
-/** A string map; null values are dropped (Cromwell sends them), other non-strings are refused. */
+/**
+ * A string map; null values are dropped (Cromwell sends them). Numbers and booleans are refused rather than
+ * stringified: the spec says string values, and a silent "1" for 1 would hide a client bug.
+ */
 function stringMap(obj: Json, key: string, f: Fields): Record<string, string> | undefined {
   const v = obj[key];
   if (isAbsent(v)) return undefined;
@@ -81,7 +85,8 @@ function stringMap(obj: Json, key: string, f: Fields): Record<string, string> | 
   for (const [k, value] of Object.entries(v as Json)) {
     if (value === null) continue;
     if (typeof value !== 'string') f.fail(`${key}.${k}`, 'must be a string');
-    out[k] = value;
+    // defineProperty: a "__proto__" key stays a plain entry instead of touching the prototype.
+    Object.defineProperty(out, k, { value, enumerable: true, writable: true, configurable: true });
   }
   return out;
 }
@@ -115,6 +120,7 @@ function parseInput(raw: unknown, where: string): TesInput {
     streamable: optBool(obj, 'streamable', f),
   };
   absolutePath(input.path, 'path', f);
+  if (path.posix.normalize(input.path) === '/') f.fail('path', 'must not be the container root');
   if (content !== undefined && content !== '') {
     // The spec: when content is set, url is ignored.
     if (input.type === 'DIRECTORY') f.fail('type', 'an input with content must be a FILE');
@@ -167,6 +173,10 @@ function parseExecutor(raw: unknown, where: string): TesExecutor {
     env: stringMap(obj, 'env', f),
     ignore_error: optBool(obj, 'ignore_error', f),
   };
+  for (const name of Object.keys(executor.env ?? {})) {
+    // A name with "=" or NUL cannot be passed as NAME=value to a process.
+    if (name === '' || name.includes('=') || name.includes('\0')) f.fail(`env.${name}`, 'not a valid variable name');
+  }
   for (const key of ['workdir', 'stdin', 'stdout', 'stderr'] as const) absolutePath(executor[key], key, f);
   return strip(executor);
 }
@@ -175,9 +185,9 @@ function parseResources(raw: unknown): TesResources | undefined {
   if (isAbsent(raw)) return undefined;
   const obj = object(raw, 'resources');
   const f: Fields = new Fields('resources');
-  const cpu = optNumber(obj, 'cpu_cores', f, 1);
+  const cpu = optNumber(obj, 'cpu_cores', f, { above: 0 });
   const resources: TesResources = {
-    // The v1.2 draft allows fractions; clients such as py-tes need an integer back, so round up.
+    // The v1.2 draft allows fractions (0.5 cores); clients such as py-tes need an integer back, so round up.
     cpu_cores: cpu === undefined ? undefined : Math.ceil(cpu),
     preemptible: optBool(obj, 'preemptible', f),
     ram_gb: optNumber(obj, 'ram_gb', f),
@@ -191,6 +201,8 @@ function parseResources(raw: unknown): TesResources | undefined {
 }
 
 export function parseTaskRequest(body: unknown): TesTaskRequest {
+  // Express leaves the body undefined when no parser took it: none was sent, or not as application/json.
+  if (body === undefined) throw new DomainError(ErrorCode.InvalidArgument, 'body: required: a JSON task object sent with Content-Type: application/json');
   const obj = object(body, '');
   const f: Fields = new Fields('');
   const executorsRaw = optArray(obj, 'executors', f);

@@ -40,6 +40,30 @@ describe('task views', () => {
     expect(view.logs[0].system_logs).toEqual(['note']);
   });
 
+  it('emits only spec fields, whatever else a stored document carries, and string map values', () => {
+    const stored = {
+      ...task,
+      internal: 'x',
+      inputs: [{ path: '/in', url: 'https://example.org/a', sha256: 'abc' } as never],
+      executors: [{ image: 'alpine', command: ['true'], runtime_id: 'c1' } as never],
+      resources: { cpu_cores: 1.5, gpu: 1 } as never,
+      logs: [{ logs: [{ exit_code: 0, pid: 7 } as never], outputs: [], system_logs: [], metadata: { n: 5 as never, gone: null as never } }],
+    };
+    const view = renderTask(stored, TaskView.FULL) as any;
+    expect(view).not.toHaveProperty('internal');
+    expect(view.inputs).toEqual([{ path: '/in', url: 'https://example.org/a', type: 'FILE' }]);
+    expect(view.executors).toEqual([{ image: 'alpine', command: ['true'] }]);
+    expect(view.resources).toEqual({ cpu_cores: 2 });
+    expect(view.logs[0]).toEqual({ logs: [{ stdout: '', stderr: '', exit_code: 0 }], outputs: [], system_logs: [], metadata: { n: '5' } });
+  });
+
+  it('gives every task log logs and outputs arrays, and every executor log an exit_code', () => {
+    const sparse = { ...task, logs: [{ system_logs: ['x'] } as never, { logs: [null as never] } as never] };
+    const basic = renderTask(sparse, TaskView.BASIC) as any;
+    expect(basic.logs).toEqual([{ logs: [], outputs: [] }, { logs: [{ exit_code: 0 }], outputs: [] }]);
+    expect((renderTask(sparse, TaskView.FULL) as any).logs[1].system_logs).toEqual([]);
+  });
+
   it('emits no null or undefined fields', () => {
     const view = renderTask({ ...task, name: undefined, description: null as never, tags: undefined }, TaskView.FULL);
     expect(JSON.stringify(view)).not.toMatch(/null/);

@@ -1,4 +1,6 @@
 import { Module } from '@nestjs/common';
+import { APP_FILTER } from '@nestjs/core';
+import { HttpExceptionFilter } from '../common/http-exception.filter';
 import { ComputeModule } from '../compute/compute.module';
 import { PersistenceModule } from '../persistence/persistence.module';
 import { StorageModule } from '../storage/storage.module';
@@ -9,6 +11,7 @@ import { TasksService } from './tasks.service';
 @Module({
   imports: [PersistenceModule, StorageModule, ComputeModule],
   controllers: [TasksController],
-  providers: [TasksService, TaskLifecycleService],
+  // The one error filter for the whole application (every route, unknown ones included).
+  providers: [TasksService, TaskLifecycleService, { provide: APP_FILTER, useClass: HttpExceptionFilter }],
 })
 export class TasksModule {}

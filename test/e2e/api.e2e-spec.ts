@@ -4,36 +4,16 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { pathToFileURL } from 'node:url';
+import { call as callAt, Reply } from '../support/http-call';
 import { InProcessApp, startInProcessApp } from '../support/in-process-app';
 import { expectSchema } from '../support/openapi-validator';
-
-interface Reply {
-  status: number;
-  json: any;
-  headers: Headers;
-}
 
 describe('TES API over HTTP', () => {
   let server: InProcessApp;
   let root: string;
   let allowed: string;
 
-  async function call(method: string, pathname: string, body?: unknown, headers: Record<string, string> = {}): Promise<Reply> {
-    const init: RequestInit = { method, headers: { ...headers }, redirect: 'manual' };
-    if (body !== undefined) {
-      init.body = typeof body === 'string' ? body : JSON.stringify(body);
-      (init.headers as Record<string, string>)['content-type'] ??= 'application/json';
-    }
-    const res = await fetch(`${root}${pathname}`, init);
-    const text = await res.text();
-    let json: any;
-    try {
-      json = text ? JSON.parse(text) : undefined;
-    } catch {
-      json = text;
-    }
-    return { status: res.status, json, headers: res.headers };
-  }
+  const call = (method: string, pathname: string, body?: unknown, headers?: Record<string, string>): Promise<Reply> => callAt(root, method, pathname, body, headers);
 
   const create = async (task: unknown) => {
     const reply = await call('POST', '/ga4gh/tes/v1/tasks', task);
