@@ -40,6 +40,7 @@ describe('loadSettings', () => {
     );
     expect(() => loadSettings({ settingsDir: dir, env: { TESP_COMPUTE__LOCAL__RUNTIME: 'podman' } })).toThrow(/compute\.local\.runtime.*docker, process/);
     expect(() => loadSettings({ settingsDir: dir, env: { TESP_SERVICE_INFO__ORGANIZATION_URL: 'mailto:x@y' } })).toThrow(/service_info\.organization_url.*http\(s\) URL/);
+    expect(() => loadSettings({ settingsDir: dir, env: { TESP_SERVICE_INFO__CREATED_AT: 'last tuesday' } })).toThrow(/service_info\.created_at.*RFC 3339 date-time/);
   });
 
   it('refuses unknown keys and unknown profiles', () => {

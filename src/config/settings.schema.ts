@@ -2,7 +2,7 @@
 // start-up and names the key in its error. Backend sections are validated only when that backend is selected.
 
 export type Leaf =
-  | { kind: 'string'; default: string; allowEmpty?: boolean; oneOf?: readonly string[]; url?: 'http(s)' }
+  | { kind: 'string'; default: string; allowEmpty?: boolean; oneOf?: readonly string[]; url?: 'http(s)'; dateTime?: boolean }
   | { kind: 'int'; default: number; min: number; max: number }
   | { kind: 'bool'; default: boolean }
   | { kind: 'list'; default: string[] };
@@ -34,7 +34,7 @@ export const settingsSchema = {
     contact_url: str('https://github.com/tesp-project/tesp/issues', { url: 'http(s)' }),
     documentation_url: str('https://github.com/tesp-project/tesp#readme', { url: 'http(s)' }),
     environment: str('dev'),
-    created_at: str('2026-11-22T00:00:00Z'),
+    created_at: str('2026-11-22T00:00:00Z', { dateTime: true }),
   },
   data_dir: str('./data'),
   store: {
