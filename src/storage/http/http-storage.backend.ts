@@ -4,7 +4,7 @@ import { DomainError, ErrorCode } from '../../common/domain-error';
 import { redactText, redactUrl } from '../../common/redact';
 import type { ListedObject, ObjectInfo, StorageBackend, TransferOptions } from '../storage-backend';
 import { hashedReadStream, UploadResult } from '../transfer/hashed-read';
-import { writeAt } from '../transfer/positional-write';
+import { intoPartFile, writeAt } from '../transfer/positional-write';
 import { planParts, RetryPolicy, transferParts, withRetries } from '../transfer/transfer-engine';
 
 export interface HttpStorageSettings {
@@ -82,9 +82,7 @@ export class HttpStorageBackend implements StorageBackend {
    */
   async download(url: string, destination: string, options: TransferOptions = {}): Promise<number> {
     const target = parseTarget(url);
-    const partial = `${destination}.part`;
-    const file = await fs.open(partial, 'w');
-    try {
+    return intoPartFile(destination, async (file) => {
       const { partBytes, parallel } = this.parts;
       const first = { done: 0 };
       let whole = parallel <= 1;
@@ -151,14 +149,8 @@ export class HttpStorageBackend implements StorageBackend {
       if (total !== undefined && size !== total) {
         throw new DomainError(ErrorCode.StorageFailed, `${redactUrl(url)}: received ${size} of ${total} bytes`);
       }
-      await file.close();
-      await fs.rename(partial, destination);
       return size;
-    } catch (err) {
-      await file.close().catch(() => undefined);
-      await fs.rm(partial, { force: true });
-      throw err;
-    }
+    });
   }
 
   private getRange(target: Target, url: string, start: number, end: number | undefined, validator: string | undefined, options: TransferOptions) {

@@ -1,12 +1,11 @@
 import { GetObjectCommand, HeadObjectCommand, ListObjectsV2Command, S3Client, S3ServiceException } from '@aws-sdk/client-s3';
 import { Upload } from '@aws-sdk/lib-storage';
-import { promises as fs } from 'node:fs';
 import type { Readable } from 'node:stream';
 import { DomainError, ErrorCode } from '../../common/domain-error';
 import { redactText } from '../../common/redact';
 import type { ListedObject, ObjectInfo, StorageBackend, TransferOptions } from '../storage-backend';
 import { hashedReadStream, UploadResult } from '../transfer/hashed-read';
-import { writeAt } from '../transfer/positional-write';
+import { intoPartFile, writeAt } from '../transfer/positional-write';
 import { planParts, RetryPolicy, transferParts, withRetries } from '../transfer/transfer-engine';
 
 export interface S3StorageSettings {
@@ -104,9 +103,7 @@ export class S3StorageBackend implements StorageBackend {
 
   async download(url: string, destination: string, options: TransferOptions = {}): Promise<number> {
     const { bucket, key } = parseS3(url);
-    const partial = `${destination}.part`;
-    const file = await fs.open(partial, 'w');
-    try {
+    return intoPartFile(destination, async (file) => {
       const head = await withRetries(this.retry, options.signal, () =>
         this.client.send(new HeadObjectCommand({ Bucket: bucket, Key: key }), { abortSignal: options.signal }).catch((err) => {
           throw this.translate(url, err);
@@ -134,14 +131,8 @@ export class S3StorageBackend implements StorageBackend {
           { concurrency: this.parts.parallel, retry: this.retry, signal: options.signal },
         );
       }
-      await file.close();
-      await fs.rename(partial, destination);
       return size;
-    } catch (err) {
-      await file.close().catch(() => undefined);
-      await fs.rm(partial, { force: true });
-      throw err;
-    }
+    });
   }
 
   async upload(source: string, url: string, options: TransferOptions = {}): Promise<UploadResult> {

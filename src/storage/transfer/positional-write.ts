@@ -1,4 +1,5 @@
-import { write } from 'node:fs';
+import { promises as fs, write } from 'node:fs';
+import type { FileHandle } from 'node:fs/promises';
 import { Readable, Writable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 
@@ -31,4 +32,23 @@ export async function writeAt(
     },
   });
   await pipeline(body, sink, { signal });
+}
+
+/**
+ * Runs `fill` on `<destination>.part` opened for writing; on success the part file becomes `destination`
+ * (readers never see half a file), on failure it is removed. Resolves to what `fill` returns.
+ */
+export async function intoPartFile<T>(destination: string, fill: (file: FileHandle, partPath: string) => Promise<T>): Promise<T> {
+  const partPath = `${destination}.part`;
+  const file = await fs.open(partPath, 'w');
+  try {
+    const result = await fill(file, partPath);
+    await file.close();
+    await fs.rename(partPath, destination);
+    return result;
+  } catch (err) {
+    await file.close().catch(() => undefined);
+    await fs.rm(partPath, { force: true });
+    throw err;
+  }
 }
