@@ -1,11 +1,11 @@
 import { Injectable } from '@nestjs/common';
 import { promises as fs } from 'node:fs';
 import * as path from 'node:path';
-import fg from 'fast-glob';
 import { DomainError, ErrorCode } from '../common/domain-error';
 import { redactText, redactUrl } from '../common/redact';
-import type { ExecutionPlan, PlanOutput } from '../compute/execution-plan';
+import type { ExecutionPlan } from '../compute/execution-plan';
 import type { TesOutputFileLog } from '../tasks/tes-task';
+import { outputFiles } from './output-files';
 import { StorageRegistry } from './storage-registry';
 
 export interface StagingOptions {
@@ -61,7 +61,8 @@ export class StagingService {
 
   /**
    * Uploads every output; one log entry per file, and its SHA-256 under the key `sha256:<container path>` for the
-   * task log's metadata. A glob that matches nothing is noted, not an error.
+   * task log's metadata. A glob that matches nothing is noted, not an error. Symbolic links the task made are
+   * followed as the container sees them, never out of the task's directory (see output-files.ts).
    */
   async stageOutputs(plan: ExecutionPlan, options: StagingOptions = {}): Promise<StagedOutputs> {
     const logs: TesOutputFileLog[] = [];
@@ -69,7 +70,7 @@ export class StagingService {
     for (const output of plan.outputs) {
       const label = `outputs[${output.index}]`;
       try {
-        const files = await this.filesOf(output, options);
+        const files = await outputFiles(plan.rootDir, output, options.log ?? (() => undefined));
         await inParallel(files, PARALLEL_TRANSFERS, async (file) => {
           const { bytes, sha256 } = await this.registry.forUrl(file.url).upload(file.hostPath, file.url, options);
           logs.push({ url: redactUrl(file.url), path: file.containerPath, size_bytes: String(bytes) });
@@ -81,49 +82,6 @@ export class StagingService {
     }
     return { outputs: logs, checksums };
   }
-
-  private async filesOf(output: PlanOutput, options: StagingOptions): Promise<Array<{ hostPath: string; containerPath: string; url: string }>> {
-    if (output.glob) {
-      const { hostPrefix, containerPrefix, hostPattern } = output.glob;
-      const matches = await fg(fg.escapePath(output.glob.hostPrefix) + hostPattern.slice(hostPrefix.length), {
-        dot: true,
-        onlyFiles: true,
-        followSymbolicLinks: true,
-        absolute: true,
-      });
-      if (matches.length === 0) options.log?.(`outputs[${output.index}]: ${output.containerPath} matched no files`);
-      return matches.sort().map((match) => {
-        const rel = path.relative(hostPrefix, match).split(path.sep).join('/');
-        return { hostPath: match, containerPath: path.posix.join(containerPrefix, rel), url: joinUrl(output.url, rel) };
-      });
-    }
-    const info = await fs.stat(output.hostPath).catch(() => undefined);
-    if (!info) throw new DomainError(ErrorCode.StorageFailed, `${output.containerPath} does not exist`);
-    if (output.type === 'FILE') {
-      if (!info.isFile()) throw new DomainError(ErrorCode.StorageFailed, `${output.containerPath} is not a file`);
-      return [{ hostPath: output.hostPath, containerPath: output.containerPath, url: output.url }];
-    }
-    if (!info.isDirectory()) throw new DomainError(ErrorCode.StorageFailed, `${output.containerPath} is not a directory`);
-    const files: Array<{ hostPath: string; containerPath: string; url: string }> = [];
-    const walk = async (dir: string, rel: string): Promise<void> => {
-      for (const name of (await fs.readdir(dir)).sort()) {
-        const full = path.join(dir, name);
-        const relPath = rel ? `${rel}/${name}` : name;
-        const stat = await fs.stat(full); // follows symlinks (Cromwell's glob directories hold links)
-        if (stat.isDirectory()) await walk(full, relPath);
-        else if (stat.isFile()) files.push({ hostPath: full, containerPath: path.posix.join(output.containerPath, relPath), url: joinUrl(output.url, relPath) });
-      }
-    };
-    await walk(output.hostPath, '');
-    return files;
-  }
-}
-
-/** Appends a relative path to a directory URL or path; http(s) segments are percent-encoded. */
-export function joinUrl(base: string, relative: string): string {
-  const http = /^https?:/i.test(base);
-  const rel = relative.split('/').map((segment) => (http ? encodeURIComponent(segment) : segment)).join('/');
-  return `${base.replace(/\/+$/, '')}/${rel}`;
 }
 
 function stagingError(context: string, err: unknown): DomainError {

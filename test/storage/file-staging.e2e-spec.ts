@@ -95,6 +95,74 @@ describe('file storage and staging', () => {
     expect(notes).toEqual(['outputs[2]: /out/*.none matched no files']);
   });
 
+  it('lists a directory holding a link back to itself once, without walking in circles', async () => {
+    mkdirSync(path.join(allowed, 'tree/sub'), { recursive: true });
+    writeFileSync(path.join(allowed, 'tree/sub/f.txt'), 'f');
+    writeFileSync(path.join(allowed, 'target.txt'), 'linked');
+    symlinkSync('..', path.join(allowed, 'tree/sub/up'));
+    symlinkSync(path.join(allowed, 'target.txt'), path.join(allowed, 'tree/link.txt'));
+    const listed = await registry.forUrl(path.join(allowed, 'tree')).list(path.join(allowed, 'tree'));
+    expect(listed.map((entry) => [entry.relativePath, entry.size])).toEqual([
+      ['link.txt', 6],
+      ['sub/f.txt', 1],
+    ]);
+  });
+
+  it('follows links among outputs as the container sees them, never to other host files', async () => {
+    mkdirSync(path.join(allowed, 'indir'), { recursive: true });
+    writeFileSync(path.join(allowed, 'indir/a.txt'), 'A');
+    writeFileSync(path.join(allowed, 'single.txt'), 'single');
+    writeFileSync(path.join(outside, 'secret.txt'), 'host secret');
+    const plan = buildExecutionPlan(
+      task({
+        inputs: [
+          { path: '/in/single.txt', url: path.join(allowed, 'single.txt'), type: 'FILE' },
+          { path: '/in/dir', url: path.join(allowed, 'indir'), type: 'DIRECTORY' },
+        ],
+        outputs: [
+          { path: '/out/copy.txt', url: path.join(allowed, 'up/copy.txt'), type: 'FILE' },
+          { path: '/out/results', url: path.join(allowed, 'up/results'), type: 'DIRECTORY' },
+          { path: '/out/*.lnk', path_prefix: '/out', url: path.join(allowed, 'up/glob'), type: 'FILE' },
+        ],
+      }),
+      work,
+    );
+    await staging.stageInputs(plan);
+    const root = plan.rootDir;
+    mkdirSync(path.join(root, 'out/results'), { recursive: true });
+    symlinkSync('/in/single.txt', path.join(root, 'out/copy.txt')); // absolute in the container: the input
+    writeFileSync(path.join(root, 'out/results/own.txt'), 'own');
+    symlinkSync('/in/dir', path.join(root, 'out/results/data'));
+    symlinkSync('/out/results', path.join(root, 'out/results/loop'));
+    symlinkSync(path.join(outside, 'secret.txt'), path.join(root, 'out/results/host.txt'));
+    symlinkSync('../../../../../../../../..' + path.join(outside, 'secret.txt'), path.join(root, 'out/results/climb.txt'));
+    symlinkSync('results/own.txt', path.join(root, 'out/one.lnk'));
+    symlinkSync(path.join(outside, 'secret.txt'), path.join(root, 'out/two.lnk'));
+    const notes: string[] = [];
+    const { outputs } = await staging.stageOutputs(plan, { log: (m) => notes.push(m) });
+    expect(outputs.map((o) => [o.path, o.size_bytes]).sort()).toEqual([
+      ['/out/copy.txt', '6'],
+      ['/out/one.lnk', '3'],
+      ['/out/results/data/a.txt', '1'],
+      ['/out/results/own.txt', '3'],
+    ]);
+    expect(readFileSync(path.join(allowed, 'up/copy.txt'), 'utf8')).toBe('single');
+    expect(readFileSync(path.join(allowed, 'up/results/data/a.txt'), 'utf8')).toBe('A');
+    expect(readFileSync(path.join(allowed, 'up/glob/one.lnk'), 'utf8')).toBe('own');
+    expect(notes.sort()).toEqual([
+      'outputs[1]: /out/results/climb.txt is a symbolic link that leads nowhere inside the task; skipped',
+      'outputs[1]: /out/results/host.txt is a symbolic link that leads nowhere inside the task; skipped',
+      'outputs[1]: /out/results/loop links back to /out/results; not followed',
+    ]);
+
+    // A FILE output that is a link to a host path fails as missing: the host file is never read.
+    const escape = buildExecutionPlan(task({ outputs: [{ path: '/out/x.txt', url: path.join(allowed, 'x.txt'), type: 'FILE' }] }), work);
+    rmSync(escape.rootDir, { recursive: true, force: true });
+    await staging.stageInputs(escape);
+    symlinkSync(path.join(outside, 'secret.txt'), path.join(escape.rootDir, 'out/x.txt'));
+    await expect(staging.stageOutputs(escape)).rejects.toThrow(/\/out\/x\.txt does not exist/);
+  });
+
   it('names the output when a FILE output is missing', async () => {
     const plan = buildExecutionPlan(task({ outputs: [{ path: '/out/missing.txt', url: path.join(allowed, 'm.txt'), type: 'FILE' }] }), work);
     await staging.stageInputs(plan);

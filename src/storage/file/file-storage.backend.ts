@@ -39,18 +39,22 @@ export class FileStorageBackend implements StorageBackend {
     const root = await this.resolve(url);
     const base = url.replace(/\/+$/, '');
     const out: ListedObject[] = [];
-    const walk = async (dir: string, rel: string): Promise<void> => {
+    // `ancestors` holds the real directories on the way down: a link back up is skipped, not walked forever.
+    const walk = async (dir: string, rel: string, ancestors: Set<string>): Promise<void> => {
       const entries = await fs.readdir(dir).catch((err) => this.fail(url, err));
       for (const name of entries.sort()) {
         const full = path.join(dir, name);
         const relPath = rel ? `${rel}/${name}` : name;
         const real = await this.resolve(full); // follows links, refuses ones that leave the allowed directories
-        const info = await fs.stat(real);
-        if (info.isDirectory()) await walk(real, relPath);
-        else out.push({ url: `${base}/${relPath}`, relativePath: relPath, size: info.size });
+        const info = await fs.stat(real).catch((err) => this.fail(`${base}/${relPath}`, err));
+        if (info.isDirectory()) {
+          if (!ancestors.has(real)) await walk(real, relPath, new Set(ancestors).add(real));
+        } else if (info.isFile()) {
+          out.push({ url: `${base}/${relPath}`, relativePath: relPath, size: info.size });
+        }
       }
     };
-    await walk(root, '');
+    await walk(root, '', new Set([root]));
     return out;
   }
 

@@ -1,0 +1,132 @@
+// Staging to and from a real local HTTP server: directory and glob outputs by PUT, credentials kept out of the
+// outputs log, and Authorization kept to its origin across redirects.
+import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { createServer, IncomingHttpHeaders } from 'node:http';
+import * as os from 'node:os';
+import * as path from 'node:path';
+import { buildExecutionPlan } from '../../src/compute/execution-plan';
+import { HttpStorageBackend } from '../../src/storage/http/http-storage.backend';
+import { StagingService } from '../../src/storage/staging.service';
+import { StorageRegistry } from '../../src/storage/storage-registry';
+import { TesState } from '../../src/tasks/tes-task';
+import { HttpFileServer, httpTestSettings, startHttpFileServer } from '../support/http-file-server';
+
+describe('staging over http', () => {
+  let root: string;
+  let work: string;
+  let server: HttpFileServer;
+  let backend: HttpStorageBackend;
+  let staging: StagingService;
+
+  beforeEach(async () => {
+    root = mkdtempSync(path.join(os.tmpdir(), 'tesp-http-stage-root-'));
+    work = mkdtempSync(path.join(os.tmpdir(), 'tesp-http-stage-work-'));
+    server = await startHttpFileServer(root);
+    backend = new HttpStorageBackend(httpTestSettings);
+    staging = new StagingService(new StorageRegistry([backend]));
+  });
+
+  afterEach(async () => {
+    await backend.close();
+    await server.close();
+    rmSync(root, { recursive: true, force: true });
+    rmSync(work, { recursive: true, force: true });
+  });
+
+  it('uploads DIRECTORY and glob outputs file by file, logging each with its size and no credentials', async () => {
+    server.requireAuth('tes', 'top-secret');
+    const port = new URL(server.base).port;
+    const withUser = `http://tes:top-secret@127.0.0.1:${port}`;
+    writeFileSync(path.join(root, 'in.txt'), 'input');
+    const plan = buildExecutionPlan(
+      {
+        id: 'h1',
+        state: TesState.INITIALIZING,
+        creation_time: new Date().toISOString(),
+        executors: [],
+        logs: [],
+        inputs: [{ path: '/in/in.txt', url: `${withUser}/in.txt`, type: 'FILE' }],
+        outputs: [
+          { path: '/out/dir', url: `${withUser}/results/`, type: 'DIRECTORY' },
+          { path: '/out/glob/**/*.csv', path_prefix: '/out/glob', url: `${withUser}/tables`, type: 'FILE' },
+          { path: '/out/glob/*.none', path_prefix: '/out/glob', url: `${withUser}/none`, type: 'FILE' },
+        ],
+      },
+      work,
+    );
+    await staging.stageInputs(plan);
+    expect(readFileSync(path.join(plan.rootDir, 'in/in.txt'), 'utf8')).toBe('input');
+
+    mkdirSync(path.join(plan.rootDir, 'out/dir/sub dir'), { recursive: true });
+    writeFileSync(path.join(plan.rootDir, 'out/dir/a.txt'), 'aaa');
+    writeFileSync(path.join(plan.rootDir, 'out/dir/sub dir/b#1.txt'), 'bb');
+    mkdirSync(path.join(plan.rootDir, 'out/glob/x/.hidden'), { recursive: true });
+    writeFileSync(path.join(plan.rootDir, 'out/glob/top.csv'), '1,2\n');
+    writeFileSync(path.join(plan.rootDir, 'out/glob/x/.hidden/deep.csv'), '3\n');
+    writeFileSync(path.join(plan.rootDir, 'out/glob/x/skip.txt'), 'no');
+    const notes: string[] = [];
+    const { outputs } = await staging.stageOutputs(plan, { log: (m) => notes.push(m) });
+
+    const redacted = `http://***@127.0.0.1:${port}`;
+    expect(outputs.sort((a, b) => a.path.localeCompare(b.path))).toEqual([
+      { url: `${redacted}/results/a.txt`, path: '/out/dir/a.txt', size_bytes: '3' },
+      { url: `${redacted}/results/sub%20dir/b%231.txt`, path: '/out/dir/sub dir/b#1.txt', size_bytes: '2' },
+      { url: `${redacted}/tables/top.csv`, path: '/out/glob/top.csv', size_bytes: '4' },
+      { url: `${redacted}/tables/x/.hidden/deep.csv`, path: '/out/glob/x/.hidden/deep.csv', size_bytes: '2' },
+    ]);
+    expect(JSON.stringify(outputs)).not.toContain('top-secret');
+    expect(readFileSync(path.join(root, 'results/sub dir/b#1.txt'), 'utf8')).toBe('bb');
+    expect(readFileSync(path.join(root, 'tables/x/.hidden/deep.csv'), 'utf8')).toBe('3\n');
+    expect(server.requests.filter((r) => r.startsWith('PUT ')).sort()).toEqual([
+      'PUT /results/a.txt',
+      'PUT /results/sub dir/b#1.txt',
+      'PUT /tables/top.csv',
+      'PUT /tables/x/.hidden/deep.csv',
+    ]);
+    expect(notes).toEqual(['outputs[2]: /out/glob/*.none matched no files']);
+  });
+
+  it('refuses an http DIRECTORY input naming the input, without credentials in the message', async () => {
+    const plan = buildExecutionPlan(
+      {
+        id: 'h2',
+        state: TesState.INITIALIZING,
+        creation_time: new Date().toISOString(),
+        executors: [],
+        logs: [],
+        inputs: [{ path: '/in/d', url: `${server.base.replace('//', '//u:hidden-pw@')}/d/`, type: 'DIRECTORY' }],
+      },
+      work,
+    );
+    const message = await staging.stageInputs(plan).then(() => '', (err: Error) => err.message);
+    expect(message).toMatch(/^staging inputs\[0\] .* to \/in\/d failed: .*http\(s\) DIRECTORY inputs are not supported/);
+    expect(message).not.toContain('hidden-pw');
+  });
+
+  it('sends Authorization across a same-origin redirect but not to another origin', async () => {
+    const seen: IncomingHttpHeaders[] = [];
+    const other = createServer((req, res) => {
+      seen.push(req.headers);
+      res.writeHead(200, { 'content-length': 5 }).end('other');
+    });
+    await new Promise<void>((resolve) => other.listen(0, '127.0.0.1', resolve));
+    const otherBase = `http://127.0.0.1:${(other.address() as { port: number }).port}`;
+    try {
+      writeFileSync(path.join(root, 'target.txt'), 'same origin');
+      server.requireAuth('tes', 'pw');
+      server.redirect('/same', `${server.base}/target.txt`);
+      server.redirect('/away', `${otherBase}/file`);
+      const port = new URL(server.base).port;
+      const local = path.join(work, 'got.txt');
+      await backend.download(`http://tes:pw@127.0.0.1:${port}/same`, local);
+      expect(readFileSync(local, 'utf8')).toBe('same origin');
+      await backend.download(`http://tes:pw@127.0.0.1:${port}/away`, local);
+      expect(readFileSync(local, 'utf8')).toBe('other');
+      expect(seen.length).toBeGreaterThan(0);
+      expect(seen.every((headers) => headers.authorization === undefined)).toBe(true);
+    } finally {
+      other.closeAllConnections();
+      await new Promise((resolve) => other.close(resolve));
+    }
+  });
+});
