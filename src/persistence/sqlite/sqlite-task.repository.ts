@@ -2,79 +2,69 @@ import Database from 'better-sqlite3';
 import { DomainError, ErrorCode } from '../../common/domain-error';
 import type { TaskRecord, TesState } from '../../tasks/tes-task';
 import type { TaskListPage, TaskListQuery, TaskMutation, TaskRepository } from '../task-repository';
+import { decodePageToken, encodePageToken, findByStateStatement, listStatement } from './sqlite-task-queries';
+import { openTaskDatabase } from './sqlite-schema';
 
-const SCHEMA_VERSION = 1;
-
-// seq orders tasks by insertion (newest first = seq DESC) and makes keyset paging stable under concurrent
-// inserts; id and state sit in their own columns so MINIMAL lists never parse the JSON document.
-const SCHEMA = `
-CREATE TABLE IF NOT EXISTS tasks (
-  seq INTEGER PRIMARY KEY AUTOINCREMENT,
-  id TEXT NOT NULL UNIQUE,
-  state TEXT NOT NULL,
-  name TEXT,
-  creation_time TEXT NOT NULL,
-  version INTEGER NOT NULL DEFAULT 0,
-  doc TEXT NOT NULL
-);
-CREATE INDEX IF NOT EXISTS tasks_state_seq ON tasks (state, seq);
-CREATE INDEX IF NOT EXISTS tasks_name_seq ON tasks (name, seq);
-CREATE TABLE IF NOT EXISTS task_tags (
-  task_seq INTEGER NOT NULL REFERENCES tasks (seq) ON DELETE CASCADE,
-  key TEXT NOT NULL,
-  value TEXT NOT NULL,
-  PRIMARY KEY (key, value, task_seq)
-) WITHOUT ROWID;
-CREATE INDEX IF NOT EXISTS task_tags_seq ON task_tags (task_seq);
-`;
-
-interface Row {
+interface TaskRow {
   seq: number;
   id: string;
   state: TesState;
-  version: number;
+  doc: string;
+}
+
+/** What an insert writes, taken when insert() is called: later changes to the caller's object do not leak in. */
+interface NewTask {
+  id: string;
+  state: TesState;
+  name: string | null;
+  creationTime: string;
+  tags: Record<string, string>;
   doc: string;
 }
 
 interface PendingInsert {
-  task: TaskRecord;
+  task: NewTask;
   resolve: () => void;
   reject: (err: unknown) => void;
 }
 
-/** The embedded task store: one SQLite file in WAL mode, fsynced on every commit (synchronous=FULL). */
+/** Distinct list and findByState shapes are few; the cap only guards against a flood of odd tag combinations. */
+const MAX_CACHED_STATEMENTS = 256;
+
+/** The embedded task store: one SQLite file in WAL mode, fsynced on every commit. */
 export class SqliteTaskRepository implements TaskRepository {
   private readonly db: Database.Database;
+  private readonly statements = new Map<string, Database.Statement>();
+  private readonly insertOne: Database.Transaction<(task: NewTask) => void>;
   private pending: PendingInsert[] = [];
   private flushScheduled = false;
-  private readonly stmts: ReturnType<SqliteTaskRepository['prepare']>;
+  private closed = false;
 
   constructor(file: string) {
-    this.db = new Database(file);
-    this.db.pragma('journal_mode = WAL');
-    this.db.pragma('synchronous = FULL');
-    this.db.pragma('busy_timeout = 5000');
-    this.db.pragma('foreign_keys = ON');
-    const version = this.db.pragma('user_version', { simple: true }) as number;
-    if (version > SCHEMA_VERSION) throw new Error(`${file} was written by a newer tesp (schema ${version})`);
-    this.db.exec(SCHEMA);
-    this.db.pragma(`user_version = ${SCHEMA_VERSION}`);
-    this.stmts = this.prepare();
-  }
-
-  private prepare() {
-    return {
-      insertTask: this.db.prepare('INSERT INTO tasks (id, state, name, creation_time, doc) VALUES (?, ?, ?, ?, ?)'),
-      insertTag: this.db.prepare('INSERT OR IGNORE INTO task_tags (task_seq, key, value) VALUES (?, ?, ?)'),
-      byId: this.db.prepare('SELECT seq, id, state, version, doc FROM tasks WHERE id = ?'),
-      write: this.db.prepare('UPDATE tasks SET state = ?, doc = ?, version = version + 1 WHERE id = ? AND version = ?'),
-    };
+    this.db = openTaskDatabase(file);
+    // Used inside the batch transaction, where better-sqlite3 turns it into a savepoint: a duplicate id fails
+    // alone and the rest of its batch still commits.
+    this.insertOne = this.db.transaction((task: NewTask) => {
+      const { lastInsertRowid } = this.statement('INSERT INTO tasks (id, state, name, creation_time, doc) VALUES (?, ?, ?, ?, ?)')
+        .run(task.id, task.state, task.name, task.creationTime, task.doc);
+      this.insertTags(Number(lastInsertRowid), task.tags);
+    });
   }
 
   insert(task: TaskRecord): Promise<void> {
-    // Group commit: inserts from the same event-loop turn share one transaction and one fsync.
+    if (this.closed) return Promise.reject(storeClosed());
+    // Group commit: inserts from the same event-loop turn share one transaction and one fsync; each promise
+    // settles only after that commit.
     return new Promise((resolve, reject) => {
-      this.pending.push({ task: structuredClone(task), resolve, reject });
+      const snapshot: NewTask = {
+        id: task.id,
+        state: task.state,
+        name: task.name ?? null,
+        creationTime: task.creation_time,
+        tags: { ...task.tags },
+        doc: JSON.stringify(task),
+      };
+      this.pending.push({ task: snapshot, resolve, reject });
       if (!this.flushScheduled) {
         this.flushScheduled = true;
         setImmediate(() => this.flushInserts());
@@ -86,75 +76,48 @@ export class SqliteTaskRepository implements TaskRepository {
     const batch = this.pending;
     this.pending = [];
     this.flushScheduled = false;
-    const outcomes: Array<unknown> = [];
-    const run = this.db.transaction(() => {
-      for (const item of batch) {
-        // A savepoint per task: one duplicate id fails alone, the rest of the batch commits.
-        try {
-          this.db.transaction(() => this.insertOne(item.task))();
-          outcomes.push(undefined);
-        } catch (err) {
-          outcomes.push(err);
-        }
-      }
-    });
+    if (batch.length === 0) return;
+    const outcomes: unknown[] = [];
     try {
-      run.immediate();
+      this.db
+        .transaction(() => {
+          for (const item of batch) {
+            try {
+              this.insertOne(item.task);
+              outcomes.push(undefined);
+            } catch (err) {
+              outcomes.push(err);
+            }
+          }
+        })
+        .immediate();
     } catch (err) {
-      batch.forEach((item) => item.reject(err));
+      const failure = toDomainError(err);
+      batch.forEach((item) => item.reject(failure));
       return;
     }
     batch.forEach((item, i) => {
       const err = outcomes[i];
       if (err === undefined) item.resolve();
-      else if ((err as { code?: string }).code === 'SQLITE_CONSTRAINT_UNIQUE') item.reject(new DomainError(ErrorCode.Conflict, `task ${item.task.id} already exists`));
-      else item.reject(err);
+      else if (isUniqueViolation(err)) item.reject(new DomainError(ErrorCode.Conflict, `task ${item.task.id} already exists`));
+      else item.reject(toDomainError(err));
     });
   }
 
-  private insertOne(task: TaskRecord): void {
-    const seq = Number(this.stmts.insertTask.run(task.id, task.state, task.name ?? null, task.creation_time, JSON.stringify(task)).lastInsertRowid);
-    for (const [key, value] of Object.entries(task.tags ?? {})) this.stmts.insertTag.run(seq, key, value);
-  }
-
   async get(id: string): Promise<TaskRecord | undefined> {
-    const row = this.stmts.byId.get(id) as Row | undefined;
+    const row = this.run(() => this.statement('SELECT seq, id, state, doc FROM tasks WHERE id = ?').get(id)) as TaskRow | undefined;
     return row ? toRecord(row) : undefined;
   }
 
   async list(query: TaskListQuery): Promise<TaskListPage> {
-    const where: string[] = [];
-    const params: unknown[] = [];
-    if (query.pageToken !== undefined) {
-      where.push('t.seq < ?');
-      params.push(decodeToken(query.pageToken));
-    }
-    if (query.state) {
-      where.push('t.state = ?');
-      params.push(query.state);
-    }
-    if (query.namePrefix) {
-      // A range the name index can serve, then an exact check: prefix semantics, case-sensitive, no wildcards.
-      where.push('t.name >= ? AND t.name < ? AND substr(t.name, 1, ?) = ?');
-      params.push(query.namePrefix, query.namePrefix + '\u{10FFFF}', query.namePrefix.length, query.namePrefix);
-    }
-    for (const tag of query.tags) {
-      if (tag.value) {
-        where.push('EXISTS (SELECT 1 FROM task_tags g WHERE g.key = ? AND g.value = ? AND g.task_seq = t.seq)');
-        params.push(tag.key, tag.value);
-      } else {
-        where.push('EXISTS (SELECT 1 FROM task_tags g WHERE g.key = ? AND g.task_seq = t.seq)');
-        params.push(tag.key);
-      }
-    }
-    const columns = query.fields === 'minimal' ? 't.seq, t.id, t.state' : 't.seq, t.id, t.state, t.version, t.doc';
-    const sql = `SELECT ${columns} FROM tasks t ${where.length ? 'WHERE ' + where.join(' AND ') : ''} ORDER BY t.seq DESC LIMIT ?`;
-    const rows = this.db.prepare(sql).all(...params, query.pageSize + 1) as Row[];
+    const after = query.pageToken === undefined ? undefined : decodePageToken(query.pageToken);
+    const { sql, params } = listStatement(query, after);
+    const rows = this.run(() => this.statement(sql).all(...params)) as TaskRow[];
     const more = rows.length > query.pageSize;
     const page = more ? rows.slice(0, query.pageSize) : rows;
     return {
       tasks: page.map((row) => (query.fields === 'minimal' ? { id: row.id, state: row.state } : toRecord(row))),
-      nextPageToken: more ? encodeToken(page[page.length - 1].seq) : undefined,
+      ...(more ? { nextPageToken: encodePageToken(page[page.length - 1].seq) } : {}),
     };
   }
 
@@ -166,59 +129,103 @@ export class SqliteTaskRepository implements TaskRepository {
     return this.compareAndSet(id, inStates, undefined, mutate);
   }
 
-  private compareAndSet(id: string, from: readonly TesState[], to: TesState | undefined, mutate?: TaskMutation): TaskRecord | undefined {
-    // better-sqlite3 is synchronous, so read-check-write below runs without interleaving in this process; the
-    // version check also guards against another process writing the same file.
-    return this.db.transaction((): TaskRecord | undefined => {
-      const row = this.stmts.byId.get(id) as Row | undefined;
-      if (!row || !from.includes(row.state)) return undefined;
-      const task = toRecord(row);
-      mutate?.(task);
-      task.id = row.id;
-      task.state = to ?? row.state;
-      const changed = this.stmts.write.run(task.state, JSON.stringify(task), id, row.version).changes;
-      return changed === 1 ? task : undefined;
-    }).immediate();
+  /** Read, check and write in one IMMEDIATE transaction: no other writer, in this process or another, slips in between. */
+  private compareAndSet(id: string, allowed: readonly TesState[], to: TesState | undefined, mutate?: TaskMutation): TaskRecord | undefined {
+    return this.run(() =>
+      this.db
+        .transaction((): TaskRecord | undefined => {
+          const row = this.statement('SELECT seq, id, state, doc FROM tasks WHERE id = ?').get(id) as TaskRow | undefined;
+          if (!row || !allowed.includes(row.state)) return undefined;
+          // A fresh parse is a deep copy: a mutation that throws leaves nothing changed.
+          const task = toRecord(row);
+          const tagsBefore = task.tags ?? {};
+          mutate?.(task);
+          // The store owns id and state: a mutation cannot rename a task or move it past the state machine.
+          task.id = row.id;
+          task.state = to ?? row.state;
+          this.statement('UPDATE tasks SET state = ?, name = ?, creation_time = ?, doc = ?, version = version + 1 WHERE seq = ?')
+            .run(task.state, task.name ?? null, task.creation_time, JSON.stringify(task), row.seq);
+          if (JSON.stringify(tagsBefore) !== JSON.stringify(task.tags ?? {})) {
+            const remove = this.statement('DELETE FROM task_tags WHERE key = ? AND task_seq = ?');
+            for (const key of Object.keys(tagsBefore)) remove.run(key, row.seq);
+            this.insertTags(row.seq, task.tags);
+          }
+          return task;
+        })
+        .immediate(),
+    );
   }
 
   async findByState(states: readonly TesState[], limit: number): Promise<TaskRecord[]> {
-    if (states.length === 0) return [];
-    const marks = states.map(() => '?').join(', ');
-    const rows = this.db
-      .prepare(`SELECT seq, id, state, version, doc FROM tasks WHERE state IN (${marks}) ORDER BY seq ASC LIMIT ?`)
-      .all(...states, limit) as Row[];
+    if (states.length === 0 || limit < 1) return [];
+    const { sql, params } = findByStateStatement(states, limit);
+    const rows = this.run(() => this.statement(sql).all(...params)) as TaskRow[];
     return rows.map(toRecord);
   }
 
   async close(): Promise<void> {
-    if (this.pending.length) this.flushInserts();
-    if (this.db.open) this.db.close();
+    if (this.closed) return;
+    // Inserts queued in this turn still commit; their promises resolve as usual.
+    this.flushInserts();
+    this.closed = true;
+    this.statements.clear();
+    this.db.close();
   }
 
-  /** The query plan of a list query, for checks that filters use indexes. */
-  explainList(sqlWhere: string, params: unknown[]): string[] {
-    const rows = this.db.prepare(`EXPLAIN QUERY PLAN SELECT t.seq FROM tasks t WHERE ${sqlWhere} ORDER BY t.seq DESC LIMIT 10`).all(...params) as Array<{ detail: string }>;
-    return rows.map((r) => r.detail);
+  private insertTags(seq: number, tags: Record<string, string> | undefined): void {
+    const insert = this.statement('INSERT INTO task_tags (key, task_seq, value) VALUES (?, ?, ?)');
+    for (const [key, value] of Object.entries(tags ?? {})) insert.run(key, seq, value);
+  }
+
+  private statement(sql: string): Database.Statement {
+    let stmt = this.statements.get(sql);
+    if (!stmt) {
+      if (this.statements.size >= MAX_CACHED_STATEMENTS) this.statements.clear();
+      stmt = this.db.prepare(sql);
+      this.statements.set(sql, stmt);
+    }
+    return stmt;
+  }
+
+  /** Runs a synchronous database call, refusing after close and turning SQLite errors into domain errors. */
+  private run<T>(work: () => T): T {
+    if (this.closed) throw storeClosed();
+    try {
+      return work();
+    } catch (err) {
+      throw toDomainError(err);
+    }
   }
 }
 
-function toRecord(row: Row): TaskRecord {
+function toRecord(row: TaskRow): TaskRecord {
   const task = JSON.parse(row.doc) as TaskRecord;
   task.state = row.state;
   return task;
 }
 
-const TOKEN_PREFIX = 's1.';
-
-function encodeToken(seq: number): string {
-  return Buffer.from(TOKEN_PREFIX + seq.toString(36)).toString('base64url');
+function isUniqueViolation(err: unknown): boolean {
+  return sqliteCode(err) === 'SQLITE_CONSTRAINT_UNIQUE';
 }
 
-function decodeToken(token: string): number {
-  const text = /^[A-Za-z0-9_-]{1,64}$/.test(token) ? Buffer.from(token, 'base64url').toString() : '';
-  const seq = text.startsWith(TOKEN_PREFIX) && /^[0-9a-z]+$/.test(text.slice(TOKEN_PREFIX.length)) ? parseInt(text.slice(TOKEN_PREFIX.length), 36) : NaN;
-  if (!Number.isSafeInteger(seq) || seq <= 0) {
-    throw new DomainError(ErrorCode.InvalidArgument, 'page_token: not a token this server issued');
-  }
-  return seq;
+/**
+ * The SQLite result code of an error from better-sqlite3. Matched by shape, not instanceof: the native addon keeps
+ * the SqliteError class it was first given, which is not this module's copy (nor this realm's Error) when modules
+ * are loaded more than once, as jest does per test file.
+ */
+function sqliteCode(err: unknown): string | undefined {
+  const { name, code } = (typeof err === 'object' && err !== null ? err : {}) as { name?: unknown; code?: unknown };
+  return name === 'SqliteError' && typeof code === 'string' ? code : undefined;
+}
+
+function storeClosed(): DomainError {
+  return new DomainError(ErrorCode.Unavailable, 'the task store is closed');
+}
+
+/** SQLite errors become domain errors at this edge; anything else (a mutation's own error) passes through. */
+function toDomainError(err: unknown): unknown {
+  const code = sqliteCode(err);
+  if (code === undefined) return err;
+  const busy = code.startsWith('SQLITE_BUSY') || code.startsWith('SQLITE_LOCKED');
+  return new DomainError(busy ? ErrorCode.Unavailable : ErrorCode.Internal, `task store: ${String((err as { message?: unknown }).message)} (${code})`, busy);
 }

@@ -1,0 +1,29 @@
+import { Test } from '@nestjs/testing';
+import { existsSync, mkdtempSync, rmSync } from 'node:fs';
+import * as os from 'node:os';
+import * as path from 'node:path';
+import { ErrorCode } from '../common/domain-error';
+import { loadSettings } from '../config/settings.loader';
+import { SettingsModule } from '../config/settings.module';
+import { TesState } from '../tasks/tes-task';
+import { PersistenceModule } from './persistence.module';
+import { TASK_REPOSITORY, TaskRepository } from './task-repository';
+
+describe('PersistenceModule', () => {
+  let dir: string;
+
+  beforeEach(() => (dir = mkdtempSync(path.join(os.tmpdir(), 'tesp-persistence-'))));
+  afterEach(() => rmSync(dir, { recursive: true, force: true }));
+
+  it('provides the SQLite store in the data dir it creates, and closes it on shutdown', async () => {
+    const dataDir = path.join(dir, 'nested', 'data');
+    const settings = loadSettings({ env: {}, overrides: { data_dir: dataDir, 'store.sqlite.file': 'tasks.db' } });
+    const app = await Test.createTestingModule({ imports: [SettingsModule.forRoot(settings), PersistenceModule] }).compile();
+    await app.init();
+    const repo = app.get<TaskRepository>(TASK_REPOSITORY);
+    await repo.insert({ id: 't1', state: TesState.QUEUED, creation_time: '2026-01-01T00:00:00Z', executors: [], logs: [] });
+    expect(existsSync(path.join(dataDir, 'tasks.db'))).toBe(true);
+    await app.close();
+    await expect(repo.get('t1')).rejects.toMatchObject({ code: ErrorCode.Unavailable });
+  });
+});

@@ -1,0 +1,83 @@
+import Database from 'better-sqlite3';
+
+// Each entry upgrades the file by one step of PRAGMA user_version. Append new steps; never edit a released one.
+//
+// tasks.seq is the insertion order: newest first is seq DESC, and paging by seq stays stable while tasks arrive.
+// id, state and name have their own columns so lists filter and MINIMAL pages read without parsing the document.
+// task_tags holds one row per tag; its primary key (key, task_seq) serves "key exists" and the index
+// (key, value, task_seq) serves "key = value", both already in seq order, so a tag filter needs no sort.
+const MIGRATIONS: readonly string[] = [
+  `
+  CREATE TABLE tasks (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    id TEXT NOT NULL UNIQUE,
+    state TEXT NOT NULL,
+    name TEXT,
+    creation_time TEXT NOT NULL,
+    version INTEGER NOT NULL DEFAULT 0,
+    doc TEXT NOT NULL
+  );
+  CREATE INDEX tasks_state_seq ON tasks (state, seq);
+  CREATE INDEX tasks_name ON tasks (name);
+  CREATE TABLE task_tags (
+    key TEXT NOT NULL,
+    task_seq INTEGER NOT NULL,
+    value TEXT NOT NULL,
+    PRIMARY KEY (key, task_seq)
+  ) WITHOUT ROWID;
+  CREATE INDEX task_tags_key_value ON task_tags (key, value, task_seq);
+  `,
+];
+
+export const SCHEMA_VERSION = MIGRATIONS.length;
+
+/** Opens (creating or upgrading) the task database: WAL, fsync on every commit, waits on a busy file. */
+export function openTaskDatabase(file: string): Database.Database {
+  const db = new Database(file);
+  try {
+    db.pragma('journal_mode = WAL');
+    // FULL: a commit is on disk before insert() resolves, so an id handed to a client survives a power cut.
+    db.pragma('synchronous = FULL');
+    db.pragma('busy_timeout = 5000');
+    migrate(db, file);
+    refreshStatistics(db);
+    return db;
+  } catch (err) {
+    db.close();
+    throw err;
+  }
+}
+
+function migrate(db: Database.Database, file: string): void {
+  // One step per write transaction, the version read inside it: two processes opening a new file do not both create.
+  const step = db.transaction((): boolean => {
+    const version = db.pragma('user_version', { simple: true }) as number;
+    if (version > SCHEMA_VERSION) {
+      throw new Error(`${file}: schema version ${version} was written by a newer tesp (this one knows ${SCHEMA_VERSION})`);
+    }
+    if (version === SCHEMA_VERSION) return false;
+    db.exec(MIGRATIONS[version]);
+    db.pragma(`user_version = ${version + 1}`);
+    return true;
+  });
+  while (step.immediate());
+}
+
+/** Below this many tasks any plan is fast; statistics are not worth their start-up time. */
+const MIN_ROWS_FOR_STATISTICS = 1000;
+
+/**
+ * Full statistics (sqlite_stat1 and stat4 samples) let the planner weigh one filter against another for the
+ * values in hand: walk the newest tasks and check a common name prefix, or read a rare prefix's range and sort it.
+ * ANALYZE reads every index (about a quarter of a second per 100 000 tasks), so it runs at start-up and only when
+ * the task count has doubled or halved since the last run. PRAGMA optimize is not used: its sampled statistics
+ * misjudge these indexes and lead to worse plans than none.
+ */
+function refreshStatistics(db: Database.Database): void {
+  const rows = (db.prepare('SELECT count(*) AS n FROM tasks').get() as { n: number }).n;
+  const hasStats = db.prepare("SELECT 1 FROM sqlite_schema WHERE type = 'table' AND name = 'sqlite_stat1'").get() !== undefined;
+  const stat = hasStats ? (db.prepare("SELECT stat FROM sqlite_stat1 WHERE tbl = 'tasks' LIMIT 1").get() as { stat: string } | undefined) : undefined;
+  const analysed = stat ? parseInt(stat.stat, 10) : undefined;
+  const stale = analysed === undefined ? rows >= MIN_ROWS_FOR_STATISTICS : rows >= analysed * 2 || rows * 2 <= analysed;
+  if (stale) db.exec('ANALYZE');
+}

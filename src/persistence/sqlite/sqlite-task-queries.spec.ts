@@ -1,0 +1,117 @@
+import Database from 'better-sqlite3';
+import { mkdtempSync, rmSync } from 'node:fs';
+import * as os from 'node:os';
+import * as path from 'node:path';
+import { ErrorCode } from '../../common/domain-error';
+import { TesState } from '../../tasks/tes-task';
+import type { TaskListQuery } from '../task-repository';
+import { decodePageToken, encodePageToken, findByStateStatement, listStatement, SqlStatement } from './sqlite-task-queries';
+import { SqliteTaskRepository } from './sqlite-task.repository';
+
+describe('page tokens', () => {
+  it('round-trip the last seq of a page', () => {
+    for (const seq of [1, 257, 2 ** 40]) expect(decodePageToken(encodePageToken(seq))).toBe(seq);
+    expect(encodePageToken(5)).toMatch(/^[A-Za-z0-9_-]+$/);
+  });
+
+  it('accept only the exact form they were issued in', () => {
+    const issued = encodePageToken(42);
+    const forged = [
+      issued.slice(0, -1),
+      `${issued}=`,
+      Buffer.from('{"after":42,"x":1}').toString('base64url'),
+      Buffer.from('{"after":0}').toString('base64url'),
+      Buffer.from('{"after":4.5}').toString('base64url'),
+      Buffer.from('{ "after":42}').toString('base64url'),
+      Buffer.from('[42]').toString('base64url'),
+    ];
+    for (const token of forged) {
+      let thrown: unknown;
+      try {
+        decodePageToken(token);
+      } catch (err) {
+        thrown = err;
+      }
+      expect([token, thrown]).toEqual([token, expect.objectContaining({ code: ErrorCode.InvalidArgument, message: 'page_token: not a token this server issued' })]);
+    }
+  });
+});
+
+// The plans the queries get on a file the repository built; they must come from indexes (no table scan under a
+// filter, no sort where an index gives the order) whatever the statistics say.
+describe('SQLite query plans', () => {
+  let dir: string;
+  let db: Database.Database;
+
+  beforeAll(async () => {
+    dir = mkdtempSync(path.join(os.tmpdir(), 'tesp-sqlite-plans-'));
+    const file = path.join(dir, 'tesp.sqlite');
+    const repo = new SqliteTaskRepository(file);
+    const states = [TesState.COMPLETE, TesState.COMPLETE, TesState.EXECUTOR_ERROR, TesState.QUEUED, TesState.RUNNING];
+    await Promise.all(
+      Array.from({ length: 3000 }, (_, i) =>
+        repo.insert({
+          id: `task-${i}`,
+          state: states[i % states.length],
+          name: `run-${i % 50}-${i}`,
+          creation_time: new Date(i * 1000).toISOString(),
+          executors: [{ image: 'alpine', command: ['true'] }],
+          logs: [],
+          tags: { project: `p${i % 10}`, batch: String(i % 300) },
+        }),
+      ),
+    );
+    await repo.close();
+    db = new Database(file, { readonly: true });
+  });
+
+  afterAll(() => {
+    db?.close();
+    rmSync(dir, { recursive: true, force: true });
+  });
+
+  const plan = ({ sql, params }: SqlStatement) =>
+    (db.prepare(`EXPLAIN QUERY PLAN ${sql}`).all(...params) as Array<{ detail: string }>).map((row) => row.detail).join(' | ');
+  const list = (query: Partial<TaskListQuery>, after?: number) =>
+    plan(listStatement({ tags: [], pageSize: 256, fields: 'minimal', ...query }, after));
+
+  it('walks newest first along the primary key without a filter', () => {
+    expect(list({})).toBe('SCAN t');
+    expect(list({ fields: 'full' }, 100)).toBe('SEARCH t USING INTEGER PRIMARY KEY (rowid<?)');
+  });
+
+  it('serves a state filter from (state, seq), already in order', () => {
+    expect(list({ state: TesState.QUEUED })).toBe('SEARCH t USING INDEX tasks_state_seq (state=?)');
+    expect(list({ state: TesState.QUEUED }, 100)).toBe('SEARCH t USING INDEX tasks_state_seq (state=? AND seq<?)');
+  });
+
+  it('serves a name prefix from a range of the name index', () => {
+    expect(list({ namePrefix: 'run-7-' })).toMatch(/^SEARCH t USING INDEX tasks_name \(name>\? AND name<\?\)/);
+  });
+
+  it('drives tag filters from the tag indexes, already in order', () => {
+    const kv = 'SEARCH g0 USING COVERING INDEX task_tags_key_value (key=? AND value=?) | SEARCH t USING INTEGER PRIMARY KEY (rowid=?)';
+    expect(list({ tags: [{ key: 'project', value: 'p1' }] })).toBe(kv);
+    expect(list({ tags: [{ key: 'batch' }] })).toBe('SEARCH g0 USING PRIMARY KEY (key=?) | SEARCH t USING INTEGER PRIMARY KEY (rowid=?)');
+    expect(list({ tags: [{ key: 'batch', value: '3' }] }, 100)).toMatch(/^SEARCH g0 USING COVERING INDEX task_tags_key_value \(key=\? AND value=\? AND task_seq<\?\)/);
+    const both = list({ tags: [{ key: 'project', value: 'p1' }, { key: 'batch', value: '3' }] });
+    expect(both).not.toMatch(/SCAN/);
+    expect(both).toMatch(/SEARCH g1 USING (COVERING INDEX task_tags_key_value|PRIMARY KEY)/);
+  });
+
+  it('never scans the task table under a filter', () => {
+    const filtered = [
+      list({ state: TesState.RUNNING, namePrefix: 'run-1', tags: [{ key: 'project', value: 'p1' }] }),
+      list({ namePrefix: 'run-1', tags: [{ key: 'batch' }] }),
+      list({ tags: Array.from({ length: 20 }, (_, i) => ({ key: `k${i}` })) }),
+    ];
+    for (const detail of filtered) expect(detail).not.toMatch(/SCAN t\b/);
+  });
+
+  it('merges ordered state ranges for findByState instead of sorting', () => {
+    expect(plan(findByStateStatement([TesState.QUEUED], 10))).toBe('SEARCH tasks USING INDEX tasks_state_seq (state=?)');
+    const several = plan(findByStateStatement([TesState.QUEUED, TesState.RUNNING, TesState.INITIALIZING, TesState.QUEUED], 10));
+    expect(several).toMatch(/MERGE \(UNION ALL\)/);
+    expect(several).not.toMatch(/TEMP B-TREE|SCAN/);
+  });
+});
