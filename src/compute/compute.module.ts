@@ -16,7 +16,7 @@ export function createComputeBackend(settings: Settings, staging: StagingService
   switch (settings.compute.backend) {
     case 'local': {
       const local = settings.compute.local;
-      const runtime = local.runtime === 'docker' ? new DockerRuntime(local) : new ProcessRuntime();
+      const runtime = local.runtime === 'docker' ? new DockerRuntime(local) : new ProcessRuntime(local);
       return new LocalComputeBackend(runtime, staging, {
         workDir: path.join(dataDir(settings), 'work'),
         logTailBytes: local.log_tail_bytes,

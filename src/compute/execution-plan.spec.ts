@@ -34,6 +34,34 @@ describe('buildExecutionPlan', () => {
     expect(plan.executors[0]).toMatchObject({ stdoutHostPath: '/data/work/plan-1/root/logs/out.txt', stdinHostPath: '/data/work/plan-1/root/work/.command.sh' });
   });
 
+  it('mounts the parent of a stdin file no input provides, and folds nested writable directories into one', () => {
+    const plan = buildExecutionPlan(
+      {
+        ...base,
+        volumes: ['/data', '/data/nested/'],
+        outputs: [{ path: '/data/deep/result/', url: '/host/r', type: 'DIRECTORY' }],
+        executors: [
+          { image: 'alpine', command: ['sh'], stdout: '/data/out.txt' },
+          { image: 'alpine', command: ['sh'], stdin: '/tmp/made/by-first.txt', ignore_error: true },
+        ],
+      },
+      '/t',
+    );
+    expect(plan.mounts.map((m) => [m.containerPath, m.readOnly])).toEqual([
+      ['/data', false],
+      ['/tmp/made', false],
+    ]);
+    expect(plan.outputs[0]).toMatchObject({ containerPath: '/data/deep/result', hostPath: '/t/root/data/deep/result' });
+    expect(plan.executors.map((e) => e.ignoreError)).toEqual([false, true]);
+    expect(plan.executors[1].stdinHostPath).toBe('/t/root/tmp/made/by-first.txt');
+  });
+
+  it('leaves limits unset without resources and ignores an unusable shm_size_gb', () => {
+    expect(buildExecutionPlan(base, '/t').limits).toEqual({ cpuCores: undefined, ramBytes: undefined, shmBytes: undefined });
+    const plan = buildExecutionPlan({ ...base, resources: { backend_parameters: { shm_size_gb: 'lots' } } }, '/t');
+    expect(plan.limits.shmBytes).toBeUndefined();
+  });
+
   it('turns resources into limits', () => {
     const plan = buildExecutionPlan({ ...base, resources: { cpu_cores: 2, ram_gb: 1.5, backend_parameters: { shm_size_gb: '0.5' } } }, '/t');
     expect(plan.limits).toEqual({ cpuCores: 2, ramBytes: 1.5 * 1024 ** 3, shmBytes: 0.5 * 1024 ** 3 });

@@ -59,6 +59,8 @@ export const settingsSchema = {
       log_tail_bytes: int(65_536, 1024, 16 * 1024 * 1024),
       log_refresh_ms: int(1000, 100, 60_000),
       keep_task_dirs: bool(false),
+      // Cancel sends SIGTERM, then SIGKILL after this many seconds, then removes the container.
+      stop_timeout_s: int(2, 0, 30),
     },
   },
   storage: {

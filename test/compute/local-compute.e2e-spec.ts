@@ -1,33 +1,28 @@
-// LocalComputeBackend through its port, against a real Docker engine (and the process runtime).
+// LocalComputeBackend through its port, against a real Docker engine (and the process runtime), built by the
+// compute module's factory from settings. Outputs go to a temporary directory through the file storage backend.
 import { execFileSync } from 'node:child_process';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, rmSync, statSync } from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { createLogger } from '../../src/common/logger';
-import type { TaskUpdate } from '../../src/compute/compute-backend';
-import { DockerRuntime } from '../../src/compute/local/docker-runtime';
-import { LocalComputeBackend } from '../../src/compute/local/local-compute.backend';
-import { ProcessRuntime } from '../../src/compute/local/process-runtime';
-import type { ExecutorRuntime } from '../../src/compute/local/executor-runtime';
-import { FileStorageBackend } from '../../src/storage/file/file-storage.backend';
+import type { ComputeBackend, TaskUpdate } from '../../src/compute/compute-backend';
+import { createComputeBackend } from '../../src/compute/compute.module';
+import { loadSettings } from '../../src/config/settings.loader';
 import { StagingService } from '../../src/storage/staging.service';
 import { StorageRegistry } from '../../src/storage/storage-registry';
-import { TaskRecord, TesState } from '../../src/tasks/tes-task';
-import { containersOf, describeWithDocker, sleep } from '../e2e/service-process';
+import { TaskRecord, TesExecutor, TesState } from '../../src/tasks/tes-task';
+import { containersOf, describeWithDocker, dockerAvailable, sleep } from '../e2e/service-process';
 
-interface Harness {
-  backend: LocalComputeBackend;
-  updates: Map<string, TaskUpdate[]>;
-  finished(taskId: string, timeoutMs?: number): Promise<TaskUpdate[]>;
-  cleanup(): Promise<void>;
-}
+type Finished = Extract<TaskUpdate, { kind: 'finished' }>;
+type ExecutorFinished = Extract<TaskUpdate, { kind: 'executor-finished' }>;
 
+const ID_PREFIX = `compute-test-${process.pid}-`;
 let taskCounter = 0;
 
 function makeTask(overrides: Partial<TaskRecord>): TaskRecord {
   taskCounter += 1;
   return {
-    id: `compute-test-${process.pid}-${taskCounter}-${Date.now()}`,
+    id: `${ID_PREFIX}${taskCounter}-${Date.now()}`,
     state: TesState.INITIALIZING,
     creation_time: new Date().toISOString(),
     executors: [],
@@ -36,100 +31,255 @@ function makeTask(overrides: Partial<TaskRecord>): TaskRecord {
   };
 }
 
-function harness(runtime: ExecutorRuntime, logTailBytes = 65536): Harness {
-  const dir = mkdtempSync(path.join(os.tmpdir(), 'tesp-compute-'));
-  const staging = new StagingService(new StorageRegistry([new FileStorageBackend([dir])]));
-  const backend = new LocalComputeBackend(runtime, staging, { workDir: path.join(dir, 'work'), logTailBytes, logRefreshMs: 100, keepTaskDirs: false }, createLogger('silent'));
-  const updates = new Map<string, TaskUpdate[]>();
-  backend.onUpdate((taskId, update) => updates.set(taskId, [...(updates.get(taskId) ?? []), update]));
-  return {
-    backend,
-    updates,
-    async finished(taskId, timeoutMs = 30_000) {
-      const deadline = Date.now() + timeoutMs;
-      while (Date.now() < deadline) {
-        const list = updates.get(taskId) ?? [];
-        if (list.some((u) => u.kind === 'finished')) return list;
-        await sleep(50);
-      }
-      throw new Error(`task ${taskId} did not finish: ${JSON.stringify(updates.get(taskId))}`);
-    },
-    async cleanup() {
-      rmSync(dir, { recursive: true, force: true });
-    },
-  };
+const alpine = (script: string, extra: Partial<TesExecutor> = {}): TesExecutor => ({ image: 'alpine:latest', command: ['sh', '-c', script], ...extra });
+
+class Harness {
+  readonly dir = mkdtempSync(path.join(os.tmpdir(), 'tesp-compute-'));
+  /** Where outputs are uploaded to (the one allowed file storage directory). */
+  readonly outDir = path.join(this.dir, 'out');
+  readonly updates = new Map<string, TaskUpdate[]>();
+  readonly backend: ComputeBackend;
+
+  constructor(readonly overrides: Record<string, unknown>) {
+    this.backend = this.newBackend();
+  }
+
+  /** Another backend on the same data directory, as a restarted tesp builds it. */
+  newBackend(): ComputeBackend {
+    const settings = loadSettings({
+      env: {},
+      overrides: { data_dir: path.join(this.dir, 'data'), 'storage.file.allowed_dirs': [this.outDir], 'compute.local.log_refresh_ms': 100, ...this.overrides },
+    });
+    const backend = createComputeBackend(settings, new StagingService(StorageRegistry.fromSettings(settings)), createLogger('silent'));
+    backend.onUpdate((taskId, update) => this.updates.set(taskId, [...(this.updates.get(taskId) ?? []), update]));
+    return backend;
+  }
+
+  of(taskId: string): TaskUpdate[] {
+    return this.updates.get(taskId) ?? [];
+  }
+
+  /** The updates once the task has finished and its run has cleaned up. */
+  async finished(taskId: string, backend = this.backend, timeoutMs = 30_000): Promise<TaskUpdate[]> {
+    const deadline = Date.now() + timeoutMs;
+    while (Date.now() < deadline) {
+      if (this.of(taskId).some((u) => u.kind === 'finished') && !backend.isRunning(taskId)) return this.of(taskId);
+      await sleep(50);
+    }
+    throw new Error(`task ${taskId} did not finish: ${JSON.stringify(this.of(taskId))}`);
+  }
+
+  async until(taskId: string, test: (u: TaskUpdate) => boolean, timeoutMs = 30_000): Promise<void> {
+    const deadline = Date.now() + timeoutMs;
+    while (!this.of(taskId).some(test)) {
+      if (Date.now() > deadline) throw new Error(`task ${taskId}: update not seen: ${JSON.stringify(this.of(taskId))}`);
+      await sleep(50);
+    }
+  }
+
+  out(name: string): string {
+    return readFileSync(path.join(this.outDir, name), 'utf8');
+  }
+
+  taskDir(taskId: string): string {
+    return path.join(this.dir, 'data', 'work', taskId);
+  }
+
+  cleanup(): void {
+    rmSync(this.dir, { recursive: true, force: true });
+  }
 }
 
-const finishedOf = (updates: TaskUpdate[]) => updates.find((u) => u.kind === 'finished') as Extract<TaskUpdate, { kind: 'finished' }>;
-const exitsOf = (updates: TaskUpdate[]) => updates.filter((u): u is Extract<TaskUpdate, { kind: 'executor-finished' }> => u.kind === 'executor-finished');
+const finishedOf = (updates: TaskUpdate[]) => updates.find((u): u is Finished => u.kind === 'finished')!;
+const exitsOf = (updates: TaskUpdate[]) => updates.filter((u): u is ExecutorFinished => u.kind === 'executor-finished');
+const started = (u: TaskUpdate) => u.kind === 'executor-started';
+
+function removeTestContainers(): void {
+  if (!dockerAvailable()) return;
+  const names = execFileSync('docker', ['ps', '-a', '--filter', 'label=tesp.task', '--format', '{{.Names}}'], { encoding: 'utf8' })
+    .split('\n')
+    .filter((name) => name.startsWith(`tesp-${ID_PREFIX}`));
+  if (names.length > 0) execFileSync('docker', ['rm', '-f', ...names], { stdio: 'ignore' });
+}
 
 describeWithDocker('LocalComputeBackend with the Docker runtime', () => {
   let h: Harness;
-  const runtime = () => new DockerRuntime({ docker_socket: '/var/run/docker.sock', allow_network: false, pull_images: false });
 
   beforeEach(() => {
-    h = harness(runtime(), 1024);
+    h = new Harness({ 'compute.local.runtime': 'docker', 'compute.local.pull_images': false, 'compute.local.log_tail_bytes': 1024 });
   });
 
   afterEach(async () => {
-    await h.cleanup();
+    await h.backend.detach();
+    h.cleanup();
   });
 
-  it('runs containers with the task limits and no network', async () => {
+  afterAll(removeTestContainers);
+
+  it('runs executors in order, records every exit code and goes on past a failure with ignore_error', async () => {
     const task = makeTask({
-      resources: { cpu_cores: 1, ram_gb: 0.25 },
-      executors: [{ image: 'alpine:latest', command: ['sh', '-c', 'ls /sys/class/net; cat /sys/fs/cgroup/memory.max 2>/dev/null || cat /sys/fs/cgroup/memory/memory.limit_in_bytes; sleep 2'] }],
+      executors: [alpine('echo one'), alpine('echo two; exit 3', { ignore_error: true }), alpine('echo three')],
     });
     await h.backend.submit(task);
-    let inspected: any;
-    for (let i = 0; i < 100 && !inspected; i++) {
-      const names = containersOf(task.id);
-      if (names.length) inspected = JSON.parse(execFileSync('docker', ['inspect', names[0]], { encoding: 'utf8' }))[0];
-      else await sleep(50);
-    }
-    expect(inspected.HostConfig.NanoCpus).toBe(1e9);
-    expect(inspected.HostConfig.Memory).toBe(256 * 1024 * 1024);
-    expect(inspected.HostConfig.NetworkMode).toBe('none');
     const updates = await h.finished(task.id);
     expect(finishedOf(updates).state).toBe('COMPLETE');
-    const stdout = exitsOf(updates)[0].stdout.split('\n');
-    expect(stdout[0]).toBe('lo');
-    expect(stdout[1]).toBe(String(256 * 1024 * 1024));
+    expect(exitsOf(updates).map((e) => [e.index, e.exitCode, e.stdout])).toEqual([
+      [0, 0, 'one\n'],
+      [1, 3, 'two\n'],
+      [2, 0, 'three\n'],
+    ]);
+    expect(updates.filter((u) => u.kind === 'running')).toHaveLength(1);
+    expect(containersOf(task.id)).toEqual([]);
+    expect(existsSync(h.taskDir(task.id))).toBe(false);
+  });
+
+  it('stops at a failing executor without ignore_error and still collects the outputs', async () => {
+    const task = makeTask({
+      outputs: [{ path: '/out/partial.txt', url: path.join(h.outDir, 'partial.txt'), type: 'FILE' }],
+      executors: [alpine('echo partial > /out/partial.txt; exit 2'), alpine('echo never > /out/partial.txt')],
+    });
+    await h.backend.submit(task);
+    const updates = await h.finished(task.id);
+    expect(finishedOf(updates).state).toBe('EXECUTOR_ERROR');
+    expect(exitsOf(updates).map((e) => e.exitCode)).toEqual([2]);
+    expect(updates.filter(started)).toHaveLength(1);
+    const uploaded = updates.find((u): u is Extract<TaskUpdate, { kind: 'output-uploaded' }> => u.kind === 'output-uploaded');
+    expect(uploaded?.outputs).toEqual([{ url: path.join(h.outDir, 'partial.txt'), path: '/out/partial.txt', size_bytes: '8' }]);
+    expect(h.out('partial.txt')).toBe('partial\n');
+  });
+
+  it('keeps EXECUTOR_ERROR when outputs then fail too, and says why in a system log', async () => {
+    const task = makeTask({
+      outputs: [{ path: '/out/x.txt', url: '/not/allowed/x.txt', type: 'FILE' }],
+      executors: [alpine('echo x > /out/x.txt; exit 1')],
+    });
+    await h.backend.submit(task);
+    const updates = await h.finished(task.id);
+    expect(finishedOf(updates).state).toBe('EXECUTOR_ERROR');
+    const logs = updates.filter((u): u is Extract<TaskUpdate, { kind: 'system-log' }> => u.kind === 'system-log');
+    expect(logs.some((l) => /outputs after the executor error: uploading outputs\[0\]/.test(l.message))).toBe(true);
+  });
+
+  it('ends SYSTEM_ERROR with the reason when outputs fail after the executors succeeded', async () => {
+    const task = makeTask({
+      outputs: [{ path: '/out/x.txt', url: '/not/allowed/x.txt', type: 'FILE' }],
+      executors: [alpine('echo x > /out/x.txt')],
+    });
+    await h.backend.submit(task);
+    const finished = finishedOf(await h.finished(task.id));
+    expect(finished.state).toBe('SYSTEM_ERROR');
+    expect(finished.reason).toMatch(/uploading outputs\[0\] \(\/out\/x.txt to \/not\/allowed\/x.txt\) failed/);
+  });
+
+  it('feeds stdin from a file and writes stdout and stderr files that become outputs', async () => {
+    const task = makeTask({
+      inputs: [{ path: '/in/text.txt', content: 'hello world\n', type: 'FILE' }],
+      outputs: [
+        { path: '/logs/out.txt', url: path.join(h.outDir, 'out.txt'), type: 'FILE' },
+        { path: '/logs/err.txt', url: path.join(h.outDir, 'err.txt'), type: 'FILE' },
+      ],
+      executors: [alpine('tr a-z A-Z; echo oops >&2', { stdin: '/in/text.txt', stdout: '/logs/out.txt', stderr: '/logs/err.txt' })],
+    });
+    await h.backend.submit(task);
+    const updates = await h.finished(task.id);
+    expect(finishedOf(updates).state).toBe('COMPLETE');
+    expect(h.out('out.txt')).toBe('HELLO WORLD\n');
+    expect(h.out('err.txt')).toBe('oops\n');
+    expect(exitsOf(updates)[0]).toMatchObject({ stdout: 'HELLO WORLD\n', stderr: 'oops\n' });
+  });
+
+  it('sets the environment and the working directory', async () => {
+    const task = makeTask({ executors: [alpine('echo "$GREETING"; pwd', { env: { GREETING: 'hi there' }, workdir: '/work/sub' })] });
+    await h.backend.submit(task);
+    const updates = await h.finished(task.id);
+    expect(exitsOf(updates)[0].stdout).toBe('hi there\n/work/sub\n');
+  });
+
+  it('shares volumes between executors', async () => {
+    const task = makeTask({ volumes: ['/shared'], executors: [alpine('echo from-first > /shared/note'), alpine('cat /shared/note')] });
+    await h.backend.submit(task);
+    const updates = await h.finished(task.id);
+    expect(finishedOf(updates).state).toBe('COMPLETE');
+    expect(exitsOf(updates)[1].stdout).toBe('from-first\n');
   });
 
   it('mounts inputs read-only', async () => {
     const task = makeTask({
       inputs: [{ path: '/in/data.txt', content: 'keep me', type: 'FILE' }],
-      executors: [{ image: 'alpine:latest', command: ['sh', '-c', 'echo changed > /in/data.txt'] }],
+      executors: [alpine('cat /in/data.txt; echo changed > /in/data.txt')],
     });
     await h.backend.submit(task);
     const updates = await h.finished(task.id);
     expect(finishedOf(updates).state).toBe('EXECUTOR_ERROR');
+    expect(exitsOf(updates)[0].stdout).toBe('keep me');
     expect(exitsOf(updates)[0].stderr).toMatch(/Read-only file system/);
   });
 
-  it('keeps only the last bytes of a long output and refreshes tails while running', async () => {
+  it('sets cpu_cores and ram_gb as container limits and gives no network', async () => {
     const task = makeTask({
-      executors: [{ image: 'alpine:latest', command: ['sh', '-c', 'seq 1 20000; echo early-line >&2; sleep 1; echo THE-END'] }],
+      resources: { cpu_cores: 1, ram_gb: 0.25 },
+      executors: [alpine('ls /sys/class/net; cat /sys/fs/cgroup/memory.max 2>/dev/null || cat /sys/fs/cgroup/memory/memory.limit_in_bytes; sleep 2')],
+    });
+    await h.backend.submit(task);
+    await h.until(task.id, started);
+    const [name] = containersOf(task.id);
+    const inspected = JSON.parse(execFileSync('docker', ['inspect', name], { encoding: 'utf8' }))[0];
+    expect(inspected.State.Running).toBe(true);
+    expect(inspected.HostConfig).toMatchObject({ NanoCpus: 1e9, Memory: 256 * 1024 ** 2, MemorySwap: 256 * 1024 ** 2, NetworkMode: 'none' });
+    expect(inspected.Config.Labels).toMatchObject({ 'tesp.task': task.id, 'tesp.executor': '0' });
+    expect(name).toBe(`tesp-${task.id}-0`);
+    const updates = await h.finished(task.id);
+    expect(finishedOf(updates).state).toBe('COMPLETE');
+    expect(exitsOf(updates)[0].stdout).toBe(`lo\n${256 * 1024 ** 2}\n`);
+  });
+
+  it('keeps only the last log_tail_bytes of a long output, while the stdout file gets all of it', async () => {
+    const task = makeTask({
+      outputs: [{ path: '/logs/full.txt', url: path.join(h.outDir, 'full.txt'), type: 'FILE' }],
+      // seq 1 40000 prints 228,894 bytes (over 200 KiB); é is two bytes, so a cut can fall inside one.
+      executors: [alpine('seq 1 40000; echo THE-END; yes é | head -n 5000 >&2', { stdout: '/logs/full.txt' })],
     });
     await h.backend.submit(task);
     const updates = await h.finished(task.id);
-    const progress = updates.filter((u) => u.kind === 'executor-output');
-    const finishedAt = updates.findIndex((u) => u.kind === 'executor-finished');
-    expect(progress.length).toBeGreaterThan(0);
-    expect(updates.indexOf(progress[0])).toBeLessThan(finishedAt);
     const exit = exitsOf(updates)[0];
     expect(Buffer.byteLength(exit.stdout)).toBeLessThanOrEqual(1024);
-    expect(exit.stdout.endsWith('20000\nTHE-END\n')).toBe(true);
-    expect(exit.stderr).toBe('early-line\n');
+    expect(Buffer.byteLength(exit.stdout)).toBeGreaterThan(1000);
+    expect(exit.stdout.endsWith('39999\n40000\nTHE-END\n')).toBe(true);
+    expect(Buffer.byteLength(exit.stderr)).toBeLessThanOrEqual(1024);
+    expect(exit.stderr).toMatch(/^\n?(é\n)+$/);
+    expect(statSync(path.join(h.outDir, 'full.txt')).size).toBe(228_894 + 'THE-END\n'.length);
   });
 
-  it('ends SYSTEM_ERROR naming an image that is not there', async () => {
+  it('refreshes the tails while an executor runs', async () => {
+    const task = makeTask({ executors: [alpine('echo early; echo warn >&2; sleep 2; echo late')] });
+    await h.backend.submit(task);
+    const updates = await h.finished(task.id);
+    const finishedAt = updates.findIndex((u) => u.kind === 'executor-finished');
+    const progress = updates.findIndex((u) => u.kind === 'executor-output' && u.stdout === 'early\n' && u.stderr === 'warn\n');
+    expect(progress).toBeGreaterThanOrEqual(0);
+    expect(progress).toBeLessThan(finishedAt);
+    expect(exitsOf(updates)[0].stdout).toBe('early\nlate\n');
+  });
+
+  it('ends SYSTEM_ERROR naming an image that is not there (pull_images false)', async () => {
     const task = makeTask({ executors: [{ image: 'tesp-test/no-such-image:never', command: ['true'] }] });
     await h.backend.submit(task);
     const finished = finishedOf(await h.finished(task.id));
     expect(finished.state).toBe('SYSTEM_ERROR');
     expect(finished.reason).toMatch(/image tesp-test\/no-such-image:never is not present locally/);
+  });
+
+  it('ends SYSTEM_ERROR naming an image that cannot be pulled', async () => {
+    const pulling = new Harness({ 'compute.local.runtime': 'docker', 'compute.local.pull_images': true });
+    try {
+      const task = makeTask({ executors: [{ image: 'tesp-test/no-such-image:never', command: ['true'] }] });
+      await pulling.backend.submit(task);
+      const finished = finishedOf(await pulling.finished(task.id, pulling.backend, 120_000));
+      expect(finished.state).toBe('SYSTEM_ERROR');
+      expect(finished.reason).toMatch(/^could not pull image tesp-test\/no-such-image:never: /);
+    } finally {
+      pulling.cleanup();
+    }
   });
 
   it('reports a command that cannot be executed as the executor failing with 127', async () => {
@@ -138,32 +288,84 @@ describeWithDocker('LocalComputeBackend with the Docker runtime', () => {
     const updates = await h.finished(task.id);
     expect(finishedOf(updates).state).toBe('EXECUTOR_ERROR');
     expect(exitsOf(updates)[0].exitCode).toBe(127);
+    expect(exitsOf(updates)[0].stderr).toMatch(/cannot execute "\/no\/such\/binary"/);
   });
 
-  it('cancels a running task and removes its containers', async () => {
+  it('stages in and out a task without executors', async () => {
+    const task = makeTask({
+      inputs: [{ path: '/data/in.txt', content: 'moved', type: 'FILE' }],
+      outputs: [{ path: '/data/in.txt', url: path.join(h.outDir, 'moved.txt'), type: 'FILE' }],
+    });
+    await h.backend.submit(task);
+    const updates = await h.finished(task.id);
+    expect(finishedOf(updates).state).toBe('COMPLETE');
+    expect(updates.some((u) => u.kind === 'running')).toBe(false);
+    expect(h.out('moved.txt')).toBe('moved');
+  });
+
+  it('treats a second submit of a running task as a no-op', async () => {
+    const task = makeTask({ executors: [alpine('sleep 1; echo once')] });
+    await h.backend.submit(task);
+    await h.backend.submit(task);
+    expect(h.backend.activeCount()).toBe(1);
+    const updates = await h.finished(task.id);
+    expect(updates.filter(started)).toHaveLength(1);
+    expect(exitsOf(updates)[0].stdout).toBe('once\n');
+  });
+
+  it('cancels a running task: the container is gone within 5 s', async () => {
+    // sleep as PID 1 ignores SIGTERM, so this also waits out the stop timeout before the kill.
     const task = makeTask({ executors: [{ image: 'alpine:latest', command: ['sleep', '600'] }] });
     await h.backend.submit(task);
-    while (!(h.updates.get(task.id) ?? []).some((u) => u.kind === 'executor-started')) await sleep(50);
+    await h.until(task.id, started);
+    expect(containersOf(task.id)).toHaveLength(1);
+    const before = Date.now();
     await h.backend.cancel(task.id);
+    expect(Date.now() - before).toBeLessThan(5000);
     expect(containersOf(task.id)).toEqual([]);
     expect(h.backend.activeCount()).toBe(0);
+    expect(existsSync(h.taskDir(task.id))).toBe(false);
   });
 
-  it('adopts a running container after detach, as a restarted tesp does', async () => {
-    const task = makeTask({ executors: [{ image: 'alpine:latest', command: ['sh', '-c', 'echo before; sleep 2; echo after'] }] });
-    await h.backend.submit(task);
-    while (!(h.updates.get(task.id) ?? []).some((u) => u.kind === 'executor-started')) await sleep(50);
-    await h.backend.detach();
-    expect(containersOf(task.id)).toHaveLength(1);
-
-    const second = new LocalComputeBackend(runtime(), new StagingService(new StorageRegistry([])), (h.backend as any).settings, createLogger('silent'));
-    const updates: TaskUpdate[] = [];
-    second.onUpdate((_id, u) => updates.push(u));
-    expect(await second.resume({ ...task, state: TesState.RUNNING })).toMatchObject({ kind: 'resumed' });
-    for (let i = 0; i < 200 && !updates.some((u) => u.kind === 'finished'); i++) await sleep(50);
-    expect(finishedOf(updates).state).toBe('COMPLETE');
-    expect(exitsOf(updates)[0].stdout).toBe('before\nafter\n');
+  it('cancels containers it does not track (left by an earlier process)', async () => {
+    const task = makeTask({ executors: [{ image: 'alpine:latest', command: ['sleep', '600'] }] });
+    execFileSync('docker', ['run', '-d', '--network', 'none', '--name', `tesp-${task.id}-0`, '--label', `tesp.task=${task.id}`, '--label', 'tesp.executor=0', 'alpine:latest', 'sleep', '600'], { stdio: 'ignore' });
+    await h.backend.cancel(task.id);
     expect(containersOf(task.id)).toEqual([]);
+  });
+
+  it('adopts containers after detach, as a restarted tesp does, and runs the remaining executors', async () => {
+    const task = makeTask({
+      outputs: [{ path: '/logs/done.txt', url: path.join(h.outDir, 'done.txt'), type: 'FILE' }],
+      executors: [alpine('echo first'), alpine('sleep 3; echo done', { stdout: '/logs/done.txt' }), alpine('echo third')],
+    });
+    await h.backend.submit(task);
+    await h.until(task.id, (u) => u.kind === 'executor-started' && u.index === 1);
+    await h.backend.detach();
+    expect(h.backend.activeCount()).toBe(0);
+    expect(containersOf(task.id).sort()).toEqual([`tesp-${task.id}-0`, `tesp-${task.id}-1`]);
+    h.updates.delete(task.id);
+
+    const second = h.newBackend();
+    const outcome = await second.resume({ ...task, state: TesState.RUNNING });
+    expect(outcome).toEqual({ kind: 'resumed', detail: 'adopted 2 executor container(s), 1 still running' });
+    const updates = await h.finished(task.id, second);
+    expect(finishedOf(updates).state).toBe('COMPLETE');
+    expect(exitsOf(updates).map((e) => [e.index, e.exitCode, e.stdout])).toEqual([
+      [0, 0, 'first\n'],
+      [1, 0, 'done\n'],
+      [2, 0, 'third\n'],
+    ]);
+    expect(h.out('done.txt')).toBe('done\n');
+    expect(containersOf(task.id)).toEqual([]);
+  });
+
+  it('restarts from staging a task left INITIALIZING without containers', async () => {
+    const task = makeTask({ inputs: [{ path: '/in/a.txt', content: 'again', type: 'FILE' }], executors: [alpine('cat /in/a.txt')] });
+    expect(await h.backend.resume(task)).toEqual({ kind: 'resumed', detail: 'no executor had started; staging the inputs again' });
+    const updates = await h.finished(task.id);
+    expect(finishedOf(updates).state).toBe('COMPLETE');
+    expect(exitsOf(updates)[0].stdout).toBe('again');
   });
 
   it('starts afresh an executor whose container was created but never started', async () => {
@@ -177,7 +379,7 @@ describeWithDocker('LocalComputeBackend with the Docker runtime', () => {
     expect(containersOf(task.id)).toEqual([]);
   });
 
-  it('declares a task lost when its containers are gone', async () => {
+  it('declares a RUNNING task lost when its containers are gone', async () => {
     const task = makeTask({ state: TesState.RUNNING, executors: [{ image: 'alpine:latest', command: ['true'] }] });
     expect(await h.backend.resume(task)).toEqual({ kind: 'lost', reason: 'its executor containers are gone' });
   });
@@ -187,20 +389,21 @@ describe('LocalComputeBackend with the process runtime', () => {
   let h: Harness;
 
   beforeEach(() => {
-    h = harness(new ProcessRuntime());
+    h = new Harness({ 'compute.local.runtime': 'process' });
   });
 
   afterEach(async () => {
-    await h.cleanup();
+    await h.backend.detach();
+    h.cleanup();
   });
 
-  it('runs commands as processes under the task root, with stdin and stdout files', async () => {
+  it('runs commands as processes under the task root, with stdin, stdout files, env and workdir', async () => {
     const task = makeTask({
       inputs: [{ path: '/in/words.txt', content: 'hello\n', type: 'FILE' }],
-      outputs: [],
+      outputs: [{ path: '/out/upper.txt', url: path.join(h.outDir, 'upper.txt'), type: 'FILE' }],
       executors: [
         { image: 'ignored', command: ['tr', 'a-z', 'A-Z'], stdin: '/in/words.txt', stdout: '/out/upper.txt' },
-        { image: 'ignored', command: ['sh', '-c', 'cat "$TESP_TASK_ROOT/out/upper.txt"; pwd'], workdir: '/work' },
+        { image: 'ignored', command: ['sh', '-c', 'cat "$TESP_TASK_ROOT/out/upper.txt"; echo "$WHO"; pwd'], workdir: '/work', env: { WHO: 'me' } },
       ],
     });
     await h.backend.submit(task);
@@ -208,21 +411,34 @@ describe('LocalComputeBackend with the process runtime', () => {
     expect(finishedOf(updates).state).toBe('COMPLETE');
     const [first, second] = exitsOf(updates);
     expect(first.stdout).toBe('HELLO\n');
-    expect(second.stdout).toMatch(/^HELLO\n.*\/root\/work\n$/);
+    expect(second.stdout).toBe(`HELLO\nme\n${path.join(h.taskDir(task.id), 'root', 'work')}\n`);
+    expect(h.out('upper.txt')).toBe('HELLO\n');
+  });
+
+  it('reports exit codes and stops at a failure', async () => {
+    const task = makeTask({ executors: [{ image: 'ignored', command: ['sh', '-c', 'exit 4'] }, { image: 'ignored', command: ['true'] }] });
+    await h.backend.submit(task);
+    const updates = await h.finished(task.id);
+    expect(finishedOf(updates).state).toBe('EXECUTOR_ERROR');
+    expect(exitsOf(updates).map((e) => e.exitCode)).toEqual([4]);
   });
 
   it('cancels a running process group', async () => {
     const task = makeTask({ executors: [{ image: 'ignored', command: ['sh', '-c', 'sleep 600 & wait'] }] });
     await h.backend.submit(task);
-    while (!(h.updates.get(task.id) ?? []).some((u) => u.kind === 'executor-started')) await sleep(50);
-    const started = Date.now();
+    await h.until(task.id, started);
+    const before = Date.now();
     await h.backend.cancel(task.id);
-    expect(Date.now() - started).toBeLessThan(5000);
+    expect(Date.now() - before).toBeLessThan(5000);
     expect(h.backend.activeCount()).toBe(0);
+    expect(existsSync(h.taskDir(task.id))).toBe(false);
   });
 
-  it('cannot adopt executors after a restart', async () => {
-    const task = makeTask({ state: TesState.RUNNING, executors: [{ image: 'ignored', command: ['true'] }] });
-    expect(await h.backend.resume(task)).toEqual({ kind: 'lost', reason: 'the process runtime cannot adopt executors after a restart' });
+  it('cannot adopt a RUNNING task after a restart, and restarts an INITIALIZING one', async () => {
+    const running = makeTask({ state: TesState.RUNNING, executors: [{ image: 'ignored', command: ['true'] }] });
+    expect(await h.backend.resume(running)).toEqual({ kind: 'lost', reason: 'the process runtime cannot adopt executors after a restart' });
+    const initializing = makeTask({ executors: [{ image: 'ignored', command: ['echo', 'restarted'] }] });
+    expect(await h.backend.resume(initializing)).toMatchObject({ kind: 'resumed' });
+    expect(exitsOf(await h.finished(initializing.id))[0].stdout).toBe('restarted\n');
   });
 });

@@ -1,22 +1,29 @@
 import Docker from 'dockerode';
-import { createReadStream } from 'node:fs';
-import { promises as fs } from 'node:fs';
+import { createReadStream, promises as fs } from 'node:fs';
 import * as path from 'node:path';
 import { DomainError, ErrorCode } from '../../common/domain-error';
 import type { ExecutionPlan, PlanExecutor } from '../execution-plan';
 import type { ExecutorOutput } from './executor-output';
-import { ExecutorExit, ExecutorRuntime, executorName, LeftoverExecutor, RunningExecutor } from './executor-runtime';
+import { abortedError, ExecutorExit, ExecutorRuntime, executorName, LeftoverExecutor, RunningExecutor } from './executor-runtime';
 
 export interface DockerRuntimeSettings {
   docker_socket: string;
   allow_network: boolean;
   pull_images: boolean;
+  stop_timeout_s: number;
 }
 
 const TASK_LABEL = 'tesp.task';
 const EXECUTOR_LABEL = 'tesp.executor';
+/** How long removeAll keeps trying after the stop timeout before it gives up. */
+const REMOVE_GRACE_MS = 30_000;
 
-/** Runs executors as Docker containers. Containers stay until their task ends, so a restarted tesp can adopt them. */
+type Stream = NodeJS.ReadableStream & { destroy?: () => void };
+
+/**
+ * Runs executors as Docker containers. Containers are not auto-removed: they stay until their task ends, so a
+ * restarted tesp can adopt them or read their exit codes.
+ */
 export class DockerRuntime implements ExecutorRuntime {
   readonly kind = 'docker' as const;
   readonly survivesRestart = true;
@@ -26,18 +33,17 @@ export class DockerRuntime implements ExecutorRuntime {
     this.docker = new Docker({ socketPath: settings.docker_socket });
   }
 
-  async start(plan: ExecutionPlan, executor: PlanExecutor, output: ExecutorOutput): Promise<RunningExecutor> {
-    await this.ensureImage(executor.image);
+  async start(plan: ExecutionPlan, executor: PlanExecutor, output: ExecutorOutput, signal: AbortSignal): Promise<RunningExecutor> {
+    await this.ensureImage(executor.image, signal);
+    if (signal.aborted) throw abortedError();
+    const name = executorName(plan.taskId, executor.index);
     const withStdin = executor.stdinHostPath !== undefined;
     if (executor.workdir) await fs.mkdir(path.join(plan.rootDir, executor.workdir), { recursive: true }).catch(() => undefined);
     // A container of this name that never started (a previous process died between create and start) goes first.
-    await this.docker
-      .getContainer(executorName(plan.taskId, executor.index))
-      .remove({ force: true })
-      .catch(() => undefined);
+    await this.docker.getContainer(name).remove({ force: true }).catch(() => undefined);
     const container = await this.docker
       .createContainer({
-        name: executorName(plan.taskId, executor.index),
+        name,
         Image: executor.image,
         Cmd: executor.command,
         WorkingDir: executor.workdir,
@@ -54,6 +60,7 @@ export class DockerRuntime implements ExecutorRuntime {
           NetworkMode: this.settings.allow_network ? 'default' : 'none',
           NanoCpus: plan.limits.cpuCores ? Math.round(plan.limits.cpuCores * 1e9) : undefined,
           Memory: plan.limits.ramBytes,
+          // Swap equal to memory: the RAM limit is not stretched by swapping.
           MemorySwap: plan.limits.ramBytes,
           ShmSize: plan.limits.shmBytes,
           AutoRemove: false,
@@ -62,73 +69,94 @@ export class DockerRuntime implements ExecutorRuntime {
       .catch((err: unknown) => {
         throw dockerError(`could not create the container for executors[${executor.index}] (${executor.image})`, err);
       });
-    const stream = await container.attach({ stream: true, stdin: withStdin, stdout: true, stderr: true, hijack: withStdin });
-    const drained = new Promise<void>((resolve) => {
-      stream.on('end', resolve);
-      stream.on('close', resolve);
-      stream.on('error', () => resolve());
-    });
+    // Attach before start so no early output is lost.
+    const stream = (await container.attach({ stream: true, stdin: withStdin, stdout: true, stderr: true, hijack: withStdin })) as Stream;
+    const stopFollowing = follow(stream, signal);
     container.modem.demuxStream(stream, output.stdout, output.stderr);
     const startTime = new Date().toISOString();
     try {
       await container.start();
     } catch (err) {
-      const message = (err as Error).message ?? String(err);
-      // Like `docker run`, a command that cannot be executed is the executor's failure (exit 127), not tesp's.
-      if (/executable file not found|no such file or directory|permission denied/i.test(message)) {
-        output.stderr.write(Buffer.from(`tesp: cannot execute ${JSON.stringify(executor.command[0])}: ${cleanDockerMessage(message)}\n`));
-        return { startTime, exited: Promise.resolve({ exitCode: 127, startTime, endTime: new Date().toISOString() }) };
+      stopFollowing.release();
+      const message = cleanDockerMessage((err as Error).message ?? String(err));
+      // Like `docker run`, a command that cannot be executed is the executor's failure (127/126), not tesp's.
+      const notRunnable = /exec: "[^"]*": .*(executable file not found|no such file or directory|permission denied|exec format error)/i.exec(message);
+      if (notRunnable) {
+        output.stderr.write(Buffer.from(`tesp: cannot execute ${JSON.stringify(executor.command[0])}: ${message}\n`));
+        const exitCode = /not found|no such file/i.test(notRunnable[1]) ? 127 : 126;
+        return { startTime, exited: Promise.resolve({ exitCode, startTime, endTime: new Date().toISOString() }) };
       }
       throw dockerError(`could not start executors[${executor.index}] (${executor.image})`, err);
     }
     if (withStdin) {
       const input = createReadStream(executor.stdinHostPath!);
-      input.on('error', () => stream.end());
-      input.pipe(stream);
+      input.on('error', () => (stream as unknown as NodeJS.WritableStream).end());
+      input.pipe(stream as unknown as NodeJS.WritableStream);
     }
-    return { startTime, exited: this.exitOf(container, drained) };
+    return { startTime, exited: this.exitOf(container, stopFollowing, signal) };
   }
 
   async leftovers(taskId: string): Promise<LeftoverExecutor[]> {
-    const containers = await this.docker.listContainers({ all: true, filters: { label: [`${TASK_LABEL}=${taskId}`] } });
+    const containers = await this.listTask(taskId);
     return containers
       .map((c) => ({ index: Number(c.Labels[EXECUTOR_LABEL]), running: c.State === 'running', started: c.State !== 'created' }))
-      .filter((c) => Number.isInteger(c.index))
+      .filter((c) => Number.isInteger(c.index) && c.index >= 0)
       .sort((a, b) => a.index - b.index);
   }
 
-  async adopt(taskId: string, index: number, output: ExecutorOutput): Promise<RunningExecutor> {
+  async adopt(taskId: string, index: number, output: ExecutorOutput, signal: AbortSignal): Promise<RunningExecutor> {
     const container = this.docker.getContainer(executorName(taskId, index));
     const info = await container.inspect();
-    const stream = (await container.logs({ follow: true, stdout: true, stderr: true })) as unknown as NodeJS.ReadableStream;
-    const drained = new Promise<void>((resolve) => {
-      stream.on('end', resolve);
-      stream.on('close', resolve);
-      stream.on('error', () => resolve());
-    });
+    // The logs from the start: the tails and the stdout/stderr files are rebuilt as if followed all along.
+    const stream = (await container.logs({ follow: true, stdout: true, stderr: true, abortSignal: signal })) as unknown as Stream;
+    const stopFollowing = follow(stream, signal);
     container.modem.demuxStream(stream, output.stdout, output.stderr);
     const startTime = isoOrNow(info.State.StartedAt);
-    return { startTime, exited: this.exitOf(container, drained, startTime) };
+    return { startTime, exited: this.exitOf(container, stopFollowing, signal, startTime) };
   }
 
   async removeAll(taskId: string): Promise<void> {
-    const containers = await this.docker.listContainers({ all: true, filters: { label: [`${TASK_LABEL}=${taskId}`] } });
-    await Promise.all(
-      containers.map((c) =>
-        this.docker
-          .getContainer(c.Id)
-          .remove({ force: true })
-          .catch((err: { statusCode?: number }) => {
-            if (err.statusCode !== 404 && err.statusCode !== 409) throw err;
-          }),
-      ),
-    );
+    const deadline = Date.now() + this.settings.stop_timeout_s * 1000 + REMOVE_GRACE_MS;
+    for (;;) {
+      const containers = await this.listTask(taskId);
+      if (containers.length === 0) return;
+      if (Date.now() > deadline) {
+        throw new DomainError(ErrorCode.ComputeFailed, `could not remove the containers of task ${taskId}: ${containers.map((c) => c.Names.join(',')).join(' ')}`);
+      }
+      await Promise.all(
+        containers.map(async (c) => {
+          const container = this.docker.getContainer(c.Id);
+          // SIGTERM, then SIGKILL after the stop timeout; a container that is not running answers 304, ignored.
+          if (c.State === 'running') await container.stop({ t: this.settings.stop_timeout_s }).catch(() => undefined);
+          // 404: gone already; 409: a removal is in progress (the next round sees it gone).
+          await container.remove({ force: true }).catch((err: { statusCode?: number }) => {
+            if (err.statusCode !== 404 && err.statusCode !== 409) throw dockerError(`could not remove container ${c.Names.join(',')}`, err);
+          });
+        }),
+      );
+      if ((await this.listTask(taskId)).length > 0) await new Promise((resolve) => setTimeout(resolve, 100));
+    }
   }
 
-  private async exitOf(container: Docker.Container, drained: Promise<void>, knownStart?: string): Promise<ExecutorExit> {
-    const result = (await container.wait()) as { StatusCode: number };
+  private listTask(taskId: string): Promise<Docker.ContainerInfo[]> {
+    return this.docker.listContainers({ all: true, filters: { label: [`${TASK_LABEL}=${taskId}`] } }).catch((err: unknown) => {
+      throw dockerError('could not reach the Docker engine', err);
+    });
+  }
+
+  private async exitOf(container: Docker.Container, following: Following, signal: AbortSignal, knownStart?: string): Promise<ExecutorExit> {
+    let result: { StatusCode: number };
+    try {
+      result = (await container.wait({ abortSignal: signal })) as { StatusCode: number };
+    } catch (err) {
+      following.release();
+      if (signal.aborted) throw abortedError();
+      throw dockerError('lost the container while waiting for it to exit', err);
+    }
     // The output stream ends just after the exit; wait briefly so the tails are complete.
-    await Promise.race([drained, new Promise((resolve) => setTimeout(resolve, 2000))]);
+    await Promise.race([following.drained, new Promise((resolve) => setTimeout(resolve, 2000).unref())]);
+    following.release();
+    if (signal.aborted) throw abortedError();
     const info = await container.inspect().catch(() => undefined);
     return {
       exitCode: result.StatusCode,
@@ -137,7 +165,7 @@ export class DockerRuntime implements ExecutorRuntime {
     };
   }
 
-  private async ensureImage(image: string): Promise<void> {
+  private async ensureImage(image: string, signal: AbortSignal): Promise<void> {
     try {
       await this.docker.getImage(image).inspect();
       return;
@@ -148,12 +176,44 @@ export class DockerRuntime implements ExecutorRuntime {
       throw new DomainError(ErrorCode.ComputeFailed, `image ${image} is not present locally and compute.local.pull_images is false`);
     }
     try {
-      const stream = await this.docker.pull(image);
-      await new Promise<void>((resolve, reject) => this.docker.modem.followProgress(stream, (err) => (err ? reject(err) : resolve())));
+      const stream = (await this.docker.pull(image, { abortSignal: signal })) as Stream;
+      const stopFollowing = follow(stream, signal);
+      try {
+        await new Promise<void>((resolve, reject) => this.docker.modem.followProgress(stream, (err) => (err ? reject(err) : resolve())));
+      } finally {
+        stopFollowing.release();
+      }
     } catch (err) {
+      if (signal.aborted) throw abortedError();
       throw dockerError(`could not pull image ${image}`, err);
     }
   }
+}
+
+interface Following {
+  /** Settles when the stream has ended (or failed). */
+  drained: Promise<void>;
+  /** Closes the stream and forgets the signal. */
+  release(): void;
+}
+
+/** Watches a stream from the engine; an abort closes it so no connection is left open after cancel or detach. */
+function follow(stream: Stream, signal: AbortSignal): Following {
+  const drained = new Promise<void>((resolve) => {
+    stream.on('end', resolve);
+    stream.on('close', resolve);
+    stream.on('error', () => resolve());
+  });
+  const close = () => stream.destroy?.();
+  signal.addEventListener('abort', close, { once: true });
+  if (signal.aborted) close();
+  return {
+    drained,
+    release: () => {
+      signal.removeEventListener('abort', close);
+      close();
+    },
+  };
 }
 
 function isoOrNow(value: string | undefined): string {

@@ -20,7 +20,16 @@ export class TailBuffer {
     // Skip UTF-8 continuation bytes left at the front by the cut.
     let start = 0;
     while (start < buf.length && start < 4 && (buf[start] & 0xc0) === 0x80) start += 1;
-    return buf.subarray(start).toString('utf8');
+    let text = buf.subarray(start).toString('utf8');
+    // Bytes that are not UTF-8 decode to U+FFFD (3 bytes each): drop leading characters until the text fits again.
+    let bytes = Buffer.byteLength(text);
+    if (bytes > this.limit) {
+      const chars = [...text];
+      let drop = 0;
+      while (bytes > this.limit) bytes -= Buffer.byteLength(chars[drop++]);
+      text = chars.slice(drop).join('');
+    }
+    return text;
   }
 }
 
@@ -30,23 +39,34 @@ export class ExecutorOutput {
   readonly stderr: Writable;
   private readonly tails: { stdout: TailBuffer; stderr: TailBuffer };
   private readonly files: WriteStream[] = [];
+  private fileError?: Error;
   private version = 0;
   private reported = 0;
 
   constructor(limit: number, stdoutFile?: string, stderrFile?: string) {
     this.tails = { stdout: new TailBuffer(limit), stderr: new TailBuffer(limit) };
-    this.stdout = this.sink(this.tails.stdout, stdoutFile);
-    this.stderr = this.sink(this.tails.stderr, stderrFile);
+    const stdoutStream = this.open(stdoutFile);
+    // One file named for both streams gets both, interleaved, through one writer.
+    const stderrStream = stderrFile !== undefined && stderrFile === stdoutFile ? stdoutStream : this.open(stderrFile);
+    this.stdout = this.sink(this.tails.stdout, stdoutStream);
+    this.stderr = this.sink(this.tails.stderr, stderrStream);
   }
 
-  private sink(tail: TailBuffer, file?: string): Writable {
-    const out = file ? createWriteStream(file) : undefined;
-    if (out) this.files.push(out);
+  private open(file: string | undefined): WriteStream | undefined {
+    if (file === undefined) return undefined;
+    const out = createWriteStream(file);
+    this.files.push(out);
+    // A full disk must not stop the executor or the tails; the error is reported when the output closes.
+    out.on('error', (err) => (this.fileError ??= err));
+    return out;
+  }
+
+  private sink(tail: TailBuffer, out: WriteStream | undefined): Writable {
     return new Writable({
       write: (chunk: Buffer, _enc, done) => {
         tail.push(chunk);
         this.version += 1;
-        if (out) out.write(chunk, done);
+        if (out && !out.destroyed) out.write(chunk, () => done());
         else done();
       },
     });
@@ -63,7 +83,9 @@ export class ExecutorOutput {
     return { stdout: this.tails.stdout.text(), stderr: this.tails.stderr.text() };
   }
 
-  async close(): Promise<void> {
-    await Promise.all(this.files.map((f) => new Promise<void>((resolve) => f.end(resolve))));
+  /** Flushes the stdout/stderr files; resolves with what went wrong writing them, if anything. */
+  async close(): Promise<Error | undefined> {
+    await Promise.all(this.files.map((f) => new Promise<void>((resolve) => (f.destroyed ? resolve() : f.end(resolve)))));
+    return this.fileError;
   }
 }

@@ -12,7 +12,10 @@ export interface ExecutorExit {
 
 export interface RunningExecutor {
   readonly startTime: string;
-  /** Settles when the executor has exited and all its output has been written to `output`. */
+  /**
+   * Settles when the executor has exited and all its output has been written to `output`. Rejects when the
+   * signal given to start/adopt aborts first (the runtime stops following; removeAll is what kills).
+   */
   readonly exited: Promise<ExecutorExit>;
 }
 
@@ -28,15 +31,23 @@ export interface ExecutorRuntime {
   readonly kind: 'docker' | 'process';
   /** Whether executors outlive tesp and can be adopted by the next process. */
   readonly survivesRestart: boolean;
-  start(plan: ExecutionPlan, executor: PlanExecutor, output: ExecutorOutput): Promise<RunningExecutor>;
+  /** Starts an executor; `signal` stops following it (cancel and detach), without killing it. */
+  start(plan: ExecutionPlan, executor: PlanExecutor, output: ExecutorOutput, signal: AbortSignal): Promise<RunningExecutor>;
   /** Executors of a task left by an earlier process, by executor index. */
   leftovers(taskId: string): Promise<LeftoverExecutor[]>;
   /** Follows a leftover executor, replaying its output from the start. */
-  adopt(taskId: string, index: number, output: ExecutorOutput): Promise<RunningExecutor>;
-  /** Kills and removes every executor of a task; resolves when they are gone. */
+  adopt(taskId: string, index: number, output: ExecutorOutput, signal: AbortSignal): Promise<RunningExecutor>;
+  /** Stops (SIGTERM, then SIGKILL after the stop timeout) and removes every executor of a task; resolves when they are gone. */
   removeAll(taskId: string): Promise<void>;
 }
 
 export function executorName(taskId: string, index: number): string {
   return `tesp-${taskId}-${index}`;
+}
+
+/** The rejection of `exited` when following stopped because the run was canceled or detached. */
+export function abortedError(): Error {
+  const err = new Error('the run was stopped');
+  err.name = 'AbortError';
+  return err;
 }

@@ -10,6 +10,7 @@ import { ExecutorOutput } from './executor-output';
 import type { ExecutorRuntime, LeftoverExecutor, RunningExecutor } from './executor-runtime';
 
 export interface LocalBackendSettings {
+  /** Task directories live at <workDir>/<task id> (data_dir/work). */
   workDir: string;
   logTailBytes: number;
   logRefreshMs: number;
@@ -23,7 +24,12 @@ interface Run {
   done: Promise<void>;
 }
 
-/** Runs tasks on this machine: stage in, executors in order through a runtime, stage out, report. */
+type Emit = (update: TaskUpdate) => void;
+
+/**
+ * Runs tasks on this machine: stage in, executors in order through a runtime, stage out, report. The plan
+ * ("what to run") comes from buildExecutionPlan; the runtime ("how") is Docker or plain processes.
+ */
 export class LocalComputeBackend implements ComputeBackend {
   readonly name = 'local';
   readonly supportedBackendParameters = ['shm_size_gb'] as const;
@@ -57,8 +63,10 @@ export class LocalComputeBackend implements ComputeBackend {
   async cancel(taskId: string): Promise<void> {
     const run = this.runs.get(taskId);
     run?.abort.abort();
+    // Also containers this process does not track (left by an earlier one).
     await this.runtime.removeAll(taskId);
-    await run?.done;
+    if (run) await run.done;
+    else await this.removeTaskDir(taskId);
   }
 
   async resume(task: TaskRecord): Promise<ResumeOutcome> {
@@ -73,6 +81,7 @@ export class LocalComputeBackend implements ComputeBackend {
       this.begin(task, undefined);
       return { kind: 'resumed', detail: 'no executor had started; staging the inputs again' };
     }
+    await this.removeTaskDir(task.id);
     return {
       kind: 'lost',
       reason: this.runtime.survivesRestart
@@ -89,7 +98,7 @@ export class LocalComputeBackend implements ComputeBackend {
     }
     // Without containers nothing survives: stop the processes rather than orphan them.
     if (!this.runtime.survivesRestart) await Promise.all(runs.map(([id]) => this.runtime.removeAll(id)));
-    this.runs.clear();
+    await Promise.all(runs.map(([, run]) => run.done));
   }
 
   private begin(task: TaskRecord, leftovers: LeftoverExecutor[] | undefined): void {
@@ -103,59 +112,68 @@ export class LocalComputeBackend implements ComputeBackend {
   }
 
   private async execute(task: TaskRecord, run: Run, leftovers: LeftoverExecutor[] | undefined): Promise<void> {
-    const emit = (update: TaskUpdate) => {
-      if (!run.abort.signal.aborted) this.listener?.(task.id, update);
+    const signal = run.abort.signal;
+    // After cancel or detach nothing more is reported: the lifecycle has settled the task, or the next process will.
+    const emit: Emit = (update) => {
+      if (!signal.aborted) this.listener?.(task.id, update);
     };
     const log = (message: string) => emit({ kind: 'system-log', message });
-    const plan = buildExecutionPlan(task, path.join(this.settings.workDir, task.id));
-    const options = { signal: run.abort.signal, log };
+    const plan = buildExecutionPlan(task, this.taskDir(task.id));
+    const options = { signal, log };
     try {
       if (!leftovers) {
+        // A fresh start (also of a task left INITIALIZING): nothing of an earlier attempt may linger.
         await this.runtime.removeAll(task.id);
         await fs.rm(plan.taskDir, { recursive: true, force: true });
         await this.staging.stageInputs(plan, options);
       }
+      if (signal.aborted) return;
       if (plan.executors.length > 0) emit({ kind: 'running' });
       let executorFailed = false;
       for (const executor of plan.executors) {
-        if (run.abort.signal.aborted) return;
+        if (signal.aborted) return;
         const leftover = leftovers?.find((l) => l.index === executor.index && l.started);
         if (leftovers && !leftover && executor.index < Math.max(...leftovers.map((l) => l.index))) {
           throw new Error(`executors[${executor.index}] left no container behind`);
         }
-        const exitCode = await this.runExecutor(plan, executor, leftover !== undefined, emit);
-        if (run.abort.signal.aborted) return;
+        const exitCode = await this.runExecutor(plan, executor, leftover !== undefined, emit, signal);
         if (exitCode !== 0 && !executor.ignoreError) {
           executorFailed = true;
           break;
         }
       }
+      if (signal.aborted) return;
+      // Outputs are collected after an executor error too: partial results help to see what went wrong.
       try {
         const staged = await this.staging.stageOutputs(plan, options);
-        if (staged.outputs.length > 0) {
-          emit({ kind: 'output-uploaded', outputs: staged.outputs });
-          emit({ kind: 'metadata', values: staged.checksums });
-        }
+        if (staged.outputs.length > 0) emit({ kind: 'output-uploaded', outputs: staged.outputs });
+        if (Object.keys(staged.checksums).length > 0) emit({ kind: 'metadata', values: staged.checksums });
       } catch (err) {
         if (!executorFailed) throw err;
         log(`outputs after the executor error: ${errorMessage(err)}`);
       }
       emit({ kind: 'finished', state: executorFailed ? 'EXECUTOR_ERROR' : 'COMPLETE' });
     } catch (err) {
-      emit({ kind: 'finished', state: 'SYSTEM_ERROR', reason: errorMessage(err) });
+      if (!signal.aborted) emit({ kind: 'finished', state: 'SYSTEM_ERROR', reason: errorMessage(err) });
     } finally {
-      if (!run.detached) await this.cleanUp(task.id, plan);
+      if (!run.detached) await this.cleanUp(task.id);
     }
   }
 
-  private async runExecutor(plan: ExecutionPlan, executor: PlanExecutor, adopt: boolean, emit: (u: TaskUpdate) => void): Promise<number> {
+  private async runExecutor(plan: ExecutionPlan, executor: PlanExecutor, adopt: boolean, emit: Emit, signal: AbortSignal): Promise<number> {
     for (const file of [executor.stdoutHostPath, executor.stderrHostPath]) if (file) await fs.mkdir(path.dirname(file), { recursive: true });
     const output = new ExecutorOutput(this.settings.logTailBytes, executor.stdoutHostPath, executor.stderrHostPath);
+    const closeOutput = async () => {
+      const fileError = await output.close();
+      if (fileError) emit({ kind: 'system-log', message: `executors[${executor.index}]: writing its stdout/stderr file failed: ${errorMessage(fileError)}` });
+    };
     let running: RunningExecutor;
     try {
-      running = adopt ? await this.runtime.adopt(plan.taskId, executor.index, output) : await this.runtime.start(plan, executor, output);
+      running = adopt
+        ? await this.runtime.adopt(plan.taskId, executor.index, output, signal)
+        : await this.runtime.start(plan, executor, output, signal);
     } catch (err) {
-      await output.close();
+      await closeOutput();
       throw err;
     }
     emit({ kind: 'executor-started', index: executor.index, startTime: running.startTime });
@@ -165,21 +183,32 @@ export class LocalComputeBackend implements ComputeBackend {
     }, this.settings.logRefreshMs);
     try {
       const exit = await running.exited;
-      await output.close();
+      await closeOutput();
       emit({ kind: 'executor-finished', index: executor.index, endTime: exit.endTime, exitCode: exit.exitCode, ...output.snapshot() });
       return exit.exitCode;
+    } catch (err) {
+      await closeOutput();
+      throw err;
     } finally {
       clearInterval(refresh);
     }
   }
 
-  private async cleanUp(taskId: string, plan: ExecutionPlan): Promise<void> {
+  private taskDir(taskId: string): string {
+    return path.join(this.settings.workDir, taskId);
+  }
+
+  private async removeTaskDir(taskId: string): Promise<void> {
+    if (!this.settings.keepTaskDirs) await fs.rm(this.taskDir(taskId), { recursive: true, force: true });
+  }
+
+  /** Containers go when the task ends (not earlier: a restarted tesp reads exit codes from them). */
+  private async cleanUp(taskId: string): Promise<void> {
     try {
       await this.runtime.removeAll(taskId);
-      if (!this.settings.keepTaskDirs) await fs.rm(plan.taskDir, { recursive: true, force: true });
+      await this.removeTaskDir(taskId);
     } catch (err) {
       this.logger.warn({ taskId, err: errorMessage(err) }, 'could not clean up after a task');
     }
   }
 }
-

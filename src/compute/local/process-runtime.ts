@@ -1,23 +1,32 @@
 import { ChildProcess, spawn } from 'node:child_process';
 import { createReadStream, promises as fs } from 'node:fs';
 import * as path from 'node:path';
+import { constants as osConstants } from 'node:os';
 import type { ExecutionPlan, PlanExecutor } from '../execution-plan';
 import type { ExecutorOutput } from './executor-output';
-import type { ExecutorRuntime, LeftoverExecutor, RunningExecutor } from './executor-runtime';
+import { abortedError, ExecutorExit, ExecutorRuntime, LeftoverExecutor, RunningExecutor } from './executor-runtime';
+
+export interface ProcessRuntimeSettings {
+  stop_timeout_s: number;
+}
 
 // Docker's default PATH; the host's own environment is not passed to executors.
 const DEFAULT_PATH = '/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin';
 
 /**
- * Runs executors as plain child processes, for hosts without Docker. The image is ignored and resource limits
- * are not enforced; container paths live under the task root, exported as TESP_TASK_ROOT.
+ * Runs executors as plain child processes, for hosts without Docker. The image is ignored, and resource limits
+ * (cpu_cores, ram_gb, shm) and network isolation are NOT enforced; container paths live under the task root,
+ * exported as TESP_TASK_ROOT, and the working directory is the workdir under that root.
  */
 export class ProcessRuntime implements ExecutorRuntime {
   readonly kind = 'process' as const;
   readonly survivesRestart = false;
   private readonly children = new Map<string, Set<ChildProcess>>();
 
-  async start(plan: ExecutionPlan, executor: PlanExecutor, output: ExecutorOutput): Promise<RunningExecutor> {
+  constructor(private readonly settings: ProcessRuntimeSettings) {}
+
+  async start(plan: ExecutionPlan, executor: PlanExecutor, output: ExecutorOutput, signal: AbortSignal): Promise<RunningExecutor> {
+    if (signal.aborted) throw abortedError();
     const cwd = executor.workdir ? path.join(plan.rootDir, executor.workdir) : plan.rootDir;
     await fs.mkdir(cwd, { recursive: true });
     const startTime = new Date().toISOString();
@@ -25,7 +34,7 @@ export class ProcessRuntime implements ExecutorRuntime {
       cwd,
       env: { PATH: DEFAULT_PATH, HOME: plan.rootDir, ...executor.env, TESP_TASK_ROOT: plan.rootDir },
       stdio: [executor.stdinHostPath ? 'pipe' : 'ignore', 'pipe', 'pipe'],
-      detached: true, // its own process group, so cancel reaches grandchildren too
+      detached: true, // its own process group, so a stop reaches grandchildren too
     });
     const group = this.children.get(plan.taskId) ?? new Set();
     group.add(child);
@@ -33,20 +42,33 @@ export class ProcessRuntime implements ExecutorRuntime {
     if (executor.stdinHostPath && child.stdin) {
       const input = createReadStream(executor.stdinHostPath);
       input.on('error', () => child.stdin?.end());
-      child.stdin.on('error', () => undefined);
+      child.stdin.on('error', () => undefined); // the command may exit without reading its stdin
       input.pipe(child.stdin);
     }
     child.stdout!.pipe(output.stdout);
     child.stderr!.pipe(output.stderr);
-    const exited = new Promise<{ exitCode: number; startTime: string; endTime: string }>((resolve) => {
+    const exited = new Promise<ExecutorExit>((resolve, reject) => {
+      const onAbort = () => reject(abortedError());
+      signal.addEventListener('abort', onAbort, { once: true });
       child.once('error', (err) => {
+        signal.removeEventListener('abort', onAbort);
         output.stderr.write(Buffer.from(`tesp: cannot execute ${JSON.stringify(executor.command[0])}: ${err.message}\n`));
         group.delete(child);
-        resolve({ exitCode: 127, startTime, endTime: new Date().toISOString() });
+        resolve({ exitCode: (err as NodeJS.ErrnoException).code === 'ENOENT' ? 127 : 126, startTime, endTime: new Date().toISOString() });
       });
-      child.once('close', (code, signal) => {
+      // As in a container, what the command left running in the background ends with it (and releases stdout).
+      child.once('exit', () => {
+        try {
+          process.kill(-child.pid!, 'SIGKILL');
+        } catch {
+          // the group is gone already
+        }
+      });
+      // 'close' comes after stdout and stderr have ended, so the tails are complete.
+      child.once('close', (code, signalName) => {
+        signal.removeEventListener('abort', onAbort);
         group.delete(child);
-        const exitCode = code ?? 128 + (signal ? signalNumber(signal) : 0);
+        const exitCode = code ?? 128 + (signalName ? (osConstants.signals[signalName] ?? 0) : 0);
         resolve({ exitCode, startTime, endTime: new Date().toISOString() });
       });
     });
@@ -64,20 +86,30 @@ export class ProcessRuntime implements ExecutorRuntime {
   async removeAll(taskId: string): Promise<void> {
     const group = this.children.get(taskId);
     if (!group) return;
-    const gone = [...group].map((child) => new Promise<void>((resolve) => (child.exitCode !== null || child.signalCode !== null ? resolve() : child.once('close', () => resolve()))));
-    for (const child of group) {
-      try {
-        process.kill(-child.pid!, 'SIGKILL');
-      } catch {
-        // already gone
+    const live = [...group].filter((child) => child.exitCode === null && child.signalCode === null && child.pid !== undefined);
+    const gone = Promise.all(live.map((child) => new Promise<void>((resolve) => child.once('close', () => resolve()))));
+    const signalGroup = (name: NodeJS.Signals) => {
+      for (const child of live) {
+        try {
+          process.kill(-child.pid!, name);
+        } catch {
+          // already gone
+        }
       }
+    };
+    signalGroup('SIGTERM');
+    let timer: NodeJS.Timeout | undefined;
+    const stopped = await Promise.race([
+      gone.then(() => true),
+      new Promise<boolean>((resolve) => (timer = setTimeout(() => resolve(false), this.settings.stop_timeout_s * 1000))),
+    ]);
+    clearTimeout(timer);
+    if (!stopped) {
+      signalGroup('SIGKILL');
+      await gone;
     }
-    await Promise.all(gone);
+    // Grandchildren that left the group's leader behind get the SIGKILL too.
+    signalGroup('SIGKILL');
     this.children.delete(taskId);
   }
-}
-
-function signalNumber(signal: NodeJS.Signals): number {
-  const numbers: Partial<Record<NodeJS.Signals, number>> = { SIGHUP: 1, SIGINT: 2, SIGQUIT: 3, SIGKILL: 9, SIGTERM: 15 };
-  return numbers[signal] ?? 0;
 }
