@@ -2,7 +2,7 @@ import { Injectable } from '@nestjs/common';
 import { promises as fs } from 'node:fs';
 import * as path from 'node:path';
 import { DomainError, ErrorCode } from '../common/domain-error';
-import { redactText, redactUrl } from '../common/redact';
+import { errorMessage, redactUrl } from '../common/redact';
 import type { ExecutionPlan } from '../compute/execution-plan';
 import type { TesOutputFileLog } from '../tasks/tes-task';
 import { outputFiles } from './output-files';
@@ -85,7 +85,7 @@ export class StagingService {
 }
 
 function stagingError(context: string, err: unknown): DomainError {
-  const detail = redactText(err instanceof Error ? err.message : String(err));
+  const detail = errorMessage(err);
   const code = err instanceof DomainError ? err.code : ErrorCode.StorageFailed;
   return new DomainError(code, `${context}: ${detail}`);
 }

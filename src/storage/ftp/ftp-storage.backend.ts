@@ -2,7 +2,7 @@ import { Client, FileInfo, FTPError } from 'basic-ftp';
 import { createWriteStream, promises as fs } from 'node:fs';
 import * as path from 'node:path';
 import { DomainError, ErrorCode } from '../../common/domain-error';
-import { redactText, redactUrl } from '../../common/redact';
+import { errorMessage, redactUrl } from '../../common/redact';
 import type { ListedObject, ObjectInfo, StorageBackend, TransferOptions } from '../storage-backend';
 import { hashedReadStream, UploadResult } from '../transfer/hashed-read';
 import { RetryPolicy, withRetries } from '../transfer/transfer-engine';
@@ -158,7 +158,7 @@ export class FtpStorageBackend implements StorageBackend {
   private translate(target: FtpTarget, err: unknown, signal?: AbortSignal): DomainError {
     if (err instanceof DomainError) return err;
     if (signal?.aborted) return new DomainError(ErrorCode.StorageFailed, `${target.shown}: aborted`);
-    const message = redactText(err instanceof Error ? err.message : String(err)).replace(target.password, '***');
+    const message = errorMessage(err).replace(target.password, '***');
     if (err instanceof FTPError) {
       if (err.code === 530) return new DomainError(ErrorCode.StorageDenied, `${target.shown}: login as "${target.user}" refused (${message})`);
       return new DomainError(ErrorCode.StorageFailed, `${target.shown}: ${message}`, TRANSIENT_REPLIES.has(err.code));

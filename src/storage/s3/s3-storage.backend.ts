@@ -2,7 +2,7 @@ import { GetObjectCommand, HeadObjectCommand, ListObjectsV2Command, S3Client, S3
 import { Upload } from '@aws-sdk/lib-storage';
 import type { Readable } from 'node:stream';
 import { DomainError, ErrorCode } from '../../common/domain-error';
-import { redactText } from '../../common/redact';
+import { errorMessage } from '../../common/redact';
 import type { ListedObject, ObjectInfo, StorageBackend, TransferOptions } from '../storage-backend';
 import { hashedReadStream, UploadResult } from '../transfer/hashed-read';
 import { intoPartFile, writeAt } from '../transfer/positional-write';
@@ -162,7 +162,7 @@ export class S3StorageBackend implements StorageBackend {
     if (err instanceof DomainError) return err;
     const name = (err as { name?: string; code?: string }).name ?? (err as { code?: string }).code ?? 'Error';
     const status = err instanceof S3ServiceException ? err.$metadata.httpStatusCode : undefined;
-    const message = redactText(err instanceof Error ? err.message : String(err)).replace(this.settings.secret_access_key || '\u0000', '***');
+    const message = errorMessage(err).replace(this.settings.secret_access_key || '\u0000', '***');
     if (DENIED_NAMES.has(name) || status === 403) {
       // Answers to HEAD carry no body, so the SDK cannot name the error; the status still says it.
       const why = name === 'Unknown' || name === 'Error' ? `HTTP ${status ?? 403}` : name;
