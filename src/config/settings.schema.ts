@@ -105,6 +105,23 @@ export const settingsSchema = {
       retry_base_ms: int(500, 1, 60_000),
       retry_max_ms: int(30_000, 1, 600_000),
     },
+    irods: {
+      // Off until a zone is mapped to its iRODS HTTP API.
+      enabled: bool(false),
+      // "zone=http(s)://host:port/irods-http-api/<version>" entries; the base URL includes the API version.
+      zones: list([]),
+      // "zone=user:password" entries, exchanged for a bearer token (renewed when it lapses).
+      credentials: list([]),
+      // "zone=token" entries: an OpenID Connect access token, sent as it is.
+      access_tokens: list([]),
+      write_streams: int(3, 1, 64),
+      chunk_size_mb: int(8, 1, 1024),
+      verify_checksums: bool(true),
+      idle_timeout_ms: int(60_000, 100, 3_600_000),
+      retries: int(5, 0, 20),
+      retry_base_ms: int(500, 1, 60_000),
+      retry_max_ms: int(30_000, 1, 600_000),
+    },
   },
 } satisfies Schema;
 

@@ -4,18 +4,17 @@ import type { Settings } from '../config/settings.schema';
 import { FileStorageBackend } from './file/file-storage.backend';
 import { FtpStorageBackend } from './ftp/ftp-storage.backend';
 import { HttpStorageBackend } from './http/http-storage.backend';
+import { IrodsStorageBackend } from './irods/irods-storage.backend';
 import { S3StorageBackend } from './s3/s3-storage.backend';
 import type { StorageBackend } from './storage-backend';
 
 /** The enabled storage backends, chosen by URL scheme. A plain absolute path counts as file://. */
 export class StorageRegistry {
   private readonly byScheme = new Map<string, StorageBackend>();
-  private readonly file?: FileStorageBackend;
 
   constructor(readonly backends: readonly StorageBackend[]) {
     for (const backend of backends) {
       for (const scheme of backend.schemes) this.byScheme.set(scheme, backend);
-      if (backend instanceof FileStorageBackend) this.file = backend;
     }
   }
 
@@ -26,6 +25,7 @@ export class StorageRegistry {
     if (settings.storage.http.enabled) backends.push(new HttpStorageBackend(settings.storage.http, parts));
     if (settings.storage.ftp.enabled) backends.push(new FtpStorageBackend(settings.storage.ftp));
     if (settings.storage.s3.enabled) backends.push(new S3StorageBackend(settings.storage.s3, parts));
+    if (settings.storage.irods.enabled) backends.push(new IrodsStorageBackend(settings.storage.irods, parts));
     return new StorageRegistry(backends);
   }
 
@@ -57,7 +57,7 @@ export class StorageRegistry {
     } catch (err) {
       return (err as Error).message;
     }
-    if (backend === this.file) return this.file.problemWith(url);
+    if (backend.problemWith) return backend.problemWith(url);
     try {
       const parsed = new URL(url);
       if (!parsed.hostname) return `${redactUrl(url)} has no host`;

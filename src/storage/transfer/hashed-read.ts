@@ -28,3 +28,12 @@ export function hashedReadStream(file: string): { stream: Readable; result: () =
   let digest: string | undefined;
   return { stream, result: () => ({ bytes, sha256: (digest ??= hash.digest('hex')) }) };
 }
+
+/** Reads a whole file once, for its size and SHA-256 (beside a transfer that reads it out of order). */
+export async function hashFile(file: string): Promise<UploadResult> {
+  const { stream, result } = hashedReadStream(file);
+  for await (const _chunk of stream) {
+    // drained only for the hash
+  }
+  return result();
+}

@@ -48,7 +48,7 @@ export function planParts(size: number, partSize: number): TransferPart[] {
  */
 export async function transferParts(
   parts: readonly TransferPart[],
-  move: (part: TransferPart, progress: PartProgress, signal: AbortSignal) => Promise<void>,
+  move: (part: TransferPart, progress: PartProgress, signal: AbortSignal, worker: number) => Promise<void>,
   options: PartOptions,
 ): Promise<void> {
   const stop = new AbortController();
@@ -66,14 +66,15 @@ export async function transferParts(
       options.onProgress?.(total);
     }
   };
-  const worker = async () => {
+  // Each worker keeps its number, so a protocol that binds a stream to one writer at a time (iRODS) can use it.
+  const worker = async (_: unknown, workerIndex: number) => {
     while (failure === undefined && next < parts.length) {
       const part = parts[next++];
       const state = progress.get(part)!;
       try {
         await withRetries(options.retry, stop.signal, async () => {
           try {
-            await move(part, state, stop.signal);
+            await move(part, state, stop.signal, workerIndex);
           } finally {
             state.attempt += 1;
             report();
