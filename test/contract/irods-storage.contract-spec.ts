@@ -112,6 +112,9 @@ describe('IrodsStorageBackend against the HTTP API double', () => {
     double.seed(`${HOME}/small.txt`, Buffer.from('old and longer content'));
     await backend.upload(file('small.txt', Buffer.from('new')), 'irods://tempZone/home/alice/small.txt');
     expect(double.object(`${HOME}/small.txt`)!.toString()).toBe('new');
+    // Header writes carry the path's UTF-8 bytes.
+    await backend.upload(file('u.txt', Buffer.from('unicode')), 'irods://tempZone/home/alice/%C3%A9t%C3%A9.txt');
+    expect(double.object(`${HOME}/été.txt`)!.toString()).toBe('unicode');
     await backend.upload(file('empty', Buffer.alloc(0)), 'irods://tempZone/home/alice/empty');
     expect(double.object(`${HOME}/empty`)!.length).toBe(0);
     expect(double.requests('data-objects:parallel_write_init')).toBe(0);
