@@ -1,13 +1,14 @@
 // 200 MiB through the whole service per scheme: staged in from the real server, hashed and copied by a
-// container, staged out again; the checksums on both ends must agree.
+// container, staged out again; the checksums on both ends must agree. iRODS runs against the HTTP API double.
 import { CreateBucketCommand, DeleteBucketCommand, DeleteObjectCommand, GetObjectCommand, ListObjectsV2Command, S3Client } from '@aws-sdk/client-s3';
 import { Upload } from '@aws-sdk/lib-storage';
 import { execFileSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
-import { chownSync, createReadStream, createWriteStream, mkdirSync, mkdtempSync, rmSync } from 'node:fs';
+import { chownSync, createReadStream, createWriteStream, mkdirSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import type { Readable } from 'node:stream';
+import { IrodsHttpApiDouble } from '../doubles/irods-http-api.double';
 import { HttpFileServer, startHttpFileServer } from '../support/http-file-server';
 import { describeWhen, RGW, rgwAvailable, VSFTPD, vsftpdAvailable } from '../support/service-check';
 import { dockerAvailable, ServiceProcess } from './service-process';
@@ -46,6 +47,7 @@ describeWhen('200 MiB round trips per scheme', available, missing, () => {
   let bucket: string;
   let ftpName: string;
   let ftpDir: string;
+  let irods: IrodsHttpApiDouble;
 
   beforeAll(async () => {
     work = mkdtempSync(path.join(os.tmpdir(), 'tesp-round-trip-'));
@@ -68,7 +70,13 @@ describeWhen('200 MiB round trips per scheme', available, missing, () => {
     const uid = Number(execFileSync('id', ['-u', VSFTPD.user], { encoding: 'utf8' }));
     chownSync(ftpDir, uid, uid);
 
+    irods = await new IrodsHttpApiDouble().start();
+    irods.seed('/tempZone/home/alice/round/in.bin', readFileSync(source));
+
     service = new ServiceProcess(ServiceProcess.tempDataDir(), {
+      TESP_STORAGE__IRODS__ENABLED: 'true',
+      TESP_STORAGE__IRODS__ZONES: JSON.stringify([`tempZone=${irods.baseUrl}`]),
+      TESP_STORAGE__IRODS__CREDENTIALS: JSON.stringify(['tempZone=alice:apass']),
       TESP_STORAGE__S3__ENABLED: 'true',
       TESP_STORAGE__S3__ENDPOINT: RGW.endpoint,
       TESP_STORAGE__S3__ACCESS_KEY_ID: RGW.accessKeyId,
@@ -82,6 +90,7 @@ describeWhen('200 MiB round trips per scheme', available, missing, () => {
     await service?.stop();
     service?.cleanup();
     await http?.close();
+    await irods?.close();
     if (s3 && bucket) {
       // RGW keeps objects in memory: leave nothing behind.
       const listed = await s3.send(new ListObjectsV2Command({ Bucket: bucket })).catch(() => undefined);
@@ -124,5 +133,14 @@ describeWhen('200 MiB round trips per scheme', available, missing, () => {
   it('ftp: in and out over one connection per transfer', async () => {
     await roundTrip(`ftp://127.0.0.1:${VSFTPD.port}/data/${ftpName}/in.bin`, `ftp://127.0.0.1:${VSFTPD.port}/data/${ftpName}/out/out.bin`);
     expect(await hashStream(createReadStream(path.join(ftpDir, 'out', 'out.bin')))).toBe(digest);
+  });
+
+  it('irods: in by parallel ranged reads, out by one parallel write of three streams, checksum verified by iRODS', async () => {
+    await roundTrip('irods://tempZone/home/alice/round/in.bin', 'irods://tempZone/home/alice/round/out/out.bin');
+    expect(createHash('sha256').update(irods.object('/tempZone/home/alice/round/out/out.bin')!).digest('hex')).toBe(digest);
+    expect(irods.requests('data-objects:parallel_write_init')).toBe(1);
+    expect(irods.requests('data-objects:calculate_checksum')).toBe(2);
+    expect(irods.concurrentStreamUse).toEqual([]);
+    expect(irods.openHandles()).toEqual([]);
   });
 });
