@@ -123,6 +123,21 @@ async function startBaseline(body) {
   };
 }
 
+/** The iRODS HTTP API double (test/doubles) in its own process; resolves to {baseUrl, stop}. */
+async function startIrodsDouble(options = {}) {
+  const child = spawn(process.execPath, [path.join(__dirname, 'irods-double-server.js'), JSON.stringify(options)], { stdio: ['ignore', 'pipe', 'inherit'] });
+  children.add(child);
+  const baseUrl = await new Promise((resolve, reject) => {
+    let out = '';
+    child.stdout.on('data', (chunk) => {
+      out += chunk;
+      if (out.includes('\n')) resolve(out.trim());
+    });
+    child.once('exit', (code) => reject(new Error(`the iRODS double exited with ${code}`)));
+  });
+  return { baseUrl, stop: () => stop(child) };
+}
+
 function exited(child) {
   return child.exitCode !== null || child.signalCode !== null;
 }
@@ -189,4 +204,4 @@ function machine() {
 
 const fmt = (n, digits = 1) => Number(n).toFixed(digits);
 
-module.exports = { ROOT, tempDir, removeDir, watchdog, startTesp, startBaseline, load, percentile, median, sleep, dockerAvailable, machine, fmt };
+module.exports = { ROOT, tempDir, removeDir, watchdog, startTesp, startBaseline, startIrodsDouble, load, percentile, median, sleep, dockerAvailable, machine, fmt };

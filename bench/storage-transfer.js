@@ -1,13 +1,14 @@
 // Per-scheme transfer throughput: tesp's backends (S3: parallel ranged GET and parallel multipart upload; FTP:
-// one connection per transfer) against a plain single-stream transfer of the same bytes with the same library,
-// measured in the same run against the real local servers (Ceph RGW on :7480, vsftpd on :2121).
+// one connection per transfer; iRODS: parallel ranged reads and one parallel write) against a plain single-stream
+// transfer of the same bytes with the same library, measured in the same run against the real local servers
+// (Ceph RGW on :7480, vsftpd on :2121) and, for iRODS, the HTTP API double in its own process.
 'use strict';
 const { execFileSync } = require('node:child_process');
 const { chownSync, createReadStream, createWriteStream, mkdirSync, statSync } = require('node:fs');
 const net = require('node:net');
 const path = require('node:path');
 const { pipeline } = require('node:stream/promises');
-const { tempDir, removeDir, fmt, ROOT } = require('./lib');
+const { tempDir, removeDir, fmt, ROOT, startIrodsDouble } = require('./lib');
 
 const SIZE = Number(process.env.BENCH_STORAGE_MB ?? 256) * 1024 * 1024;
 const RUNS = 3;
@@ -117,6 +118,81 @@ async function ftpRows(dir, source) {
   }
 }
 
+async function irodsRows(dir, source) {
+  const { request } = require('undici');
+  const { open } = require('node:fs/promises');
+  const { IrodsStorageBackend } = require(path.join(ROOT, 'dist', 'storage', 'irods', 'irods-storage.backend.js'));
+  const double = await startIrodsDouble({ users: { alice: 'apass' } });
+  const backend = new IrodsStorageBackend(
+    { zones: [`tempZone=${double.baseUrl}`], credentials: ['tempZone=alice:apass'], access_tokens: [], write_streams: 3, chunk_size_mb: 8, verify_checksums: true, idle_timeout_ms: 60000, retries: 5, retry_base_ms: 500, retry_max_ms: 30000 },
+    { partBytes: 8 * 1024 * 1024, parallel: 4 },
+  );
+  // The same uploads without the checksum round trip, to show what the write path itself costs.
+  const unverified = new IrodsStorageBackend(
+    { zones: [`tempZone=${double.baseUrl}`], credentials: ['tempZone=alice:apass'], access_tokens: [], write_streams: 3, chunk_size_mb: 8, verify_checksums: false, idle_timeout_ms: 60000, retries: 5, retry_base_ms: 500, retry_max_ms: 30000 },
+    { partBytes: 8 * 1024 * 1024, parallel: 4 },
+  );
+  const home = '/tempZone/home/alice';
+  try {
+    const login = await request(`${double.baseUrl}/authenticate`, { method: 'POST', headers: { authorization: `Basic ${Buffer.from('alice:apass').toString('base64')}` } });
+    const auth = { authorization: `Bearer ${await login.body.text()}` };
+    // The plain client: one request at a time, chunks as large as the body limit allows, truncate=0 after the first.
+    const chunkBytes = 8 * 1024 * 1024 - 64 * 1024;
+    const sequentialWrite = async (lpath) => {
+      const file = await open(source, 'r');
+      const buffer = Buffer.allocUnsafe(chunkBytes);
+      try {
+        for (let offset = 0; offset < SIZE; offset += chunkBytes) {
+          const { bytesRead } = await file.read(buffer, 0, Math.min(chunkBytes, SIZE - offset), offset);
+          const headers = { ...auth, 'content-type': 'application/octet-stream', 'irods-api-request-op': 'write', 'irods-api-request-lpath': lpath, 'irods-api-request-offset': String(offset), 'irods-api-request-truncate': offset === 0 ? '1' : '0' };
+          const res = await request(`${double.baseUrl}/data-objects`, { method: 'POST', headers, body: buffer.subarray(0, bytesRead) });
+          const answer = await res.body.json();
+          if (res.statusCode !== 200 || answer.irods_response.status_code !== 0) throw new Error(`sequential write failed: ${res.statusCode}`);
+        }
+      } finally {
+        await file.close();
+      }
+    };
+    const remove = async (lpath) => {
+      const body = new URLSearchParams({ op: 'remove', lpath, 'catalog-only': '0', 'no-trash': '1' }).toString();
+      await (await request(`${double.baseUrl}/data-objects`, { method: 'POST', headers: { ...auth, 'content-type': 'application/x-www-form-urlencoded' }, body })).body.dump();
+    };
+    // The double keeps objects in memory: uploads alternate, each to a new object that is removed afterwards, so
+    // every variant meets the same server state.
+    const uploads = {
+      ours: () => backend.upload(source, `irods://tempZone/home/alice/up.bin`),
+      unverified: () => unverified.upload(source, `irods://tempZone/home/alice/up.bin`),
+      plain: () => sequentialWrite(`${home}/up.bin`),
+    };
+    const fastest = { ours: Infinity, unverified: Infinity, plain: Infinity };
+    for (let i = 0; i < RUNS + 2; i++) {
+      for (const [name, upload] of Object.entries(uploads)) {
+        const t0 = process.hrtime.bigint();
+        await upload();
+        fastest[name] = Math.min(fastest[name], Number(process.hrtime.bigint() - t0) / 1e9);
+        await remove(`${home}/up.bin`);
+      }
+    }
+    const { ours: upOurs, unverified: upUnverified, plain: upPlain } = fastest;
+    await sequentialWrite(`${home}/plain.bin`);
+    const downOurs = await best(() => backend.download('irods://tempZone/home/alice/plain.bin', path.join(dir, 'irods-tesp.bin')));
+    const downPlain = await best(async () => {
+      const res = await request(`${double.baseUrl}/data-objects?op=read&lpath=${encodeURIComponent(`${home}/plain.bin`)}`, { headers: auth });
+      await pipeline(res.body, createWriteStream(path.join(dir, 'irods-plain.bin')));
+    });
+    if (statSync(path.join(dir, 'irods-tesp.bin')).size !== SIZE) throw new Error('irods download size mismatch');
+    return [
+      row('irods download (HTTP API double)', downOurs, downPlain, '4 parallel 8 MiB ranged reads', 'one read of the whole object, undici'),
+      row(`irods upload (HTTP API double, best of ${RUNS + 2})`, upOurs, upPlain, 'parallel write, 3 streams of 8 MiB chunks, calculate_checksum verified', 'sequential 8 MiB writes, one at a time, undici'),
+      row(`irods upload without checksum verification (best of ${RUNS + 2})`, upUnverified, upPlain, 'parallel write, 3 streams, size check only', 'sequential 8 MiB writes, one at a time, undici'),
+    ];
+  } finally {
+    await backend.close();
+    await unverified.close();
+    await double.stop();
+  }
+}
+
 async function run() {
   const dir = tempDir('tesp-bench-storage-');
   const source = path.join(dir, 'source.bin');
@@ -127,6 +203,7 @@ async function run() {
     else rows.push({ name: 's3 transfers', tesp: 'skipped: no Ceph RGW on 127.0.0.1:7480 (docker/start-ceph-rgw.sh)', baseline: '', ratio: '' });
     if (await listening(FTP.port)) rows.push(...(await ftpRows(dir, source)));
     else rows.push({ name: 'ftp transfers', tesp: 'skipped: no vsftpd on 127.0.0.1:2121 (docker/start-vsftpd.sh)', baseline: '', ratio: '' });
+    rows.push(...(await irodsRows(dir, source)));
     rows.forEach((r) => console.log(JSON.stringify(r)));
     return rows;
   } finally {

@@ -56,9 +56,10 @@ interface ParallelWrite {
   user: string;
   streams: number;
   busy: boolean[];
-  written: Set<number>;
-  bytes: Buffer;
-  size: number;
+  /** What the object held at init (empty when truncated). */
+  base: Buffer;
+  /** Chunks by offset, assembled at shutdown (each byte is copied once, as a server writing a file would). */
+  chunks: Map<number, Buffer>;
 }
 
 interface ReadFault {
@@ -515,9 +516,9 @@ export class IrodsHttpApiDouble {
         const i = Number(index);
         if (!Number.isInteger(i) || i < 0 || i >= handle.streams) return new HttpAnswer(400);
       } else if (handle.busy.every(Boolean)) return new HttpAnswer(429);
-      if (handle.written.has(offset ?? 0)) this.rewrittenChunks.push(`${handleId}@${offset ?? 0}`);
-      handle.written.add(offset ?? 0);
-      Object.assign(handle, place(handle.bytes, handle.size, offset ?? 0, bytes));
+      if (handle.chunks.has(offset ?? 0)) this.rewrittenChunks.push(`${handleId}@${offset ?? 0}`);
+      handle.chunks.delete(offset ?? 0);
+      handle.chunks.set(offset ?? 0, bytes);
       return new HttpAnswer(200, ok());
     }
     const path = params.get('lpath');
@@ -565,7 +566,7 @@ export class IrodsHttpApiDouble {
     const handle = randomUUID();
     const keep = params.get('truncate') === '0' || params.get('append') === '1';
     entry.openBy = handle;
-    this.handles.set(handle, { path, user, streams, busy: new Array(streams).fill(false), written: new Set(), bytes: keep ? Buffer.from(entry.bytes.subarray(0, entry.size)) : Buffer.alloc(0), size: keep ? entry.size : 0 });
+    this.handles.set(handle, { path, user, streams, busy: new Array(streams).fill(false), base: keep ? Buffer.from(entry.bytes.subarray(0, entry.size)) : Buffer.alloc(0), chunks: new Map() });
     this.activeStreams += streams;
     return new HttpAnswer(200, ok({ parallel_write_handle: handle }));
   }
@@ -578,7 +579,12 @@ export class IrodsHttpApiDouble {
     this.handles.delete(id);
     this.activeStreams -= handle.streams;
     const entry = this.entries.get(handle.path);
-    if (entry?.kind === 'data') Object.assign(entry, { bytes: handle.bytes, size: handle.size, modifiedAt: now(), checksum: '', openBy: undefined });
+    let size = handle.base.length;
+    for (const [offset, chunk] of handle.chunks) size = Math.max(size, offset + chunk.length);
+    const bytes = Buffer.alloc(size);
+    handle.base.copy(bytes);
+    for (const [offset, chunk] of handle.chunks) chunk.copy(bytes, offset);
+    if (entry?.kind === 'data') Object.assign(entry, { bytes, size, modifiedAt: now(), checksum: '', openBy: undefined });
     return new HttpAnswer(200, ok());
   }
 
