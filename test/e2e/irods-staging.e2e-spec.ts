@@ -8,24 +8,11 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { IrodsHttpApiDouble } from '../doubles/irods-http-api.double';
 import { InProcessApp, startInProcessApp } from '../support/in-process-app';
+import { runTask } from '../support/run-task';
 import { describeWhen, RGW, rgwAvailable } from '../support/service-check';
-import { sleep } from './service-process';
 
 const HOME = '/tempZone/home/alice';
 const sha256 = (data: Buffer) => createHash('sha256').update(data).digest('hex');
-
-async function runTask(server: InProcessApp, task: unknown): Promise<any> {
-  const base = `${server.root}/ga4gh/tes/v1`;
-  const created = await fetch(`${base}/tasks`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(task) });
-  const body = (await created.json()) as any;
-  if (created.status !== 200) return { status: created.status, ...body };
-  for (let i = 0; i < 600; i++) {
-    const view = (await (await fetch(`${base}/tasks/${body.id}?view=FULL`)).json()) as any;
-    if (['COMPLETE', 'EXECUTOR_ERROR', 'SYSTEM_ERROR', 'CANCELED'].includes(view.state)) return view;
-    await sleep(50);
-  }
-  throw new Error(`task ${body.id} did not finish`);
-}
 
 const appSettings = (double: IrodsHttpApiDouble, allowed: string, credentials: string) => ({
   'scheduler.dispatch_delay_ms': 0,

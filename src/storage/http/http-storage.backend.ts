@@ -247,6 +247,11 @@ export class HttpStorageBackend implements StorageBackend {
 
   private check(url: string, method: string, status: number, headers: Dispatcher.ResponseData['headers']): void {
     if (status >= 200 && status < 300) return;
+    if (status === 401) {
+      const why = new URL(url).username ? 'the credentials in the URL were refused' : 'the server wants credentials (user:password@ in the URL)';
+      throw new DomainError(ErrorCode.StorageDenied, `${method} ${redactUrl(url)} answered HTTP 401: ${why}`);
+    }
+    if (status === 403) throw new DomainError(ErrorCode.StorageDenied, `${method} ${redactUrl(url)} answered HTTP 403: access forbidden`);
     throw new DomainError(ErrorCode.StorageFailed, `${method} ${redactUrl(url)} answered HTTP ${status}`, RETRYABLE_STATUS.has(status), retryAfterMs(header(headers['retry-after'])));
   }
 
