@@ -43,10 +43,10 @@ async function best(fn) {
   return fastest;
 }
 
-function row(name, ours, plain, how, baselineHow) {
+function row(name, ours, plain, how, baselineHow, runs = RUNS) {
   const mb = SIZE / 2 ** 20;
   return {
-    name: `${name}, ${mb} MiB (best of ${RUNS})`,
+    name: `${name}, ${mb} MiB (best of ${runs})`,
     tesp: `${fmt(mb / ours, 0)} MiB/s (${how})`,
     baseline: `${baselineHow}: ${fmt(mb / plain, 0)} MiB/s`,
     ratio: `${fmt(plain / ours, 2)} × baseline throughput`,
@@ -118,6 +118,24 @@ async function ftpRows(dir, source) {
   }
 }
 
+/** The plain client: one request at a time, chunks as large as the body limit allows, truncate=0 after the first. */
+async function sequentialIrodsWrite(request, open, baseUrl, auth, source, lpath) {
+  const chunkBytes = 8 * 1024 * 1024 - 64 * 1024;
+  const file = await open(source, 'r');
+  const buffer = Buffer.allocUnsafe(chunkBytes);
+  try {
+    for (let offset = 0; offset < SIZE; offset += chunkBytes) {
+      const { bytesRead } = await file.read(buffer, 0, Math.min(chunkBytes, SIZE - offset), offset);
+      const headers = { ...auth, 'content-type': 'application/octet-stream', 'irods-api-request-op': 'write', 'irods-api-request-lpath': lpath, 'irods-api-request-offset': String(offset), 'irods-api-request-truncate': offset === 0 ? '1' : '0' };
+      const res = await request(`${baseUrl}/data-objects`, { method: 'POST', headers, body: buffer.subarray(0, bytesRead) });
+      const answer = await res.body.json();
+      if (res.statusCode !== 200 || answer.irods_response.status_code !== 0) throw new Error(`sequential write failed: ${res.statusCode}`);
+    }
+  } finally {
+    await file.close();
+  }
+}
+
 async function irodsRows(dir, source) {
   const { request } = require('undici');
   const { open } = require('node:fs/promises');
@@ -136,23 +154,6 @@ async function irodsRows(dir, source) {
   try {
     const login = await request(`${double.baseUrl}/authenticate`, { method: 'POST', headers: { authorization: `Basic ${Buffer.from('alice:apass').toString('base64')}` } });
     const auth = { authorization: `Bearer ${await login.body.text()}` };
-    // The plain client: one request at a time, chunks as large as the body limit allows, truncate=0 after the first.
-    const chunkBytes = 8 * 1024 * 1024 - 64 * 1024;
-    const sequentialWrite = async (lpath) => {
-      const file = await open(source, 'r');
-      const buffer = Buffer.allocUnsafe(chunkBytes);
-      try {
-        for (let offset = 0; offset < SIZE; offset += chunkBytes) {
-          const { bytesRead } = await file.read(buffer, 0, Math.min(chunkBytes, SIZE - offset), offset);
-          const headers = { ...auth, 'content-type': 'application/octet-stream', 'irods-api-request-op': 'write', 'irods-api-request-lpath': lpath, 'irods-api-request-offset': String(offset), 'irods-api-request-truncate': offset === 0 ? '1' : '0' };
-          const res = await request(`${double.baseUrl}/data-objects`, { method: 'POST', headers, body: buffer.subarray(0, bytesRead) });
-          const answer = await res.body.json();
-          if (res.statusCode !== 200 || answer.irods_response.status_code !== 0) throw new Error(`sequential write failed: ${res.statusCode}`);
-        }
-      } finally {
-        await file.close();
-      }
-    };
     const remove = async (lpath) => {
       const body = new URLSearchParams({ op: 'remove', lpath, 'catalog-only': '0', 'no-trash': '1' }).toString();
       await (await request(`${double.baseUrl}/data-objects`, { method: 'POST', headers: { ...auth, 'content-type': 'application/x-www-form-urlencoded' }, body })).body.dump();
@@ -162,7 +163,7 @@ async function irodsRows(dir, source) {
     const uploads = {
       ours: () => backend.upload(source, `irods://tempZone/home/alice/up.bin`),
       unverified: () => unverified.upload(source, `irods://tempZone/home/alice/up.bin`),
-      plain: () => sequentialWrite(`${home}/up.bin`),
+      plain: () => sequentialIrodsWrite(request, open, double.baseUrl, auth, source, `${home}/up.bin`),
     };
     const fastest = { ours: Infinity, unverified: Infinity, plain: Infinity };
     for (let i = 0; i < RUNS + 2; i++) {
@@ -174,7 +175,7 @@ async function irodsRows(dir, source) {
       }
     }
     const { ours: upOurs, unverified: upUnverified, plain: upPlain } = fastest;
-    await sequentialWrite(`${home}/plain.bin`);
+    await sequentialIrodsWrite(request, open, double.baseUrl, auth, source, `${home}/plain.bin`);
     const downOurs = await best(() => backend.download('irods://tempZone/home/alice/plain.bin', path.join(dir, 'irods-tesp.bin')));
     const downPlain = await best(async () => {
       const res = await request(`${double.baseUrl}/data-objects?op=read&lpath=${encodeURIComponent(`${home}/plain.bin`)}`, { headers: auth });
@@ -183,12 +184,36 @@ async function irodsRows(dir, source) {
     if (statSync(path.join(dir, 'irods-tesp.bin')).size !== SIZE) throw new Error('irods download size mismatch');
     return [
       row('irods download (HTTP API double)', downOurs, downPlain, '4 parallel 8 MiB ranged reads', 'one read of the whole object, undici'),
-      row(`irods upload (HTTP API double, best of ${RUNS + 2})`, upOurs, upPlain, 'parallel write, 3 streams of 8 MiB chunks, calculate_checksum verified', 'sequential 8 MiB writes, one at a time, undici'),
-      row(`irods upload without checksum verification (best of ${RUNS + 2})`, upUnverified, upPlain, 'parallel write, 3 streams, size check only', 'sequential 8 MiB writes, one at a time, undici'),
+      row('irods upload (HTTP API double)', upOurs, upPlain, 'parallel write, 3 streams of 8 MiB chunks, calculate_checksum verified', 'sequential 8 MiB writes, one at a time, undici', RUNS + 2),
+      row('irods upload without checksum verification (HTTP API double)', upUnverified, upPlain, 'parallel write, 3 streams, size check only', 'sequential 8 MiB writes, one at a time, undici', RUNS + 2),
+      ...(await irodsDistantRows(source)),
     ];
   } finally {
     await backend.close();
     await unverified.close();
+    await double.stop();
+  }
+}
+
+/** The same upload against a double whose every write takes 25 ms longer: a server across a real link or a slow disk. */
+async function irodsDistantRows(source) {
+  const { request } = require('undici');
+  const { open } = require('node:fs/promises');
+  const { IrodsStorageBackend } = require(path.join(ROOT, 'dist', 'storage', 'irods', 'irods-storage.backend.js'));
+  const double = await startIrodsDouble({ users: { alice: 'apass' }, writeDelayMs: 25 });
+  const backend = new IrodsStorageBackend(
+    { zones: [`tempZone=${double.baseUrl}`], credentials: ['tempZone=alice:apass'], access_tokens: [], write_streams: 3, chunk_size_mb: 8, verify_checksums: true, idle_timeout_ms: 60000, retries: 5, retry_base_ms: 500, retry_max_ms: 30000 },
+    { partBytes: 8 * 1024 * 1024, parallel: 4 },
+  );
+  const lpath = '/tempZone/home/alice/distant.bin';
+  try {
+    const login = await request(`${double.baseUrl}/authenticate`, { method: 'POST', headers: { authorization: `Basic ${Buffer.from('alice:apass').toString('base64')}` } });
+    const auth = { authorization: `Bearer ${await login.body.text()}` };
+    const ours = await best(() => backend.upload(source, `irods://tempZone${lpath.slice('/tempZone'.length)}`));
+    const plain = await best(() => sequentialIrodsWrite(request, open, double.baseUrl, auth, source, lpath));
+    return [row('irods upload, each write 25 ms slower (HTTP API double)', ours, plain, 'parallel write, 3 streams of 8 MiB chunks, calculate_checksum verified', 'sequential 8 MiB writes, one at a time, undici')];
+  } finally {
+    await backend.close();
     await double.stop();
   }
 }
