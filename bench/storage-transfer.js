@@ -15,6 +15,23 @@ const RUNS = 3;
 const RGW = { endpoint: 'http://127.0.0.1:7480', accessKeyId: 'TESACCESSKEY', secretAccessKey: 'TESSECRETKEY' };
 const FTP = { port: 2121, user: 'tes', password: 'tespass', home: '/tmp/tesp-vsftpd/home-tes' };
 
+/** tesp's backend for a scheme with the settings every storage bench uses. */
+function makeBackend(scheme, irodsBaseUrl, overrides = {}) {
+  const parts = { partBytes: 8 * 1024 * 1024, parallel: 4 };
+  const retry = { retries: 5, retry_base_ms: 500, retry_max_ms: 30000 };
+  if (scheme === 's3') {
+    const { S3StorageBackend } = require(path.join(ROOT, 'dist', 'storage', 's3', 's3-storage.backend.js'));
+    return new S3StorageBackend({ endpoint: RGW.endpoint, region: 'us-east-1', access_key_id: RGW.accessKeyId, secret_access_key: RGW.secretAccessKey, force_path_style: true, ...retry }, parts);
+  }
+  if (scheme === 'ftp') {
+    const { FtpStorageBackend } = require(path.join(ROOT, 'dist', 'storage', 'ftp', 'ftp-storage.backend.js'));
+    return new FtpStorageBackend({ credentials: [`127.0.0.1:${FTP.port}=${FTP.user}:${FTP.password}`], timeout_ms: 30000, ...retry });
+  }
+  const { IrodsStorageBackend } = require(path.join(ROOT, 'dist', 'storage', 'irods', 'irods-storage.backend.js'));
+  const settings = { zones: [`tempZone=${irodsBaseUrl}`], credentials: ['tempZone=alice:apass'], access_tokens: [], write_streams: 3, chunk_size_mb: 8, verify_checksums: true, idle_timeout_ms: 60000, ...retry };
+  return new IrodsStorageBackend({ ...settings, ...overrides }, parts);
+}
+
 function listening(port) {
   return new Promise((resolve) => {
     const socket = net.connect(port, '127.0.0.1');
@@ -23,11 +40,11 @@ function listening(port) {
   });
 }
 
-async function makeSource(file) {
+async function makeSource(file, size = SIZE) {
   const out = createWriteStream(file);
   const chunk = Buffer.alloc(8 * 1024 * 1024);
   for (let i = 0; i < chunk.length; i++) chunk[i] = (i * 7) % 253;
-  for (let written = 0; written < SIZE; written += chunk.length) {
+  for (let written = 0; written < size; written += chunk.length) {
     if (!out.write(chunk)) await new Promise((r) => out.once('drain', r));
   }
   await new Promise((r) => out.end(r));
@@ -55,12 +72,8 @@ function row(name, ours, plain, how, baselineHow, runs = RUNS) {
 
 async function s3Rows(dir, source) {
   const { S3Client, CreateBucketCommand, DeleteBucketCommand, DeleteObjectCommand, GetObjectCommand, PutObjectCommand } = require('@aws-sdk/client-s3');
-  const { S3StorageBackend } = require(path.join(ROOT, 'dist', 'storage', 's3', 's3-storage.backend.js'));
   const client = new S3Client({ endpoint: RGW.endpoint, region: 'us-east-1', forcePathStyle: true, credentials: RGW, requestChecksumCalculation: 'WHEN_REQUIRED', responseChecksumValidation: 'WHEN_REQUIRED' });
-  const backend = new S3StorageBackend(
-    { endpoint: RGW.endpoint, region: 'us-east-1', access_key_id: RGW.accessKeyId, secret_access_key: RGW.secretAccessKey, force_path_style: true, retries: 5, retry_base_ms: 500, retry_max_ms: 30000 },
-    { partBytes: 8 * 1024 * 1024, parallel: 4 },
-  );
+  const backend = makeBackend('s3');
   const bucket = `tesp-bench-${Date.now()}`;
   await client.send(new CreateBucketCommand({ Bucket: bucket }));
   try {
@@ -86,8 +99,7 @@ async function s3Rows(dir, source) {
 
 async function ftpRows(dir, source) {
   const ftp = require('basic-ftp');
-  const { FtpStorageBackend } = require(path.join(ROOT, 'dist', 'storage', 'ftp', 'ftp-storage.backend.js'));
-  const backend = new FtpStorageBackend({ credentials: [`127.0.0.1:${FTP.port}=${FTP.user}:${FTP.password}`], timeout_ms: 30000, retries: 5, retry_base_ms: 500, retry_max_ms: 30000 });
+  const backend = makeBackend('ftp');
   const name = `bench-${Date.now()}`;
   const remoteDir = path.join(FTP.home, 'data', name);
   mkdirSync(remoteDir);
@@ -139,17 +151,10 @@ async function sequentialIrodsWrite(request, open, baseUrl, auth, source, lpath)
 async function irodsRows(dir, source) {
   const { request } = require('undici');
   const { open } = require('node:fs/promises');
-  const { IrodsStorageBackend } = require(path.join(ROOT, 'dist', 'storage', 'irods', 'irods-storage.backend.js'));
   const double = await startIrodsDouble({ users: { alice: 'apass' } });
-  const backend = new IrodsStorageBackend(
-    { zones: [`tempZone=${double.baseUrl}`], credentials: ['tempZone=alice:apass'], access_tokens: [], write_streams: 3, chunk_size_mb: 8, verify_checksums: true, idle_timeout_ms: 60000, retries: 5, retry_base_ms: 500, retry_max_ms: 30000 },
-    { partBytes: 8 * 1024 * 1024, parallel: 4 },
-  );
+  const backend = makeBackend('irods', double.baseUrl);
   // The same uploads without the checksum round trip, to show what the write path itself costs.
-  const unverified = new IrodsStorageBackend(
-    { zones: [`tempZone=${double.baseUrl}`], credentials: ['tempZone=alice:apass'], access_tokens: [], write_streams: 3, chunk_size_mb: 8, verify_checksums: false, idle_timeout_ms: 60000, retries: 5, retry_base_ms: 500, retry_max_ms: 30000 },
-    { partBytes: 8 * 1024 * 1024, parallel: 4 },
-  );
+  const unverified = makeBackend('irods', double.baseUrl, { verify_checksums: false });
   const home = '/tempZone/home/alice';
   try {
     const login = await request(`${double.baseUrl}/authenticate`, { method: 'POST', headers: { authorization: `Basic ${Buffer.from('alice:apass').toString('base64')}` } });
@@ -199,12 +204,8 @@ async function irodsRows(dir, source) {
 async function irodsDistantRows(source) {
   const { request } = require('undici');
   const { open } = require('node:fs/promises');
-  const { IrodsStorageBackend } = require(path.join(ROOT, 'dist', 'storage', 'irods', 'irods-storage.backend.js'));
   const double = await startIrodsDouble({ users: { alice: 'apass' }, writeDelayMs: 25 });
-  const backend = new IrodsStorageBackend(
-    { zones: [`tempZone=${double.baseUrl}`], credentials: ['tempZone=alice:apass'], access_tokens: [], write_streams: 3, chunk_size_mb: 8, verify_checksums: true, idle_timeout_ms: 60000, retries: 5, retry_base_ms: 500, retry_max_ms: 30000 },
-    { partBytes: 8 * 1024 * 1024, parallel: 4 },
-  );
+  const backend = makeBackend('irods', double.baseUrl);
   const lpath = '/tempZone/home/alice/distant.bin';
   try {
     const login = await request(`${double.baseUrl}/authenticate`, { method: 'POST', headers: { authorization: `Basic ${Buffer.from('alice:apass').toString('base64')}` } });
@@ -236,5 +237,5 @@ async function run() {
   }
 }
 
-module.exports = { run };
+module.exports = { run, makeBackend, makeSource, listening, RGW, FTP };
 if (require.main === module) run().then(() => process.exit(0), (err) => { console.error(err); process.exit(1); });
