@@ -36,7 +36,7 @@ export class StagingService {
     await inParallel(plan.inputs, PARALLEL_TRANSFERS, async (input) => {
       const label = `inputs[${input.index}]`;
       try {
-        if (input.content !== undefined && input.content !== '') {
+        if (input.content !== undefined) {
           await fs.writeFile(input.hostPath, input.content, 'utf8');
           return;
         }

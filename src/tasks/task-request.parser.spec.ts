@@ -5,6 +5,12 @@ describe('parseTaskRequest', () => {
     expect(parseTaskRequest({ executors: [{ image: 'alpine', command: ['echo'] }] })).toEqual({ executors: [{ image: 'alpine', command: ['echo'] }] });
   });
 
+  it('takes an empty content as an empty file, unless a url is given beside it', () => {
+    const executors = [{ image: 'i', command: ['c'] }];
+    expect(parseTaskRequest({ inputs: [{ path: '/a', content: '' }], executors }).inputs).toEqual([{ path: '/a', content: '', type: 'FILE' }]);
+    expect(parseTaskRequest({ inputs: [{ path: '/a', content: '', url: 'https://x/y' }], executors }).inputs).toEqual([{ path: '/a', url: 'https://x/y', type: 'FILE' }]);
+  });
+
   it('ignores url when content is given, as the spec says', () => {
     const task = parseTaskRequest({ inputs: [{ path: '/a', url: 'https://x/y', content: 'c' }], executors: [{ image: 'i', command: ['c'] }] });
     expect(task.inputs).toEqual([{ path: '/a', content: 'c', type: 'FILE' }]);

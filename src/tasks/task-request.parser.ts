@@ -121,8 +121,9 @@ function parseInput(raw: unknown, where: string): TesInput {
   };
   absolutePath(input.path, 'path', f);
   if (path.posix.normalize(input.path) === '/') f.fail('path', 'must not be the container root');
-  if (content !== undefined && content !== '') {
-    // The spec: when content is set, url is ignored.
+  // The spec: when content is set, url is ignored. Some clients send content "" beside a url, so an empty content
+  // only stands (as an empty file) when there is no url.
+  if (content !== undefined && (content !== '' || !url)) {
     if (input.type === 'DIRECTORY') f.fail('type', 'an input with content must be a FILE');
     input.content = content;
   } else if (url) {

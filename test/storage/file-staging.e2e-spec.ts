@@ -59,6 +59,7 @@ describe('file storage and staging', () => {
       task({
         inputs: [
           { path: '/in/content.txt', content, type: 'FILE' },
+          { path: '/in/empty.txt', content: '', type: 'FILE' },
           { path: '/in/single.txt', url: path.join(allowed, 'single.txt'), type: 'FILE' },
           { path: '/in/dir', url: pathToFileURL(path.join(allowed, 'indir')).toString(), type: 'DIRECTORY' },
         ],
@@ -74,6 +75,7 @@ describe('file storage and staging', () => {
     await staging.stageInputs(plan, { log: (m) => notes.push(m) });
     const root = plan.rootDir;
     expect(readFileSync(path.join(root, 'in/content.txt'), 'utf8')).toBe(content);
+    expect(readFileSync(path.join(root, 'in/empty.txt'), 'utf8')).toBe('');
     expect(readFileSync(path.join(root, 'in/single.txt'), 'utf8')).toBe('single');
     expect(readFileSync(path.join(root, 'in/dir/sub/b.txt'), 'utf8')).toBe('BB');
 
