@@ -6,13 +6,33 @@ import { errorMessage, redactUrl } from '../common/redact';
 import type { ExecutionPlan } from '../compute/execution-plan';
 import type { TesOutputFileLog } from '../tasks/tes-task';
 import { outputFiles } from './output-files';
+import type { TransferOptions } from './storage-backend';
 import { StorageRegistry } from './storage-registry';
 
 export interface StagingOptions {
   signal?: AbortSignal;
   /** A line for the task's system_logs (warnings such as a glob that matched nothing). No secrets. */
   log?: (message: string) => void;
+  /** Progress of transfers that run longer than `progressIntervalMs`: every interval, and once when each ends. */
+  progress?: (event: TransferProgress) => void;
+  progressIntervalMs?: number;
 }
+
+export interface TransferProgress {
+  /** `inputs[i]` or `outputs[i]`. */
+  transfer: string;
+  /** The file's URL, without credentials. */
+  url: string;
+  /** The file's path in the container. */
+  path: string;
+  /** Bytes moved so far. */
+  bytes: number;
+  /** Average rate since the transfer started. */
+  mib_per_s: number;
+  done: boolean;
+}
+
+const PROGRESS_INTERVAL_MS = 10_000;
 
 const PARALLEL_TRANSFERS = 4;
 
@@ -43,7 +63,7 @@ export class StagingService {
         if (!input.url) throw new DomainError(ErrorCode.InvalidArgument, 'neither url nor content given');
         const backend = this.registry.forUrl(input.url);
         if (input.type === 'FILE') {
-          await backend.download(input.url, input.hostPath, options);
+          await metered(options, label, input.url, input.containerPath, (moving) => backend.download(input.url!, input.hostPath, moving));
           return;
         }
         await fs.mkdir(input.hostPath, { recursive: true });
@@ -51,7 +71,8 @@ export class StagingService {
         await inParallel(listed, PARALLEL_TRANSFERS, async (entry) => {
           const destination = path.join(input.hostPath, ...entry.relativePath.split('/'));
           await fs.mkdir(path.dirname(destination), { recursive: true });
-          await backend.download(entry.url, destination, options);
+          const containerPath = path.posix.join(input.containerPath, entry.relativePath);
+          await metered(options, label, entry.url, containerPath, (moving) => backend.download(entry.url, destination, moving));
         });
       } catch (err) {
         throw stagingError(`staging ${label} (${input.url ? redactUrl(input.url) : 'content'}) to ${input.containerPath} failed`, err);
@@ -72,7 +93,8 @@ export class StagingService {
       try {
         const files = await outputFiles(plan.rootDir, output, options.log ?? (() => undefined));
         await inParallel(files, PARALLEL_TRANSFERS, async (file) => {
-          const { bytes, sha256 } = await this.registry.forUrl(file.url).upload(file.hostPath, file.url, options);
+          const backend = this.registry.forUrl(file.url);
+          const { bytes, sha256 } = await metered(options, label, file.url, file.containerPath, (moving) => backend.upload(file.hostPath, file.url, moving));
           logs.push({ url: redactUrl(file.url), path: file.containerPath, size_bytes: String(bytes) });
           checksums[`sha256:${file.containerPath}`] = sha256;
         });
@@ -82,6 +104,36 @@ export class StagingService {
     }
     return { outputs: logs, checksums };
   }
+}
+
+/**
+ * Runs one file's transfer with a progress meter: quiet for transfers shorter than the interval, then an event
+ * every interval and a last one when it ends, so long transfers show in the logs without flooding them.
+ */
+async function metered<T>(options: StagingOptions, transfer: string, url: string, containerPath: string, run: (moving: TransferOptions) => Promise<T>): Promise<T> {
+  const report = options.progress;
+  if (!report) return run({ signal: options.signal });
+  const interval = options.progressIntervalMs ?? PROGRESS_INTERVAL_MS;
+  const started = Date.now();
+  let bytes = 0;
+  let lastReport = started;
+  let reported = false;
+  const emit = (done: boolean) => {
+    const now = Date.now();
+    lastReport = now;
+    reported = true;
+    const seconds = Math.max(now - started, 1) / 1000;
+    report({ transfer, url: redactUrl(url), path: containerPath, bytes, mib_per_s: Math.round((bytes / 2 ** 20 / seconds) * 10) / 10, done });
+  };
+  const result = await run({
+    signal: options.signal,
+    onProgress: (n) => {
+      bytes += n;
+      if (Date.now() - lastReport >= interval) emit(false);
+    },
+  });
+  if (reported || Date.now() - started >= interval) emit(true);
+  return result;
 }
 
 function stagingError(context: string, err: unknown): DomainError {

@@ -23,6 +23,8 @@ export interface ListedObject {
 
 export interface TransferOptions {
   signal?: AbortSignal;
+  /** Called with the bytes that reached their destination since the last call (progress of this transfer). */
+  onProgress?: (bytes: number) => void;
 }
 
 export interface StorageBackend {

@@ -6,7 +6,7 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { buildExecutionPlan } from '../../src/compute/execution-plan';
 import { HttpStorageBackend } from '../../src/storage/http/http-storage.backend';
-import { StagingService } from '../../src/storage/staging.service';
+import { StagingService, TransferProgress } from '../../src/storage/staging.service';
 import { StorageRegistry } from '../../src/storage/storage-registry';
 import { TesState } from '../../src/tasks/tes-task';
 import { HttpFileServer, httpTestSettings, startHttpFileServer } from '../support/http-file-server';
@@ -84,6 +84,44 @@ describe('staging over http', () => {
       'PUT /tables/x/.hidden/deep.csv',
     ]);
     expect(notes).toEqual(['outputs[2]: /out/glob/*.none matched no files']);
+  });
+
+  it('reports the progress of transfers as increments that add up, without credentials, and none for short ones by default', async () => {
+    server.requireAuth('tes', 'top-secret');
+    const withUser = server.base.replace('//', '//tes:top-secret@');
+    const big = Buffer.alloc(20 * 1024 * 1024 + 7, 7);
+    writeFileSync(path.join(root, 'big.bin'), big);
+    const plan = buildExecutionPlan(
+      {
+        id: 'h2',
+        state: TesState.INITIALIZING,
+        creation_time: new Date().toISOString(),
+        executors: [],
+        logs: [],
+        inputs: [{ path: '/data/big.bin', url: `${withUser}/big.bin`, type: 'FILE' }],
+        outputs: [{ path: '/data/big.bin', url: `${withUser}/copy/big.bin`, type: 'FILE' }],
+      },
+      work,
+    );
+    const events: TransferProgress[] = [];
+    const progress = (event: TransferProgress) => events.push(event);
+    await staging.stageInputs(plan, { progress, progressIntervalMs: 0 });
+    await staging.stageOutputs(plan, { progress, progressIntervalMs: 0 });
+
+    for (const [transfer, url] of [['inputs[0]', `${server.base.replace('//', '//***@')}/big.bin`], ['outputs[0]', `${server.base.replace('//', '//***@')}/copy/big.bin`]]) {
+      const mine = events.filter((e) => e.transfer === transfer);
+      expect(mine.length).toBeGreaterThan(2);
+      expect(mine.every((e) => e.url === url && e.path === '/data/big.bin')).toBe(true);
+      const sizes = mine.map((e) => e.bytes);
+      expect(sizes).toEqual([...sizes].sort((a, b) => a - b));
+      expect(mine.at(-1)).toMatchObject({ bytes: big.length, done: true });
+      expect(mine.filter((e) => e.done)).toHaveLength(1);
+    }
+    expect(JSON.stringify(events)).not.toContain('top-secret');
+
+    const quiet: TransferProgress[] = [];
+    await staging.stageOutputs(plan, { progress: (event) => quiet.push(event) });
+    expect(quiet).toEqual([]);
   });
 
   it('refuses an http DIRECTORY input naming the input, without credentials in the message', async () => {

@@ -2,7 +2,7 @@ import { promises as fs } from 'node:fs';
 import * as path from 'node:path';
 import type { Logger } from '../../common/logger';
 import { errorMessage } from '../../common/redact';
-import type { StagingService } from '../../storage/staging.service';
+import type { StagingService, TransferProgress } from '../../storage/staging.service';
 import { TaskRecord, TesState } from '../../tasks/tes-task';
 import type { ComputeBackend, ResumeOutcome, TaskUpdate, UpdateListener } from '../compute-backend';
 import { buildExecutionPlan, ExecutionPlan, PlanExecutor } from '../execution-plan';
@@ -119,7 +119,8 @@ export class LocalComputeBackend implements ComputeBackend {
     };
     const log = (message: string) => emit({ kind: 'system-log', message });
     const plan = buildExecutionPlan(task, this.taskDir(task.id));
-    const options = { signal, log };
+    const progress = (event: TransferProgress) => this.logger.info({ taskId: task.id, ...event }, event.done ? 'transfer finished' : 'transfer progress');
+    const options = { signal, log, progress };
     try {
       if (!leftovers) {
         // A fresh start (also of a task left INITIALIZING): nothing of an earlier attempt may linger.

@@ -64,6 +64,7 @@ export class FileStorageBackend implements StorageBackend {
     const input = createReadStream(source);
     input.on('data', (chunk) => {
       bytes += chunk.length;
+      options.onProgress?.(chunk.length);
     });
     await pipeline(input, createWriteStream(destination), { signal: options.signal }).catch((err) => this.fail(url, err));
     return bytes;
@@ -74,7 +75,7 @@ export class FileStorageBackend implements StorageBackend {
     await fs.mkdir(path.dirname(target), { recursive: true });
     // Write beside the target and rename, so readers never see half a file.
     const partial = `${target}.tesp-${process.pid}-${Date.now()}.part`;
-    const input = hashedReadStream(source);
+    const input = hashedReadStream(source, { onBytes: options.onProgress });
     try {
       await pipeline(input.stream, createWriteStream(partial), { signal: options.signal });
       await fs.rename(partial, target);

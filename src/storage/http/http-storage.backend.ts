@@ -118,7 +118,7 @@ export class HttpStorageBackend implements StorageBackend {
         }
         this.checkLimit(url, total);
         const expected = whole ? total : Math.min(partBytes, total ?? partBytes);
-        await this.writeBody(res, file.fd, first.done, (n) => (first.done += n), url, options);
+        await this.writeBody(res, file.fd, first.done, (n) => ((first.done += n), options.onProgress?.(n)), url, options);
         if (expected !== undefined && first.done < expected) {
           if (whole && !validator) first.done = 0; // cannot resume without a validator: retry from the start
           throw new DomainError(ErrorCode.StorageFailed, `${redactUrl(url)}: the connection ended after ${first.done} of ${expected} bytes`, true);
@@ -142,7 +142,7 @@ export class HttpStorageBackend implements StorageBackend {
               throw new DomainError(ErrorCode.StorageFailed, `${redactUrl(url)}: part ${part.index} ended after ${progress.done} of ${part.length} bytes`, true);
             }
           },
-          { concurrency: parallel, retry: this.retry, signal: options.signal },
+          { concurrency: parallel, retry: this.retry, signal: options.signal, onProgress: options.onProgress },
         );
       }
       const { size } = await file.stat();
@@ -188,7 +188,8 @@ export class HttpStorageBackend implements StorageBackend {
     let input: ReturnType<typeof hashedReadStream> | undefined;
     await withRetries(this.retry, options.signal, async () => {
       const res = await this.send(target, 'PUT', { 'content-length': String(size), 'content-type': 'application/octet-stream' }, options, () => {
-        input = hashedReadStream(source); // each attempt (and redirect hop) reads and hashes from the start
+        // Each attempt (and redirect hop) reads and hashes from the start.
+        input = hashedReadStream(source, { onBytes: options.onProgress });
         return input.stream;
       });
       await this.checkOrDump(url, 'PUT', res);

@@ -155,7 +155,7 @@ export class IrodsStorageBackend implements StorageBackend {
             throw new DomainError(ErrorCode.StorageFailed, `${url}: read at ${part.offset} ended after ${progress.done} of ${part.length} bytes`, true);
           }
         },
-        { concurrency: this.reads.parallel, retry: this.retry, signal: options.signal },
+        { concurrency: this.reads.parallel, retry: this.retry, signal: options.signal, onProgress: options.onProgress },
       );
     });
     const checksum = typeof stat.checksum === 'string' ? stat.checksum : '';
@@ -198,6 +198,7 @@ export class IrodsStorageBackend implements StorageBackend {
   private async writeWhole(target: IrodsTarget, source: string, size: number, limits: IrodsLimits, call: IrodsCall, options: TransferOptions): Promise<void> {
     const bytes = await readRange(source, 0, size);
     await this.retrying(options, () => this.write(target, { lpath: target.path, truncate: '1' }, bytes, limits, call));
+    options.onProgress?.(size);
   }
 
   /**
@@ -225,7 +226,7 @@ export class IrodsStorageBackend implements StorageBackend {
           await this.write(target, params, buffer.subarray(0, part.length), limits, { ...call, signal });
           progress.done = part.length;
         },
-        { concurrency: streams, retry: this.retry, signal: options.signal },
+        { concurrency: streams, retry: this.retry, signal: options.signal, onProgress: options.onProgress },
       );
     } finally {
       await file.close();

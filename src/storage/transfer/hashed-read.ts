@@ -12,14 +12,15 @@ export interface UploadResult {
  * A stream of a local file that hashes and counts the bytes its consumer pulls; `result()` once it has ended.
  * A Transform rather than a 'data' listener, so nothing flows before the consumer reads.
  */
-export function hashedReadStream(file: string, readBytes?: number): { stream: Readable; result: () => UploadResult } {
+export function hashedReadStream(file: string, options: { readBytes?: number; onBytes?: (bytes: number) => void } = {}): { stream: Readable; result: () => UploadResult } {
   const hash = createHash('sha256');
   let bytes = 0;
-  const source = createReadStream(file, { highWaterMark: readBytes });
+  const source = createReadStream(file, { highWaterMark: options.readBytes });
   const stream = new Transform({
     transform(chunk: Buffer, _encoding, done) {
       hash.update(chunk);
       bytes += chunk.length;
+      options.onBytes?.(chunk.length);
       done(null, chunk);
     },
   });
@@ -32,7 +33,7 @@ export function hashedReadStream(file: string, readBytes?: number): { stream: Re
 /** Reads a whole file once, for its size and SHA-256 (beside a transfer that reads it out of order). */
 export async function hashFile(file: string): Promise<UploadResult> {
   // Large reads: a 64 KiB default costs a syscall and a buffer per 64 KiB, which shows on multi-GiB outputs.
-  const { stream, result } = hashedReadStream(file, 4 * 1024 * 1024);
+  const { stream, result } = hashedReadStream(file, { readBytes: 4 * 1024 * 1024 });
   for await (const _chunk of stream) {
     // drained only for the hash
   }

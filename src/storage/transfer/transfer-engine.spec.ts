@@ -28,6 +28,7 @@ describe('transfer engine', () => {
   it('retries a failed part from where it stopped, and only that part', async () => {
     const calls: Array<[number, number]> = [];
     const seen: number[] = [];
+    const reported: number[] = [];
     await transferParts(planParts(30, 10), async (part: TransferPart, progress) => {
       calls.push([part.index, progress.done]);
       if (part.index === 1 && progress.attempt === 0) {
@@ -36,8 +37,11 @@ describe('transfer engine', () => {
       }
       progress.done = part.length;
       seen.push(part.index);
-    }, { concurrency: 2, retry: fast, onProgress: () => undefined });
+    }, { concurrency: 2, retry: fast, onProgress: (bytes) => reported.push(bytes) });
     expect(calls.filter(([index]) => index === 1)).toEqual([[1, 0], [1, 4]]);
+    // Progress comes as increments; the 4 bytes before the cut are not counted again after the resume.
+    expect(reported.every((bytes) => bytes > 0)).toBe(true);
+    expect(reported.reduce((a, b) => a + b, 0)).toBe(30);
     expect(calls.filter(([index]) => index !== 1)).toEqual([[0, 0], [2, 0]]);
     expect(seen.sort()).toEqual([0, 1, 2]);
   });

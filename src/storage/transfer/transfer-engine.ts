@@ -27,7 +27,7 @@ export interface PartOptions {
   concurrency: number;
   retry: RetryPolicy;
   signal?: AbortSignal;
-  /** Called with the bytes moved so far, across all parts. */
+  /** Called with the bytes moved since the last call, across all parts (bytes a retry resumes after count once). */
   onProgress?: (bytes: number) => void;
 }
 
@@ -57,13 +57,13 @@ export async function transferParts(
   const progress = new Map(parts.map((part): [TransferPart, PartProgress] => [part, { done: 0, attempt: 0 }]));
   let next = 0;
   let failure: unknown;
-  let lastReported = -1;
+  let reported = 0;
   const report = () => {
     let total = 0;
     for (const p of progress.values()) total += p.done;
-    if (total !== lastReported) {
-      lastReported = total;
-      options.onProgress?.(total);
+    if (total > reported) {
+      options.onProgress?.(total - reported);
+      reported = total;
     }
   };
   // Each worker keeps its number, so a protocol that binds a stream to one writer at a time (iRODS) can use it.
