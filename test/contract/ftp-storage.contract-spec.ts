@@ -1,13 +1,16 @@
 // The FTP backend against a real vsftpd on 127.0.0.1:2121 (docker/start-vsftpd.sh).
 import { execFileSync } from 'node:child_process';
+import { createHash } from 'node:crypto';
 import { chownSync, mkdirSync, mkdtempSync, promises as fs, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { DomainError, ErrorCode } from '../../src/common/domain-error';
 import { FtpStorageBackend } from '../../src/storage/ftp/ftp-storage.backend';
+import { FtpCuttingProxy, startFtpCuttingProxy } from '../support/ftp-cutting-proxy';
 import { describeWhen, VSFTPD, vsftpdAvailable } from '../support/service-check';
 import { describeStorageBackendContract } from './storage-backend.contract';
 
+const sha256 = (bytes: Buffer) => createHash('sha256').update(bytes).digest('hex');
 const settings = { credentials: [], timeout_ms: 10_000, retries: 2, retry_base_ms: 20, retry_max_ms: 200 };
 
 /** A fresh directory inside the FTP user's writable data/ directory, owned by that user. */
@@ -70,6 +73,62 @@ describeWhen('FTP storage against vsftpd', available, missing, () => {
       await backend.download(`ftp://127.0.0.1:${VSFTPD.port}/data/${run.name}/cfg.txt`, path.join(local, 'cfg.txt'));
       expect(readFileSync(path.join(local, 'cfg.txt'), 'utf8')).toBe('configured');
       expect(backend.locations()).toEqual(['ftp://', `ftp://127.0.0.1:${VSFTPD.port}`]);
+    });
+
+    describe('through a proxy that cuts a data connection in the middle', () => {
+      let proxy: FtpCuttingProxy;
+      const size = 24 * 1024 * 1024 + 5;
+      const data = Buffer.alloc(size);
+      for (let i = 0; i < size; i++) data[i] = (i * 31 + (i >> 12)) % 251;
+
+      beforeEach(async () => {
+        proxy = await startFtpCuttingProxy(VSFTPD.port);
+      });
+
+      afterEach(async () => {
+        await proxy.close();
+      });
+
+      const urlFor = (name: string) => `ftp://${VSFTPD.user}:${VSFTPD.password}@127.0.0.1:${proxy.port}/data/${run.name}/${name}`;
+
+      it('resumes a download where the cut left it, and the bytes are right', async () => {
+        writeFileSync(path.join(run.hostDir, 'big.bin'), data);
+        const backend = new FtpStorageBackend(settings);
+        const cutAt = 10 * 1024 * 1024;
+        proxy.armCut(cutAt, 'to-client');
+        const bytes = await backend.download(urlFor('big.bin'), path.join(local, 'big.bin'));
+        expect(proxy.cuts()).toBe(1);
+        expect(bytes).toBe(size);
+        expect(sha256(readFileSync(path.join(local, 'big.bin')))).toBe(sha256(data));
+        // Resumed with REST rather than fetched again from the start.
+        expect(proxy.commands().filter((c) => /^REST [1-9]\d*$/.test(c))).toHaveLength(1);
+        expect(proxy.moved('to-client')).toBeLessThan(cutAt + size);
+      });
+
+      it('resumes an upload with APPE after the cut, stores the right bytes and hashes the whole file', async () => {
+        writeFileSync(path.join(local, 'up.bin'), data);
+        const backend = new FtpStorageBackend(settings);
+        const cutAt = 10 * 1024 * 1024;
+        proxy.armCut(cutAt, 'to-server');
+        const sent = await backend.upload(path.join(local, 'up.bin'), urlFor('out/up.bin'));
+        expect(proxy.cuts()).toBe(1);
+        expect(sent).toEqual({ bytes: size, sha256: sha256(data) });
+        expect(sha256(readFileSync(path.join(run.hostDir, 'out', 'up.bin')))).toBe(sha256(data));
+        expect(proxy.commands().filter((c) => /^(STOR|APPE) /.test(c))).toEqual(['STOR up.bin', 'APPE up.bin']);
+        expect(proxy.moved('to-server')).toBeLessThan(cutAt + size);
+        expect(proxy.commands()).toContain('PASS ***');
+      });
+    });
+
+    it('refuses malformed storage.ftp.credentials entries at start-up, naming the host but not the password', () => {
+      const build = (entry: string) => () => new FtpStorageBackend({ ...settings, credentials: [entry] });
+      expect(build('127.0.0.1:2121 tes:pw-one')).toThrow(/^storage\.ftp\.credentials\[0\] is not host\[:port\]=value$/);
+      expect(build('ftp.example.org=pw-two')).toThrow(/^storage\.ftp\.credentials: the entry for "ftp\.example\.org" is not host\[:port\]=user:password$/);
+      expect(build('ftp://ftp.example.org=tes:pw-three')).toThrow(/^storage\.ftp\.credentials: "ftp:\/\/ftp\.example\.org" is not host or host:port$/);
+      expect(() => new FtpStorageBackend({ ...settings, credentials: ['a.org=u:p1', 'A.org=u:p2'] })).toThrow(/^storage\.ftp\.credentials: "A\.org" is given twice$/);
+      for (const entry of ['127.0.0.1:2121 tes:pw-one', 'ftp.example.org=pw-two', 'ftp://ftp.example.org=tes:pw-three']) {
+        expect(build(entry)).toThrow(/^(?!.*pw-)/);
+      }
     });
 
     it('lists a directory recursively and tells files from directories', async () => {

@@ -319,7 +319,8 @@ describe('IrodsStorageBackend against the HTTP API double', () => {
     const base = { zones: [], credentials: [], access_tokens: [], write_streams: 3, chunk_size_mb: 8, verify_checksums: true, idle_timeout_ms: 1000, retries: 1, retry_base_ms: 1, retry_max_ms: 1 };
     const reads = { partBytes: 1 << 20, parallel: 1 };
     expect(() => new IrodsStorageBackend({ ...base, zones: ['tempZone=http://127.0.0.1:1/irods'] }, reads)).toThrow(/storage\.irods\.zones: "tempZone=http:\/\/127\.0\.0\.1:1\/irods" is not zone=http\(s\):\/\/host:port\/irods-http-api\/<version>/);
-    expect(() => new IrodsStorageBackend({ ...base, credentials: ['tempZone=s3cret-only'] }, reads)).toThrow(/^storage\.irods\.credentials: the entry for zone "tempZone" is not zone=user:password$/);
-    expect(() => new IrodsStorageBackend({ ...base, credentials: ['alice:s3cret'] }, reads)).toThrow(/^storage\.irods\.credentials: an entry is not zone=value$/);
+    expect(() => new IrodsStorageBackend({ ...base, credentials: ['tempZone=s3cret-only'] }, reads)).toThrow(/^storage\.irods\.credentials: the entry for "tempZone" is not zone=user:password$/);
+    expect(() => new IrodsStorageBackend({ ...base, credentials: ['alice:s3cret'] }, reads)).toThrow(/^storage\.irods\.credentials\[0\] is not zone=value$/);
+    expect(() => new IrodsStorageBackend({ ...base, zones: ['tempZone=http://u:zone-s3cret@127.0.0.1:1/irods'] }, reads)).toThrow(/^(?!.*zone-s3cret)/);
   });
 });

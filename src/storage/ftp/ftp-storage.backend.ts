@@ -4,7 +4,8 @@ import * as path from 'node:path';
 import { DomainError, ErrorCode } from '../../common/domain-error';
 import { errorMessage, redactUrl } from '../../common/redact';
 import type { ListedObject, ObjectInfo, StorageBackend, TransferOptions } from '../storage-backend';
-import { hashedReadStream, UploadResult } from '../transfer/hashed-read';
+import { settingEntries, userAndPassword } from '../setting-entries';
+import { hashedReadStream, hashFile, UploadResult } from '../transfer/hashed-read';
 import { RetryPolicy, withRetries } from '../transfer/transfer-engine';
 
 export interface FtpStorageSettings {
@@ -41,9 +42,11 @@ export class FtpStorageBackend implements StorageBackend {
 
   constructor(private readonly settings: FtpStorageSettings) {
     this.retry = { retries: settings.retries, baseMs: settings.retry_base_ms, maxMs: settings.retry_max_ms };
-    for (const entry of settings.credentials) {
-      const match = /^([^=\s]+)=([^:]*):(.*)$/.exec(entry);
-      if (match) this.credentials.set(match[1].toLowerCase(), { user: match[2], password: match[3] });
+    for (const [host, value] of settingEntries('storage.ftp.credentials', settings.credentials, 'host[:port]')) {
+      if (!/^[a-z0-9.-]+(:\d{1,5})?$|^\[[0-9a-f:.]+\](:\d{1,5})?$/i.test(host)) {
+        throw new DomainError(ErrorCode.InvalidArgument, `storage.ftp.credentials: "${host}" is not host or host:port`);
+      }
+      this.credentials.set(host.toLowerCase(), userAndPassword('storage.ftp.credentials', host, 'host[:port]', value));
     }
   }
 
@@ -91,9 +94,18 @@ export class FtpStorageBackend implements StorageBackend {
       const size = await withRetries(this.retry, options.signal, () =>
         this.withClient(target, options, async (client) => {
           const expected = await client.size(target.path);
-          const have = (await fs.stat(partial).catch(() => ({ size: 0 }))).size;
-          const out = createWriteStream(partial, { flags: have > 0 ? 'a' : 'w' });
-          await client.downloadTo(out, target.path, have);
+          let have = (await fs.stat(partial).catch(() => ({ size: 0 }))).size;
+          if (have > expected) have = 0; // the object changed: start over
+          const out = createWriteStream(partial, { flags: have > 0 ? 'r+' : 'w', start: have });
+          const closed = new Promise<void>((resolve) => out.once('close', () => resolve()));
+          trackBytes(client, options.onProgress);
+          try {
+            await client.downloadTo(out, target.path, have);
+          } finally {
+            // basic-ftp ends the stream without waiting: the next attempt must see every byte on disk.
+            out.end();
+            await closed;
+          }
           const got = (await fs.stat(partial)).size;
           if (got !== expected) throw new DomainError(ErrorCode.StorageFailed, `${target.shown}: received ${got} of ${expected} bytes`, true);
           return got;
@@ -107,20 +119,35 @@ export class FtpStorageBackend implements StorageBackend {
     }
   }
 
+  /**
+   * STOR with the SHA-256 computed while streaming; after a broken connection the retry asks the server how much
+   * arrived and sends the rest with APPE (from zero when the remote file is not a prefix-sized part of ours).
+   */
   async upload(source: string, url: string, options: TransferOptions = {}): Promise<UploadResult> {
     const target = this.parse(url);
     const { size } = await fs.stat(source);
-    return withRetries(this.retry, options.signal, () =>
+    const name = path.posix.basename(target.path);
+    let hashed: UploadResult | undefined;
+    let attempt = 0;
+    await withRetries(this.retry, options.signal, () =>
       this.withClient(target, options, async (client) => {
         const dir = path.posix.dirname(target.path);
         if (dir !== '.' && dir !== '/') await client.ensureDir(dir);
-        const input = hashedReadStream(source);
-        await client.uploadFrom(input.stream, path.posix.basename(target.path));
-        const stored = await client.size(path.posix.basename(target.path));
+        const resumeAt = attempt++ === 0 ? 0 : await settledSize(client, name);
+        if (resumeAt > 0 && resumeAt < size) {
+          // Only the rest goes out; its hash is not the file's (see below).
+          await client.appendFrom(hashedReadStream(source, { start: resumeAt, onBytes: options.onProgress }).stream, name);
+        } else {
+          const input = hashedReadStream(source, { onBytes: options.onProgress });
+          await client.uploadFrom(input.stream, name);
+          hashed = input.result();
+        }
+        const stored = await client.size(name);
         if (stored !== size) throw new DomainError(ErrorCode.StorageFailed, `${target.shown}: stored ${stored} of ${size} bytes`, true);
-        return input.result();
       }),
     );
+    // A resumed upload streamed only the rest: hash the whole file once more.
+    return hashed ?? hashFile(source);
   }
 
   private parse(raw: string): FtpTarget {
@@ -167,4 +194,29 @@ export class FtpStorageBackend implements StorageBackend {
     const transient = (code !== undefined && TRANSIENT_ERRNO.has(code)) || /timeout|closed|socket/i.test(message);
     return new DomainError(ErrorCode.StorageFailed, `${target.shown}: ${message}`, transient);
   }
+}
+
+/** Reports the bytes of each transfer on this client as increments. */
+function trackBytes(client: Client, onProgress: ((bytes: number) => void) | undefined): void {
+  if (!onProgress) return;
+  let last = 0;
+  client.trackProgress((info) => {
+    if (info.bytes > last) onProgress(info.bytes - last);
+    last = info.bytes;
+  });
+}
+
+/**
+ * The size of a remote file once it stops growing (0 when it is missing): after a cut, the server may still be
+ * writing what it had received, and appending before it is done would leave a hole.
+ */
+async function settledSize(client: Client, name: string): Promise<number> {
+  let last = -1;
+  for (let i = 0; i < 10; i++) {
+    const now = await client.size(name).catch(() => 0);
+    if (now === last) return now;
+    last = now;
+    await new Promise((resolve) => setTimeout(resolve, 100));
+  }
+  return last;
 }

@@ -3,8 +3,10 @@ import { createReadStream, promises as fs } from 'node:fs';
 import { pipeline } from 'node:stream/promises';
 import { Agent } from 'undici';
 import { DomainError, ErrorCode } from '../../common/domain-error';
+import { redactUrl } from '../../common/redact';
 import type { ListedObject, ObjectInfo, StorageBackend, TransferOptions } from '../storage-backend';
 import { hashFile, UploadResult } from '../transfer/hashed-read';
+import { settingEntries, userAndPassword } from '../setting-entries';
 import { intoPartFile, writeAt } from '../transfer/positional-write';
 import { planParts, RetryPolicy, transferParts, withRetries } from '../transfer/transfer-engine';
 import { IrodsAuth, IrodsCall, IrodsHttpClient, IrodsLimits, IrodsRestartRequired } from './irods-http-client';
@@ -60,15 +62,13 @@ export class IrodsStorageBackend implements StorageBackend {
     this.agent = new Agent({ bodyTimeout: settings.idle_timeout_ms, headersTimeout: settings.idle_timeout_ms, connections: 32 });
     this.retry = { retries: settings.retries, baseMs: settings.retry_base_ms, maxMs: settings.retry_max_ms };
     const auth = new Map<string, IrodsAuth>();
-    for (const [zone, value] of entries('storage.irods.credentials', settings.credentials, false)) {
-      const colon = value.indexOf(':');
-      if (colon <= 0) throw new DomainError(ErrorCode.InvalidArgument, `storage.irods.credentials: the entry for zone "${zone}" is not zone=user:password`);
-      auth.set(zone, { kind: 'basic', user: value.slice(0, colon), password: value.slice(colon + 1) });
+    for (const [zone, value] of settingEntries('storage.irods.credentials', settings.credentials, 'zone')) {
+      auth.set(zone, { kind: 'basic', ...userAndPassword('storage.irods.credentials', zone, 'zone', value) });
     }
-    for (const [zone, token] of entries('storage.irods.access_tokens', settings.access_tokens, false)) auth.set(zone, { kind: 'bearer', token });
-    for (const [zone, base] of entries('storage.irods.zones', settings.zones, true)) {
+    for (const [zone, token] of settingEntries('storage.irods.access_tokens', settings.access_tokens, 'zone')) auth.set(zone, { kind: 'bearer', token });
+    for (const [zone, base] of settingEntries('storage.irods.zones', settings.zones, 'zone')) {
       if (!/^https?:\/\/[^/@\s]+\/irods-http-api\/\d+\.\d+\.\d+\/?$/.test(base)) {
-        throw new DomainError(ErrorCode.InvalidArgument, `storage.irods.zones: "${zone}=${base}" is not zone=http(s)://host:port/irods-http-api/<version>`);
+        throw new DomainError(ErrorCode.InvalidArgument, `storage.irods.zones: "${zone}=${redactUrl(base)}" is not zone=http(s)://host:port/irods-http-api/<version>`);
       }
       this.clients.set(zone, new IrodsHttpClient(zone, base.replace(/\/$/, ''), auth.get(zone), this.agent));
     }
@@ -285,17 +285,6 @@ export class IrodsStorageBackend implements StorageBackend {
 class ChecksumMismatch extends DomainError {}
 
 /** `name=value` entries of a list setting, split at the first '='. */
-function entries(key: string, list: readonly string[], requireAll: boolean): [string, string][] {
-  return list.map((entry) => {
-    const eq = entry.indexOf('=');
-    if (eq <= 0) {
-      const shown = requireAll ? `"${entry}"` : 'an entry';
-      throw new DomainError(ErrorCode.InvalidArgument, `${key}: ${shown} is not zone=value`);
-    }
-    return [entry.slice(0, eq), entry.slice(eq + 1)];
-  });
-}
-
 function urlOf(logicalPath: string): string {
   const [, zone, ...rest] = logicalPath.split('/');
   return `irods://${zone}/${rest.map(encodeURIComponent).join('/')}`;

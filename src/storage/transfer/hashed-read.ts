@@ -12,10 +12,10 @@ export interface UploadResult {
  * A stream of a local file that hashes and counts the bytes its consumer pulls; `result()` once it has ended.
  * A Transform rather than a 'data' listener, so nothing flows before the consumer reads.
  */
-export function hashedReadStream(file: string, options: { readBytes?: number; onBytes?: (bytes: number) => void } = {}): { stream: Readable; result: () => UploadResult } {
+export function hashedReadStream(file: string, options: { readBytes?: number; start?: number; onBytes?: (bytes: number) => void } = {}): { stream: Readable; result: () => UploadResult } {
   const hash = createHash('sha256');
   let bytes = 0;
-  const source = createReadStream(file, { highWaterMark: options.readBytes });
+  const source = createReadStream(file, { highWaterMark: options.readBytes, start: options.start });
   const stream = new Transform({
     transform(chunk: Buffer, _encoding, done) {
       hash.update(chunk);
