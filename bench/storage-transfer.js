@@ -21,7 +21,7 @@ function makeBackend(scheme, irodsBaseUrl, overrides = {}) {
   const retry = { retries: 5, retry_base_ms: 500, retry_max_ms: 30000 };
   if (scheme === 's3') {
     const { S3StorageBackend } = require(path.join(ROOT, 'dist', 'storage', 's3', 's3-storage.backend.js'));
-    return new S3StorageBackend({ endpoint: RGW.endpoint, region: 'us-east-1', access_key_id: RGW.accessKeyId, secret_access_key: RGW.secretAccessKey, force_path_style: true, ...retry }, parts);
+    return new S3StorageBackend({ endpoint: RGW.endpoint, region: 'us-east-1', access_key_id: RGW.accessKeyId, secret_access_key: RGW.secretAccessKey, force_path_style: true, buckets: [], ...retry }, parts);
   }
   if (scheme === 'ftp') {
     const { FtpStorageBackend } = require(path.join(ROOT, 'dist', 'storage', 'ftp', 'ftp-storage.backend.js'));

@@ -92,6 +92,9 @@ export const settingsSchema = {
       access_key_id: str('', { allowEmpty: true }),
       secret_access_key: str('', { allowEmpty: true }),
       force_path_style: bool(true),
+      // "bucket=http(s)://[access:secret@]host[:port][?region=..&force_path_style=..]" entries for buckets that
+      // live elsewhere than the defaults above.
+      buckets: list([]),
       retries: int(5, 0, 20),
       retry_base_ms: int(500, 1, 60_000),
       retry_max_ms: int(30_000, 1, 600_000),

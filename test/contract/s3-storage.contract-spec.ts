@@ -16,6 +16,7 @@ const settings = {
   access_key_id: RGW.accessKeyId,
   secret_access_key: RGW.secretAccessKey,
   force_path_style: true,
+  buckets: [] as string[],
   retries: 2,
   retry_base_ms: 20,
   retry_max_ms: 200,
@@ -142,6 +143,44 @@ describeWhen('S3 storage against Ceph RGW', rgwAvailable(), `no S3 server answer
         expect(err.code).toBe(ErrorCode.StorageDenied);
         expect(err.message).toMatch(/access denied \((SignatureDoesNotMatch|HTTP 403)\); check storage\.s3 credentials/);
         expect(err.message).not.toContain('WRONG-s3cret-KEY');
+      } finally {
+        await backend.close();
+      }
+    });
+
+    it('serves a bucket from its storage.s3.buckets entry: its own endpoint and credentials, not the defaults', async () => {
+      // The entry's endpoint is a proxy in front of RGW; the defaults point at a closed port with wrong keys.
+      const proxy = await startCuttingProxy(RGW.port);
+      const entry = `${bucket}=http://${RGW.accessKeyId}:${RGW.secretAccessKey}@127.0.0.1:${proxy.port}?region=${RGW.region}&force_path_style=true`;
+      const backend = new S3StorageBackend(
+        { ...settings, endpoint: 'http://127.0.0.1:1', access_key_id: 'NOKEY', secret_access_key: 'WRONG-default-s3cret', retries: 0, buckets: [entry] },
+        { partBytes: 5 * 1024 * 1024, parallel: 2 },
+      );
+      try {
+        const data = randomBytes(11 * 1024 * 1024 + 1);
+        writeFileSync(path.join(local, 'up.bin'), data);
+        await backend.upload(path.join(local, 'up.bin'), `s3://${bucket}/routed/up.bin`);
+        expect(sha256(await readObject(client, bucket, 'routed/up.bin'))).toBe(sha256(data));
+        await backend.download(`s3://${bucket}/routed/up.bin`, path.join(local, 'down.bin'));
+        expect(sha256(readFileSync(path.join(local, 'down.bin')))).toBe(sha256(data));
+        expect((await backend.list(`s3://${bucket}/routed`)).map((o) => o.relativePath)).toEqual(['up.bin']);
+        expect(backend.locations()).toEqual(['s3://', `s3://${bucket}`]);
+        // Another bucket goes to the defaults, which cannot answer.
+        await expect(backend.stat('s3://some-other-bucket/x')).rejects.toThrow(/^s3:\/\/some-other-bucket\/x: /);
+      } finally {
+        await backend.close();
+        await proxy.close();
+      }
+    });
+
+    it('names the storage.s3.buckets entry when its credentials are refused, without the secret', async () => {
+      await client.send(new PutObjectCommand({ Bucket: bucket, Key: 'guarded.txt', Body: 'x' }));
+      const entry = `${bucket}=http://${RGW.accessKeyId}:WRONG-bucket-s3cret@127.0.0.1:${RGW.port}`;
+      const backend = new S3StorageBackend({ ...settings, retries: 0, buckets: [entry] }, { partBytes: 1024 * 1024, parallel: 2 });
+      try {
+        const err = (await backend.download(`s3://${bucket}/guarded.txt`, path.join(local, 'g.txt')).catch((e: unknown) => e)) as DomainError;
+        expect(err.code).toBe(ErrorCode.StorageDenied);
+        expect(err.message).toBe(`s3://${bucket}/guarded.txt: access denied (HTTP 403); check the storage.s3.buckets entry for "${bucket}"`);
       } finally {
         await backend.close();
       }

@@ -5,6 +5,7 @@ import { DomainError, ErrorCode } from '../../common/domain-error';
 import { errorMessage } from '../../common/redact';
 import type { ListedObject, ObjectInfo, StorageBackend, TransferOptions } from '../storage-backend';
 import { hashedReadStream, UploadResult } from '../transfer/hashed-read';
+import { parseBucketEntries, S3Endpoint } from './s3-bucket-entry.parser';
 import { intoPartFile, writeAt } from '../transfer/positional-write';
 import { planParts, RetryPolicy, transferParts, withRetries } from '../transfer/transfer-engine';
 
@@ -15,6 +16,8 @@ export interface S3StorageSettings {
   access_key_id: string;
   secret_access_key: string;
   force_path_style: boolean;
+  /** "bucket=http(s)://[access:secret@]host[:port][?region=..&force_path_style=..]" entries (s3-bucket-entry.parser.ts). */
+  buckets: readonly string[];
   retries: number;
   retry_base_ms: number;
   retry_max_ms: number;
@@ -36,43 +39,67 @@ const DENIED_NAMES = new Set(['AccessDenied', 'SignatureDoesNotMatch', 'InvalidA
  */
 export class S3StorageBackend implements StorageBackend {
   readonly schemes = ['s3'] as const;
-  private readonly client: S3Client;
+  /** The client of the storage.s3 defaults, for buckets without an entry of their own. */
+  private readonly defaultClient: S3Client;
+  /** Buckets configured in storage.s3.buckets, each with its own client. */
+  private readonly bucketClients = new Map<string, S3Client>();
+  /** Every configured secret, kept out of messages. */
+  private readonly secrets: string[];
   private readonly retry: RetryPolicy;
 
   constructor(
     private readonly settings: S3StorageSettings,
     private readonly parts: S3PartSettings,
   ) {
-    this.client = new S3Client({
-      endpoint: settings.endpoint || undefined,
+    const defaults: S3Endpoint = {
+      endpoint: settings.endpoint,
       region: settings.region,
+      accessKeyId: settings.access_key_id || undefined,
+      secretAccessKey: settings.access_key_id ? settings.secret_access_key : undefined,
       forcePathStyle: settings.force_path_style,
-      credentials: settings.access_key_id ? { accessKeyId: settings.access_key_id, secretAccessKey: settings.secret_access_key } : undefined,
-      // Streamed bodies with flexible checksums go out aws-chunked, which Ceph RGW refuses (MissingContentLength).
-      requestChecksumCalculation: 'WHEN_REQUIRED',
-      responseChecksumValidation: 'WHEN_REQUIRED',
-      maxAttempts: settings.retries + 1,
-    });
+    };
+    const buckets = parseBucketEntries(settings.buckets, defaults);
+    this.defaultClient = this.clientFor(defaults);
+    for (const [bucket, endpoint] of buckets) this.bucketClients.set(bucket, this.clientFor(endpoint));
+    this.secrets = [defaults, ...buckets.values()].map((e) => e.secretAccessKey ?? '').filter(Boolean);
     this.retry = { retries: settings.retries, baseMs: settings.retry_base_ms, maxMs: settings.retry_max_ms };
   }
 
+  private clientFor(endpoint: S3Endpoint): S3Client {
+    return new S3Client({
+      endpoint: endpoint.endpoint || undefined,
+      region: endpoint.region,
+      forcePathStyle: endpoint.forcePathStyle,
+      credentials: endpoint.accessKeyId ? { accessKeyId: endpoint.accessKeyId, secretAccessKey: endpoint.secretAccessKey ?? '' } : undefined,
+      // Streamed bodies with flexible checksums go out aws-chunked, which Ceph RGW refuses (MissingContentLength).
+      requestChecksumCalculation: 'WHEN_REQUIRED',
+      responseChecksumValidation: 'WHEN_REQUIRED',
+      maxAttempts: this.settings.retries + 1,
+    });
+  }
+
+  private client(bucket: string): S3Client {
+    return this.bucketClients.get(bucket) ?? this.defaultClient;
+  }
+
   locations(): string[] {
-    return ['s3://'];
+    return ['s3://', ...[...this.bucketClients.keys()].map((bucket) => `s3://${bucket}`)];
   }
 
   async close(): Promise<void> {
-    this.client.destroy();
+    this.defaultClient.destroy();
+    for (const client of this.bucketClients.values()) client.destroy();
   }
 
   async stat(url: string, options: TransferOptions = {}): Promise<ObjectInfo> {
     const { bucket, key } = parseS3(url);
     try {
-      const head = await this.client.send(new HeadObjectCommand({ Bucket: bucket, Key: key }), { abortSignal: options.signal });
+      const head = await this.client(bucket).send(new HeadObjectCommand({ Bucket: bucket, Key: key }), { abortSignal: options.signal });
       return { type: 'FILE', size: head.ContentLength };
     } catch (err) {
       if (!isNotFound(err)) throw this.translate(url, err);
     }
-    const listed = await this.client
+    const listed = await this.client(bucket)
       .send(new ListObjectsV2Command({ Bucket: bucket, Prefix: dirPrefix(key), MaxKeys: 1 }), { abortSignal: options.signal })
       .catch((err) => {
         throw this.translate(url, err);
@@ -87,7 +114,7 @@ export class S3StorageBackend implements StorageBackend {
     const out: ListedObject[] = [];
     let token: string | undefined;
     do {
-      const page = await this.client
+      const page = await this.client(bucket)
         .send(new ListObjectsV2Command({ Bucket: bucket, Prefix: prefix, ContinuationToken: token }), { abortSignal: options.signal })
         .catch((err) => {
           throw this.translate(url, err);
@@ -105,7 +132,7 @@ export class S3StorageBackend implements StorageBackend {
     const { bucket, key } = parseS3(url);
     return intoPartFile(destination, async (file) => {
       const head = await withRetries(this.retry, options.signal, () =>
-        this.client.send(new HeadObjectCommand({ Bucket: bucket, Key: key }), { abortSignal: options.signal }).catch((err) => {
+        this.client(bucket).send(new HeadObjectCommand({ Bucket: bucket, Key: key }), { abortSignal: options.signal }).catch((err) => {
           throw this.translate(url, err);
         }),
       );
@@ -116,7 +143,7 @@ export class S3StorageBackend implements StorageBackend {
           async (part, progress, signal) => {
             const start = part.offset + progress.done;
             try {
-              const res = await this.client.send(
+              const res = await this.client(bucket).send(
                 new GetObjectCommand({ Bucket: bucket, Key: key, Range: `bytes=${start}-${part.offset + part.length - 1}`, IfMatch: head.ETag }),
                 { abortSignal: signal },
               );
@@ -128,7 +155,7 @@ export class S3StorageBackend implements StorageBackend {
               throw new DomainError(ErrorCode.StorageFailed, `${url}: part ${part.index} ended after ${progress.done} of ${part.length} bytes`, true);
             }
           },
-          { concurrency: this.parts.parallel, retry: this.retry, signal: options.signal },
+          { concurrency: this.parts.parallel, retry: this.retry, signal: options.signal, onProgress: options.onProgress },
         );
       }
       return size;
@@ -137,10 +164,10 @@ export class S3StorageBackend implements StorageBackend {
 
   async upload(source: string, url: string, options: TransferOptions = {}): Promise<UploadResult> {
     const { bucket, key } = parseS3(url);
-    const input = hashedReadStream(source);
+    const input = hashedReadStream(source, { onBytes: options.onProgress });
     // Parts are buffered by the SDK: memory stays at about partSize × queueSize whatever the file size.
     const upload = new Upload({
-      client: this.client,
+      client: this.client(bucket),
       params: { Bucket: bucket, Key: key, Body: input.stream },
       partSize: Math.max(MIN_PART_BYTES, this.parts.partBytes),
       queueSize: this.parts.parallel,
@@ -162,11 +189,13 @@ export class S3StorageBackend implements StorageBackend {
     if (err instanceof DomainError) return err;
     const name = (err as { name?: string; code?: string }).name ?? (err as { code?: string }).code ?? 'Error';
     const status = err instanceof S3ServiceException ? err.$metadata.httpStatusCode : undefined;
-    const message = errorMessage(err).replace(this.settings.secret_access_key || '\u0000', '***');
+    const message = this.secrets.reduce((text, secret) => text.split(secret).join('***'), errorMessage(err));
     if (DENIED_NAMES.has(name) || status === 403) {
       // Answers to HEAD carry no body, so the SDK cannot name the error; the status still says it.
       const why = name === 'Unknown' || name === 'Error' ? `HTTP ${status ?? 403}` : name;
-      return new DomainError(ErrorCode.StorageDenied, `${url}: access denied (${why}); check storage.s3 credentials`);
+      const bucket = /^s3:\/\/([^/]+)/i.exec(url)?.[1] ?? '';
+      const where = this.bucketClients.has(bucket) ? `the storage.s3.buckets entry for "${bucket}"` : 'storage.s3 credentials';
+      return new DomainError(ErrorCode.StorageDenied, `${url}: access denied (${why}); check ${where}`);
     }
     if (isNotFound(err)) return new DomainError(ErrorCode.StorageFailed, `${url}: no such object (${name})`);
     const transient = TRANSIENT_NAMES.has(name) || (status !== undefined && (status >= 500 || status === 429)) || /socket|ECONNRESET|aborted|premature/i.test(message);
