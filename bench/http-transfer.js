@@ -1,9 +1,10 @@
-// HTTP download throughput: tesp's HttpStorageBackend (parallel ranged parts on the transfer engine) against a
-// plain single-stream undici GET of the same bytes from the same local server, plus the peak RSS increase of
-// the process while tesp moves 1 GiB. The server runs in its own process and serves a file from disk.
+// HTTP throughput: tesp's HttpStorageBackend downloading (parallel ranged parts on the transfer engine) against a
+// plain single-stream undici GET of the same bytes from the same local server, and uploading (one PUT, SHA-256
+// while streaming) against a plain undici PUT of the file; plus the peak RSS increase of the process while tesp
+// downloads 1 GiB. The server runs in its own process, serves a file from disk and writes PUT bodies to disk.
 'use strict';
 const { spawn } = require('node:child_process');
-const { createWriteStream, writeFileSync } = require('node:fs');
+const { createReadStream, createWriteStream, writeFileSync } = require('node:fs');
 const path = require('node:path');
 const { pipeline } = require('node:stream/promises');
 const { request } = require('undici');
@@ -19,6 +20,12 @@ async function startFileServer(dir) {
     const file = process.argv[1];
     const size = fs.statSync(file).size;
     const server = http.createServer((req, res) => {
+      if (req.method === 'PUT') {
+        const out = fs.createWriteStream(file + '.put');
+        req.pipe(out);
+        out.on('finish', () => res.writeHead(201).end());
+        return;
+      }
       const m = /^bytes=(\\d+)-(\\d*)$/.exec(req.headers.range || '');
       const start = m ? Number(m[1]) : 0;
       const end = m && m[2] ? Math.min(Number(m[2]), size - 1) : size - 1;
@@ -47,6 +54,12 @@ async function plainDownload(url, destination) {
   await pipeline(res.body, createWriteStream(destination));
 }
 
+async function plainUpload(source, url) {
+  const res = await request(url, { method: 'PUT', headers: { 'content-length': String(SIZE) }, body: createReadStream(source) });
+  await res.body.dump();
+  if (res.statusCode >= 300) throw new Error(`plain PUT answered ${res.statusCode}`);
+}
+
 async function run() {
   const dir = tempDir('tesp-bench-transfer-');
   const server = await startFileServer(dir);
@@ -73,6 +86,18 @@ async function run() {
       plain.push(Number(process.hrtime.bigint() - t0) / 1e9);
       removeDir(path.join(dir, 'plain.bin'));
     }
+    const source = path.join(dir, 'source.bin');
+    const putUrl = server.url.replace('source.bin', 'upload.bin');
+    const upOurs = [];
+    const upPlain = [];
+    for (let i = 0; i < RUNS; i++) {
+      let t0 = process.hrtime.bigint();
+      await backend.upload(source, putUrl);
+      upOurs.push(Number(process.hrtime.bigint() - t0) / 1e9);
+      t0 = process.hrtime.bigint();
+      await plainUpload(source, putUrl);
+      upPlain.push(Number(process.hrtime.bigint() - t0) / 1e9);
+    }
     const mb = SIZE / 2 ** 20;
     const best = (xs) => Math.min(...xs);
     const rows = [
@@ -81,6 +106,12 @@ async function run() {
         tesp: `${fmt(mb / best(ours), 0)} MiB/s (4 parallel 8 MiB parts)`,
         baseline: `plain undici GET, one stream: ${fmt(mb / best(plain), 0)} MiB/s`,
         ratio: `${fmt(best(plain) / best(ours), 2)} × baseline throughput`,
+      },
+      {
+        name: `http upload, ${mb} MiB to a local server (best of ${RUNS})`,
+        tesp: `${fmt(mb / best(upOurs), 0)} MiB/s (one PUT, SHA-256 while streaming)`,
+        baseline: `plain undici PUT of a file stream: ${fmt(mb / best(upPlain), 0)} MiB/s`,
+        ratio: `${fmt(best(upPlain) / best(upOurs), 2)} × baseline throughput`,
       },
       {
         name: `http download, peak RSS increase while moving ${mb} MiB`,
