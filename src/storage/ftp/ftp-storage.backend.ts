@@ -128,17 +128,23 @@ export class FtpStorageBackend implements StorageBackend {
     const { size } = await fs.stat(source);
     const name = path.posix.basename(target.path);
     let hashed: UploadResult | undefined;
-    let attempt = 0;
+    // Set once a STOR has been accepted (its data started to flow): from then on the remote file holds a prefix
+    // of ours. Before that it may be an older file of the same name, which must not be appended to.
+    let ours = false;
+    const onBytes = (n: number) => {
+      ours = true;
+      options.onProgress?.(n);
+    };
     await withRetries(this.retry, options.signal, () =>
       this.withClient(target, options, async (client) => {
         const dir = path.posix.dirname(target.path);
         if (dir !== '.' && dir !== '/') await client.ensureDir(dir);
-        const resumeAt = attempt++ === 0 ? 0 : await settledSize(client, name);
+        const resumeAt = ours ? await settledSize(client, name) : 0;
         if (resumeAt > 0 && resumeAt < size) {
           // Only the rest goes out; its hash is not the file's (see below).
-          await client.appendFrom(hashedReadStream(source, { start: resumeAt, onBytes: options.onProgress }).stream, name);
+          await client.appendFrom(hashedReadStream(source, { start: resumeAt, onBytes }).stream, name);
         } else {
-          const input = hashedReadStream(source, { onBytes: options.onProgress });
+          const input = hashedReadStream(source, { onBytes });
           await client.uploadFrom(input.stream, name);
           hashed = input.result();
         }
