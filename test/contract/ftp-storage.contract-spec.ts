@@ -105,6 +105,18 @@ describeWhen('FTP storage against vsftpd', available, missing, () => {
         expect(proxy.moved('to-client')).toBeLessThan(cutAt + size);
       });
 
+      it('starts a download over when the remote file changed between the cut and the retry', async () => {
+        const remote = path.join(run.hostDir, 'changing.bin');
+        writeFileSync(remote, data);
+        const replaced = Buffer.concat([Buffer.from('a newer version: '), data.subarray(0, 20 * 1024 * 1024)]);
+        const backend = new FtpStorageBackend(settings);
+        proxy.armCut(10 * 1024 * 1024, 'to-client', () => writeFileSync(remote, replaced));
+        await backend.download(urlFor('changing.bin'), path.join(local, 'changing.bin'));
+        expect(proxy.cuts()).toBe(1);
+        expect(sha256(readFileSync(path.join(local, 'changing.bin')))).toBe(sha256(replaced));
+        expect(proxy.commands().filter((c) => /^REST [1-9]/.test(c))).toEqual([]);
+      });
+
       it('resumes an upload with APPE after the cut, stores the right bytes and hashes the whole file', async () => {
         writeFileSync(path.join(local, 'up.bin'), data);
         const backend = new FtpStorageBackend(settings);

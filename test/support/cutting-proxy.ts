@@ -16,20 +16,23 @@ export type Direction = 'to-client' | 'to-server';
 
 /** One armed cut shared by a proxy's connections: the first to pass its byte count is reset, once. */
 export class CutSwitch {
-  private armed: { bytes: number; direction: Direction } | undefined;
+  private armed: { bytes: number; direction: Direction; afterCut?: () => void } | undefined;
   count = 0;
   /** Bytes relayed each way over every connection. */
   readonly moved: Record<Direction, number> = { 'to-client': 0, 'to-server': 0 };
 
-  arm(bytes: number, direction: Direction = 'to-client'): void {
-    this.armed = { bytes, direction };
+  /** `afterCut` runs right after the cut, before the client can try again (to change the world in between). */
+  arm(bytes: number, direction: Direction = 'to-client', afterCut?: () => void): void {
+    this.armed = { bytes, direction, afterCut };
   }
 
   /** True (once per arming) when a connection that has moved `moved` bytes in `direction` must be cut. */
   take(moved: number, direction: Direction): boolean {
     if (!this.armed || this.armed.direction !== direction || moved <= this.armed.bytes) return false;
+    const { afterCut } = this.armed;
     this.armed = undefined;
     this.count += 1;
+    afterCut?.();
     return true;
   }
 }

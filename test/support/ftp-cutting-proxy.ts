@@ -7,7 +7,7 @@ import { closeAll, CutSwitch, Direction, listenLocal, relay } from './cutting-pr
 export interface FtpCuttingProxy {
   port: number;
   /** Cut once: the next data connection that has moved more than `bytes` in `direction` is reset. */
-  armCut(bytes: number, direction: Direction): void;
+  armCut(bytes: number, direction: Direction, afterCut?: () => void): void;
   cuts(): number;
   /** Data bytes relayed in a direction, over all data connections. */
   moved(direction: Direction): number;
@@ -71,7 +71,7 @@ export async function startFtpCuttingProxy(targetPort: number): Promise<FtpCutti
 
   return {
     port: (control.address() as { port: number }).port,
-    armCut: (bytes, direction) => cut.arm(bytes, direction),
+    armCut: (bytes, direction, afterCut) => cut.arm(bytes, direction, afterCut),
     cuts: () => cut.count,
     moved: (direction) => cut.moved[direction],
     commands: () => [...commands],

@@ -90,12 +90,15 @@ export class FtpStorageBackend implements StorageBackend {
     const target = this.parse(url);
     const partial = `${destination}.part`;
     await fs.rm(partial, { force: true });
+    let remoteSize: number | undefined;
     try {
       const size = await withRetries(this.retry, options.signal, () =>
         this.withClient(target, options, async (client) => {
           const expected = await client.size(target.path);
           let have = (await fs.stat(partial).catch(() => ({ size: 0 }))).size;
-          if (have > expected) have = 0; // the object changed: start over
+          // The remote file changed since the last attempt: what we hold is not its prefix, start over.
+          if (have > expected || (remoteSize !== undefined && remoteSize !== expected)) have = 0;
+          remoteSize = expected;
           const out = createWriteStream(partial, { flags: have > 0 ? 'r+' : 'w', start: have });
           const closed = new Promise<void>((resolve) => out.once('close', () => resolve()));
           trackBytes(client, options.onProgress);

@@ -25,6 +25,8 @@ export function hashedReadStream(file: string, options: { readBytes?: number; st
     },
   });
   source.on('error', (err) => stream.destroy(err));
+  // A consumer that gives up half way (a failed attempt) destroys the stream: the file must not stay open.
+  stream.on('close', () => source.destroy());
   source.pipe(stream);
   let digest: string | undefined;
   return { stream, result: () => ({ bytes, sha256: (digest ??= hash.digest('hex')) }) };

@@ -15,23 +15,50 @@ export async function writeAt(
   signal?: AbortSignal,
   beforeWrite?: (nextEnd: number) => Error | undefined,
 ): Promise<void> {
+  const sink = positionalWriter(fd, position, onWritten, beforeWrite);
+  try {
+    await pipeline(body, sink.stream, { signal });
+  } finally {
+    await sink.settled();
+  }
+}
+
+/**
+ * A Writable that writes into an open file from `position` on, counting through `onWritten` only bytes that
+ * reached the file; `beforeWrite` may refuse a chunk that would end at `nextEnd`. A failed stream is destroyed
+ * while a write may still be in flight: `settled()` waits for it, so a retry never overlaps the attempt before
+ * it and counts from the right place.
+ */
+export function positionalWriter(
+  fd: number,
+  position: number,
+  onWritten: (bytes: number) => void,
+  beforeWrite?: (nextEnd: number) => Error | undefined,
+): { stream: Writable; settled: () => Promise<void> } {
   let at = position;
-  const sink = new Writable({
+  let inFlight = Promise.resolve();
+  const stream = new Writable({
     write(chunk: Buffer, _encoding, done) {
       const refused = beforeWrite?.(at + chunk.length);
       if (refused) return done(refused);
-      const from = (offset: number): void =>
-        write(fd, chunk, offset, chunk.length - offset, at, (err, written) => {
-          if (err) return done(err);
-          at += written;
-          onWritten(written);
-          if (offset + written < chunk.length) from(offset + written);
-          else done();
-        });
-      from(0);
+      inFlight = new Promise<void>((resolve) => {
+        const from = (offset: number): void =>
+          write(fd, chunk, offset, chunk.length - offset, at, (err, written) => {
+            if (err) {
+              resolve();
+              return done(err);
+            }
+            at += written;
+            onWritten(written);
+            if (offset + written < chunk.length) return from(offset + written);
+            resolve();
+            done();
+          });
+        from(0);
+      });
     },
   });
-  await pipeline(body, sink, { signal });
+  return { stream, settled: () => inFlight };
 }
 
 /**
