@@ -34,6 +34,12 @@ describe('loadSettings', () => {
     expect(loadSettings({ settingsDir: dir, env: { TESP_STORAGE__FILE__ALLOWED_DIRS: '["/c"]' } }).storage.file.allowed_dirs).toEqual(['/c']);
   });
 
+  it('keeps URLs with credentials and query strings whole in a JSON list (storage.s3.buckets)', () => {
+    const entries = ['a=https://AK:se%2Fcret@s3.example.org:8443?region=eu-west-1&force_path_style=true', 'b=http://127.0.0.1:7480'];
+    expect(loadSettings({ settingsDir: dir, env: { TESP_STORAGE__S3__BUCKETS: JSON.stringify(entries) } }).storage.s3.buckets).toEqual(entries);
+    expect(loadSettings({ settingsDir: dir, env: {} }).storage.s3.buckets).toEqual([]);
+  });
+
   it('names the key and the source of a bad value', () => {
     expect(() => loadSettings({ settingsDir: dir, env: { TESP_SERVER__PORT: 'eighty' } })).toThrow(
       new SettingsError('setting "server.port" (from environment variable TESP_SERVER__PORT): must be an integer, got "eighty"'),

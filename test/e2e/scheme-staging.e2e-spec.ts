@@ -54,8 +54,17 @@ describeWhen('staging per scheme through the API', available, missing, () => {
       'storage.ftp.credentials': [`127.0.0.1:${VSFTPD.port}=${VSFTPD.user}:${VSFTPD.password}`],
       'storage.ftp.retry_base_ms': 10,
       'storage.http.retry_base_ms': 10,
+      // The test bucket through its own entry (same RGW, its keys in the URL); the defaults above still hold.
+      'storage.s3.buckets': [`${bucket}=http://${RGW.accessKeyId}:${RGW.secretAccessKey}@127.0.0.1:${RGW.port}`],
     });
   }, 60_000);
+
+  it('lists every configured location in service-info, without credentials', async () => {
+    const info = (await (await fetch(`${server.root}/ga4gh/tes/v1/service-info`)).json()) as { storage: string[] };
+    expect(info.storage).toEqual(expect.arrayContaining(['s3://', `s3://${bucket}`, `ftp://127.0.0.1:${VSFTPD.port}`, 'http://', 'https://']));
+    expect(JSON.stringify(info)).not.toContain(RGW.secretAccessKey);
+    expect(JSON.stringify(info)).not.toContain(VSFTPD.password);
+  });
 
   afterAll(async () => {
     await server?.close();
