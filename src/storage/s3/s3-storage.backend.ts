@@ -193,7 +193,7 @@ export class S3StorageBackend implements StorageBackend {
     if (DENIED_NAMES.has(name) || status === 403) {
       // Answers to HEAD carry no body, so the SDK cannot name the error; the status still says it.
       const why = name === 'Unknown' || name === 'Error' ? `HTTP ${status ?? 403}` : name;
-      const bucket = /^s3:\/\/([^/]+)/i.exec(url)?.[1] ?? '';
+      const { bucket } = parseS3(url);
       const where = this.bucketClients.has(bucket) ? `the storage.s3.buckets entry for "${bucket}"` : 'storage.s3 credentials';
       return new DomainError(ErrorCode.StorageDenied, `${url}: access denied (${why}); check ${where}`);
     }
