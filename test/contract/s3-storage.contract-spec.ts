@@ -1,5 +1,5 @@
 // The S3 backend against a real Ceph RGW on 127.0.0.1:7480 (docker/start-ceph-rgw.sh).
-import { CreateBucketCommand, DeleteBucketCommand, DeleteObjectCommand, GetObjectCommand, HeadObjectCommand, ListObjectsV2Command, PutObjectCommand, S3Client } from '@aws-sdk/client-s3';
+import { GetObjectCommand, HeadObjectCommand, PutObjectCommand, S3Client } from '@aws-sdk/client-s3';
 import { createHash, randomBytes } from 'node:crypto';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import * as os from 'node:os';
@@ -7,6 +7,7 @@ import * as path from 'node:path';
 import { DomainError, ErrorCode } from '../../src/common/domain-error';
 import { S3StorageBackend } from '../../src/storage/s3/s3-storage.backend';
 import { startCuttingProxy } from '../support/cutting-proxy';
+import { dropBucket, newBucket, rgwClient } from '../support/rgw-client';
 import { describeWhen, RGW, rgwAvailable } from '../support/service-check';
 import { describeStorageBackendContract } from './storage-backend.contract';
 
@@ -22,28 +23,6 @@ const settings = {
   retry_max_ms: 200,
 };
 
-const admin = () =>
-  new S3Client({
-    endpoint: RGW.endpoint,
-    region: RGW.region,
-    forcePathStyle: true,
-    credentials: { accessKeyId: RGW.accessKeyId, secretAccessKey: RGW.secretAccessKey },
-    requestChecksumCalculation: 'WHEN_REQUIRED',
-    responseChecksumValidation: 'WHEN_REQUIRED',
-  });
-
-async function newBucket(client: S3Client): Promise<string> {
-  const bucket = `tesp-${process.pid}-${Date.now()}-${Math.random().toString(36).slice(2, 6)}`;
-  await client.send(new CreateBucketCommand({ Bucket: bucket }));
-  return bucket;
-}
-
-async function dropBucket(client: S3Client, bucket: string): Promise<void> {
-  const listed = await client.send(new ListObjectsV2Command({ Bucket: bucket }));
-  for (const object of listed.Contents ?? []) await client.send(new DeleteObjectCommand({ Bucket: bucket, Key: object.Key }));
-  await client.send(new DeleteBucketCommand({ Bucket: bucket }));
-}
-
 async function readObject(client: S3Client, bucket: string, key: string): Promise<Buffer> {
   const res = await client.send(new GetObjectCommand({ Bucket: bucket, Key: key }));
   return Buffer.from(await res.Body!.transformToByteArray());
@@ -53,7 +32,7 @@ const sha256 = (data: Buffer) => createHash('sha256').update(data).digest('hex')
 
 describeWhen('S3 storage against Ceph RGW', rgwAvailable(), `no S3 server answers on ${RGW.endpoint} (run docker/start-ceph-rgw.sh)`, () => {
   describeStorageBackendContract('s3', async () => {
-    const client = admin();
+    const client = rgwClient();
     const bucket = await newBucket(client);
     const backend = new S3StorageBackend(settings, { partBytes: 1024 * 1024, parallel: 4 });
     return {
@@ -75,7 +54,7 @@ describeWhen('S3 storage against Ceph RGW', rgwAvailable(), `no S3 server answer
     let local: string;
 
     beforeAll(async () => {
-      client = admin();
+      client = rgwClient();
       bucket = await newBucket(client);
     });
 

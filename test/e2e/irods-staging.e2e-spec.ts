@@ -1,7 +1,7 @@
 // iRODS staging through the API, against the iRODS HTTP API double (no iRODS server can run here): transfer-only
 // tasks between iRODS and files and between iRODS and S3 (the LEXIS staging use), DIRECTORY inputs and outputs,
 // and a clear SYSTEM_ERROR for wrong credentials.
-import { CreateBucketCommand, DeleteBucketCommand, DeleteObjectCommand, GetObjectCommand, ListObjectsV2Command, PutObjectCommand, S3Client } from '@aws-sdk/client-s3';
+import { GetObjectCommand, PutObjectCommand, S3Client } from '@aws-sdk/client-s3';
 import { createHash, randomBytes } from 'node:crypto';
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import * as os from 'node:os';
@@ -9,6 +9,7 @@ import * as path from 'node:path';
 import { IrodsHttpApiDouble } from '../doubles/irods-http-api.double';
 import { InProcessApp, startInProcessApp } from '../support/in-process-app';
 import { runTask } from '../support/run-task';
+import { dropBucket, newBucket, rgwClient } from '../support/rgw-client';
 import { describeWhen, RGW, rgwAvailable } from '../support/service-check';
 
 const HOME = '/tempZone/home/alice';
@@ -113,9 +114,8 @@ describeWhen('transfer-only tasks between iRODS and S3', rgwAvailable(), `no S3 
   beforeAll(async () => {
     allowed = mkdtempSync(path.join(os.tmpdir(), 'tesp-irods-s3-'));
     double = await new IrodsHttpApiDouble().start();
-    s3 = new S3Client({ endpoint: RGW.endpoint, region: RGW.region, forcePathStyle: true, credentials: { accessKeyId: RGW.accessKeyId, secretAccessKey: RGW.secretAccessKey }, requestChecksumCalculation: 'WHEN_REQUIRED' });
-    bucket = `tesp-irods-${process.pid}-${Date.now()}`;
-    await s3.send(new CreateBucketCommand({ Bucket: bucket }));
+    s3 = rgwClient();
+    bucket = await newBucket(s3, 'tesp-irods');
     server = await startInProcessApp({
       ...appSettings(double, allowed, 'tempZone=alice:apass'),
       'storage.s3.enabled': true,
@@ -129,9 +129,7 @@ describeWhen('transfer-only tasks between iRODS and S3', rgwAvailable(), `no S3 
     await server?.close();
     await double?.close();
     if (s3) {
-      const listed = await s3.send(new ListObjectsV2Command({ Bucket: bucket })).catch(() => undefined);
-      for (const object of listed?.Contents ?? []) await s3.send(new DeleteObjectCommand({ Bucket: bucket, Key: object.Key }));
-      await s3.send(new DeleteBucketCommand({ Bucket: bucket })).catch(() => undefined);
+      await dropBucket(s3, bucket).catch(() => undefined);
       s3.destroy();
     }
     rmSync(allowed, { recursive: true, force: true });

@@ -1,6 +1,6 @@
 // 200 MiB through the whole service per scheme: staged in from the real server, hashed and copied by a
 // container, staged out again; the checksums on both ends must agree. iRODS runs against the HTTP API double.
-import { CreateBucketCommand, DeleteBucketCommand, DeleteObjectCommand, GetObjectCommand, ListObjectsV2Command, S3Client } from '@aws-sdk/client-s3';
+import { GetObjectCommand, S3Client } from '@aws-sdk/client-s3';
 import { Upload } from '@aws-sdk/lib-storage';
 import { execFileSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
@@ -10,6 +10,7 @@ import * as path from 'node:path';
 import type { Readable } from 'node:stream';
 import { IrodsHttpApiDouble } from '../doubles/irods-http-api.double';
 import { HttpFileServer, startHttpFileServer } from '../support/http-file-server';
+import { dropBucket, newBucket, rgwClient } from '../support/rgw-client';
 import { describeWhen, RGW, rgwAvailable, VSFTPD, vsftpdAvailable } from '../support/service-check';
 import { dockerAvailable, ServiceProcess } from './service-process';
 
@@ -58,9 +59,8 @@ describeWhen('200 MiB round trips per scheme', available, missing, () => {
     execFileSync('cp', [source, path.join(work, 'http', 'in.bin')]);
     http = await startHttpFileServer(path.join(work, 'http'));
 
-    s3 = new S3Client({ endpoint: RGW.endpoint, region: RGW.region, forcePathStyle: true, credentials: { accessKeyId: RGW.accessKeyId, secretAccessKey: RGW.secretAccessKey }, requestChecksumCalculation: 'WHEN_REQUIRED' });
-    bucket = `tesp-round-${process.pid}-${Date.now()}`;
-    await s3.send(new CreateBucketCommand({ Bucket: bucket }));
+    s3 = rgwClient();
+    bucket = await newBucket(s3, 'tesp-round');
     await new Upload({ client: s3, params: { Bucket: bucket, Key: 'in.bin', Body: createReadStream(source) }, partSize: 16 * 1024 * 1024 }).done();
 
     ftpName = `round-${process.pid}-${Date.now()}`;
@@ -93,9 +93,7 @@ describeWhen('200 MiB round trips per scheme', available, missing, () => {
     await irods?.close();
     if (s3 && bucket) {
       // RGW keeps objects in memory: leave nothing behind.
-      const listed = await s3.send(new ListObjectsV2Command({ Bucket: bucket })).catch(() => undefined);
-      for (const object of listed?.Contents ?? []) await s3.send(new DeleteObjectCommand({ Bucket: bucket, Key: object.Key }));
-      await s3.send(new DeleteBucketCommand({ Bucket: bucket })).catch(() => undefined);
+      await dropBucket(s3, bucket).catch(() => undefined);
     }
     s3?.destroy();
     if (work) rmSync(work, { recursive: true, force: true });

@@ -1,7 +1,7 @@
 // Staging through the API against the real servers of each scheme (Ceph RGW, vsftpd, a local HTTP server):
 // DIRECTORY inputs and outputs through an executor, transfer-only tasks between two schemes, and wrong
 // credentials ending the task SYSTEM_ERROR with a clear reason and no secret anywhere in the task.
-import { CreateBucketCommand, DeleteBucketCommand, DeleteObjectCommand, GetObjectCommand, ListObjectsV2Command, PutObjectCommand, S3Client } from '@aws-sdk/client-s3';
+import { GetObjectCommand, ListObjectsV2Command, PutObjectCommand, S3Client } from '@aws-sdk/client-s3';
 import { execFileSync } from 'node:child_process';
 import { createHash, randomBytes } from 'node:crypto';
 import { chownSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
@@ -10,6 +10,7 @@ import * as path from 'node:path';
 import { HttpFileServer, startHttpFileServer } from '../support/http-file-server';
 import { InProcessApp, startInProcessApp } from '../support/in-process-app';
 import { runTask } from '../support/run-task';
+import { dropBucket, newBucket, rgwClient } from '../support/rgw-client';
 import { describeWhen, RGW, rgwAvailable, VSFTPD, vsftpdAvailable } from '../support/service-check';
 import { dockerAvailable } from './service-process';
 
@@ -38,9 +39,8 @@ describeWhen('staging per scheme through the API', available, missing, () => {
 
   beforeAll(async () => {
     work = mkdtempSync(path.join(os.tmpdir(), 'tesp-scheme-staging-'));
-    s3 = new S3Client({ endpoint: RGW.endpoint, region: RGW.region, forcePathStyle: true, credentials: { accessKeyId: RGW.accessKeyId, secretAccessKey: RGW.secretAccessKey }, requestChecksumCalculation: 'WHEN_REQUIRED' });
-    bucket = `tesp-staging-${process.pid}-${Date.now()}`;
-    await s3.send(new CreateBucketCommand({ Bucket: bucket }));
+    s3 = rgwClient();
+    bucket = await newBucket(s3, 'tesp-staging');
     ftpName = `staging-${process.pid}-${Date.now()}`;
     ftpDir = path.join(VSFTPD.dir, 'home-tes', 'data', ftpName);
     mkdirSync(ftpDir);
@@ -70,9 +70,7 @@ describeWhen('staging per scheme through the API', available, missing, () => {
     await server?.close();
     await http?.close();
     if (s3 && bucket) {
-      const listed = await s3.send(new ListObjectsV2Command({ Bucket: bucket })).catch(() => undefined);
-      for (const object of listed?.Contents ?? []) await s3.send(new DeleteObjectCommand({ Bucket: bucket, Key: object.Key }));
-      await s3.send(new DeleteBucketCommand({ Bucket: bucket })).catch(() => undefined);
+      await dropBucket(s3, bucket).catch(() => undefined);
     }
     s3?.destroy();
     if (ftpDir) rmSync(ftpDir, { recursive: true, force: true });
