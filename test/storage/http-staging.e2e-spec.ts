@@ -8,7 +8,7 @@ import { buildExecutionPlan } from '../../src/compute/execution-plan';
 import { HttpStorageBackend } from '../../src/storage/http/http-storage.backend';
 import { StagingService, TransferProgress } from '../../src/storage/staging.service';
 import { StorageRegistry } from '../../src/storage/storage-registry';
-import { TesState } from '../../src/tasks/tes-task';
+import { TaskRecord, TesState } from '../../src/tasks/tes-task';
 import { HttpFileServer, httpTestSettings, startHttpFileServer } from '../support/http-file-server';
 
 describe('staging over http', () => {
@@ -26,6 +26,10 @@ describe('staging over http', () => {
     staging = new StagingService(new StorageRegistry([backend]));
   });
 
+  /** The execution plan of a transfer-only task with these inputs and outputs, in the work directory. */
+  const planFor = (files: Pick<TaskRecord, 'inputs' | 'outputs'>) =>
+    buildExecutionPlan({ id: 'h1', state: TesState.INITIALIZING, creation_time: new Date().toISOString(), executors: [], logs: [], ...files }, work);
+
   afterEach(async () => {
     await backend.close();
     await server.close();
@@ -38,22 +42,14 @@ describe('staging over http', () => {
     const port = new URL(server.base).port;
     const withUser = `http://tes:top-secret@127.0.0.1:${port}`;
     writeFileSync(path.join(root, 'in.txt'), 'input');
-    const plan = buildExecutionPlan(
-      {
-        id: 'h1',
-        state: TesState.INITIALIZING,
-        creation_time: new Date().toISOString(),
-        executors: [],
-        logs: [],
-        inputs: [{ path: '/in/in.txt', url: `${withUser}/in.txt`, type: 'FILE' }],
-        outputs: [
-          { path: '/out/dir', url: `${withUser}/results/`, type: 'DIRECTORY' },
-          { path: '/out/glob/**/*.csv', path_prefix: '/out/glob', url: `${withUser}/tables`, type: 'FILE' },
-          { path: '/out/glob/*.none', path_prefix: '/out/glob', url: `${withUser}/none`, type: 'FILE' },
-        ],
-      },
-      work,
-    );
+    const plan = planFor({
+      inputs: [{ path: '/in/in.txt', url: `${withUser}/in.txt`, type: 'FILE' }],
+      outputs: [
+        { path: '/out/dir', url: `${withUser}/results/`, type: 'DIRECTORY' },
+        { path: '/out/glob/**/*.csv', path_prefix: '/out/glob', url: `${withUser}/tables`, type: 'FILE' },
+        { path: '/out/glob/*.none', path_prefix: '/out/glob', url: `${withUser}/none`, type: 'FILE' },
+      ],
+    });
     await staging.stageInputs(plan);
     expect(readFileSync(path.join(plan.rootDir, 'in/in.txt'), 'utf8')).toBe('input');
 
@@ -91,18 +87,10 @@ describe('staging over http', () => {
     const withUser = server.base.replace('//', '//tes:top-secret@');
     const big = Buffer.alloc(20 * 1024 * 1024 + 7, 7);
     writeFileSync(path.join(root, 'big.bin'), big);
-    const plan = buildExecutionPlan(
-      {
-        id: 'h2',
-        state: TesState.INITIALIZING,
-        creation_time: new Date().toISOString(),
-        executors: [],
-        logs: [],
-        inputs: [{ path: '/data/big.bin', url: `${withUser}/big.bin`, type: 'FILE' }],
-        outputs: [{ path: '/data/big.bin', url: `${withUser}/copy/big.bin`, type: 'FILE' }],
-      },
-      work,
-    );
+    const plan = planFor({
+      inputs: [{ path: '/data/big.bin', url: `${withUser}/big.bin`, type: 'FILE' }],
+      outputs: [{ path: '/data/big.bin', url: `${withUser}/copy/big.bin`, type: 'FILE' }],
+    });
     const events: TransferProgress[] = [];
     const progress = (event: TransferProgress) => events.push(event);
     await staging.stageInputs(plan, { progress, progressIntervalMs: 0 });
@@ -125,17 +113,9 @@ describe('staging over http', () => {
   });
 
   it('refuses an http DIRECTORY input naming the input, without credentials in the message', async () => {
-    const plan = buildExecutionPlan(
-      {
-        id: 'h2',
-        state: TesState.INITIALIZING,
-        creation_time: new Date().toISOString(),
-        executors: [],
-        logs: [],
-        inputs: [{ path: '/in/d', url: `${server.base.replace('//', '//u:hidden-pw@')}/d/`, type: 'DIRECTORY' }],
-      },
-      work,
-    );
+    const plan = planFor({
+      inputs: [{ path: '/in/d', url: `${server.base.replace('//', '//u:hidden-pw@')}/d/`, type: 'DIRECTORY' }],
+    });
     const message = await staging.stageInputs(plan).then(() => '', (err: Error) => err.message);
     expect(message).toMatch(/^staging inputs\[0\] .* to \/in\/d failed: .*http\(s\) DIRECTORY inputs are not supported/);
     expect(message).not.toContain('hidden-pw');
