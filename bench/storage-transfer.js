@@ -130,6 +130,12 @@ async function ftpRows(dir, source) {
   }
 }
 
+/** Logs the bench user in to the double; resolves to the Authorization header of its bearer token. */
+async function irodsLogin(request, baseUrl) {
+  const login = await request(`${baseUrl}/authenticate`, { method: 'POST', headers: { authorization: `Basic ${Buffer.from('alice:apass').toString('base64')}` } });
+  return { authorization: `Bearer ${await login.body.text()}` };
+}
+
 /** The plain client: one request at a time, chunks as large as the body limit allows, truncate=0 after the first. */
 async function sequentialIrodsWrite(request, open, baseUrl, auth, source, lpath) {
   const chunkBytes = 8 * 1024 * 1024 - 64 * 1024;
@@ -157,8 +163,7 @@ async function irodsRows(dir, source) {
   const unverified = makeBackend('irods', double.baseUrl, { verify_checksums: false });
   const home = '/tempZone/home/alice';
   try {
-    const login = await request(`${double.baseUrl}/authenticate`, { method: 'POST', headers: { authorization: `Basic ${Buffer.from('alice:apass').toString('base64')}` } });
-    const auth = { authorization: `Bearer ${await login.body.text()}` };
+    const auth = await irodsLogin(request, double.baseUrl);
     const remove = async (lpath) => {
       const body = new URLSearchParams({ op: 'remove', lpath, 'catalog-only': '0', 'no-trash': '1' }).toString();
       await (await request(`${double.baseUrl}/data-objects`, { method: 'POST', headers: { ...auth, 'content-type': 'application/x-www-form-urlencoded' }, body })).body.dump();
@@ -208,8 +213,7 @@ async function irodsDistantRows(source) {
   const backend = makeBackend('irods', double.baseUrl);
   const lpath = '/tempZone/home/alice/distant.bin';
   try {
-    const login = await request(`${double.baseUrl}/authenticate`, { method: 'POST', headers: { authorization: `Basic ${Buffer.from('alice:apass').toString('base64')}` } });
-    const auth = { authorization: `Bearer ${await login.body.text()}` };
+    const auth = await irodsLogin(request, double.baseUrl);
     const ours = await best(() => backend.upload(source, `irods://tempZone${lpath.slice('/tempZone'.length)}`));
     const plain = await best(() => sequentialIrodsWrite(request, open, double.baseUrl, auth, source, lpath));
     return [row('irods upload, each write 25 ms slower (HTTP API double)', ours, plain, 'parallel write, 3 streams of 8 MiB chunks, calculate_checksum verified', 'sequential 8 MiB writes, one at a time, undici')];
