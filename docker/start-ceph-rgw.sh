@@ -56,11 +56,6 @@ osd max object namespace len = 64
 rgw frontends = beast endpoint=127.0.0.1:$port
 rgw data = $dir/rgw
 rgw dns name = localhost
-# Reclaim deleted objects within seconds (the default waits two hours): memstore holds everything in RAM, and
-# tests and benchmarks that write and delete gigabytes would otherwise fill it.
-rgw gc obj min wait = 0
-rgw gc processor period = 5
-rgw gc processor max time = 5
 CONF
 conf=(-c "$dir/ceph.conf")
 monmaptool --create --clobber --fsid "$fsid" --addv a "[v1:127.0.0.1:6789]" "$dir/monmap" >/dev/null
