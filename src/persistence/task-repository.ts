@@ -1,7 +1,12 @@
-import type { TaskRecord, TesState } from '../tasks/tes-task';
+import type { PatchResult, TaskPatch } from '../domain/task-patch';
+import type { StoredTask, TaskRecord, TesState } from '../domain/tes-task';
 
 // The task store port. Implementations: sqlite/ (embedded default). MongoDB joins later and must pass
 // test/contract/task-repository.contract.ts unchanged.
+//
+// Leases: a replica claims a QUEUED task (claimNext), renews its leases while it runs them, and another replica
+// takes a task over only after its lease expired, by compare-and-set on the lease token (takeOver). Every write
+// of a run carries its lease token (TaskPatch.lease_token), so a replica that lost a task cannot change it.
 
 export const TASK_REPOSITORY = Symbol('TASK_REPOSITORY');
 
@@ -28,29 +33,53 @@ export interface TaskListPage {
   nextPageToken?: string;
 }
 
-/** Changes a copy of the stored task in place; must not change id or state. */
-export type TaskMutation = (task: TaskRecord) => void;
+/** A task a holder has under lease, as a heartbeat sees it. */
+export interface HeldTask {
+  id: string;
+  state: TesState;
+  token: string;
+}
 
 export interface TaskRepository {
-  /** Stores a new task durably before resolving. Fails with CONFLICT if the id exists. */
+  /** Stores a new task durably before resolving (attempt 0, no lease). Fails with CONFLICT if the id exists. */
   insert(task: TaskRecord): Promise<void>;
 
-  get(id: string): Promise<TaskRecord | undefined>;
+  get(id: string): Promise<StoredTask | undefined>;
 
   list(query: TaskListQuery): Promise<TaskListPage>;
 
+  /** Tasks in the given states, oldest first. */
+  findByState(states: readonly TesState[], limit: number): Promise<StoredTask[]>;
+
+  /** Applies a patch atomically if its guards hold (see task-patch.ts); otherwise changes nothing and says why. */
+  patch(id: string, patch: TaskPatch): Promise<PatchResult>;
+
   /**
-   * Compare-and-set: if the task's state is one of `from`, set it to `to` and apply `mutate`, atomically.
-   * Resolves to the updated task, or undefined when the task is missing or in another state.
-   * Callers check legality with the state machine first (TaskStateService does).
+   * In one atomic operation: takes the oldest QUEUED task, moves it to INITIALIZING as attempt 1 (its first log
+   * gets a start_time), and leases it to `holder` for `leaseMs` with a new token. Undefined when none is QUEUED.
    */
-  transition(id: string, from: readonly TesState[], to: TesState, mutate?: TaskMutation): Promise<TaskRecord | undefined>;
+  claimNext(holder: string, leaseMs: number): Promise<StoredTask | undefined>;
 
-  /** Compare-and-set without a state change: applies `mutate` only while the state is one of `inStates`. */
-  update(id: string, inStates: readonly TesState[], mutate: TaskMutation): Promise<TaskRecord | undefined>;
+  /** Extends every lease `holder` has to now + leaseMs; resolves to the tasks it holds. */
+  renewLeases(holder: string, leaseMs: number): Promise<HeldTask[]>;
 
-  /** Tasks in the given states, oldest first (the dispatcher's queue and start-up reconciliation). */
-  findByState(states: readonly TesState[], limit: number): Promise<TaskRecord[]>;
+  /** The tasks `holder` has under lease (expired or not), without changing them. */
+  heldBy(holder: string): Promise<HeldTask[]>;
+
+  /** How many tasks `holder` has under lease: its share of the compute backend's capacity. */
+  countHeld(holder: string): Promise<number>;
+
+  /** Held-state tasks whose lease ended before `now` (epoch ms), or that have none; longest expired first. */
+  findExpiredLeases(now: number, limit: number): Promise<StoredTask[]>;
+
+  /**
+   * Compare-and-set on the lease token: while the task is in a held state, its lease has ended and its token is
+   * `expectedToken`, leases it to `holder` with a new token. Exactly one of several replicas trying wins.
+   */
+  takeOver(id: string, expectedToken: string | undefined, holder: string, leaseMs: number): Promise<StoredTask | undefined>;
+
+  /** Ends the lease with this token at once, so another replica may take the task over without waiting. */
+  releaseLease(id: string, token: string): Promise<boolean>;
 
   close(): Promise<void>;
 }

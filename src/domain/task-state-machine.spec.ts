@@ -1,4 +1,4 @@
-import { DomainError, ErrorCode } from '../common/domain-error';
+import { DomainError, ErrorCode } from './domain-error';
 import { assertTransition, canTransition, isTerminal, statesLeadingTo, TERMINAL_STATES } from './task-state-machine';
 import { ALL_STATES, TesState } from './tes-task';
 
@@ -27,10 +27,16 @@ describe('task state machine', () => {
     expect(canTransition(TesState.QUEUED, TesState.COMPLETE)).toBe(false);
   });
 
-  it('lists the states a cancel may come from', () => {
-    expect(statesLeadingTo(TesState.CANCELED).sort()).toEqual(
-      [TesState.QUEUED, TesState.INITIALIZING, TesState.RUNNING, TesState.PAUSED, TesState.CANCELING].sort(),
-    );
+  it('cancels a queued task at once and a started one through CANCELING', () => {
+    expect(statesLeadingTo(TesState.CANCELED).sort()).toEqual([TesState.QUEUED, TesState.CANCELING].sort());
+    expect(statesLeadingTo(TesState.CANCELING).sort()).toEqual([TesState.INITIALIZING, TesState.RUNNING, TesState.PAUSED].sort());
+    expect(canTransition(TesState.CANCELING, TesState.COMPLETE)).toBe(false);
+  });
+
+  it('lets a lost run start over as a new attempt, staging again', () => {
+    expect(canTransition(TesState.RUNNING, TesState.INITIALIZING)).toBe(true);
+    expect(canTransition(TesState.INITIALIZING, TesState.INITIALIZING)).toBe(true);
+    expect(canTransition(TesState.CANCELING, TesState.INITIALIZING)).toBe(false);
   });
 
   it('throws a CONFLICT domain error for an illegal change', () => {

@@ -1,5 +1,5 @@
 // The TES v1.1 task model as tesp stores it. Field names are the spec's (snake_case) so the stored document,
-// the views and the wire format never need a mapping layer.
+// the views and the wire format never need a mapping layer. The domain folder imports nothing else of tesp.
 
 export enum TesState {
   UNKNOWN = 'UNKNOWN',
@@ -95,12 +95,46 @@ export interface TesTaskRequest {
   tags?: Record<string, string>;
 }
 
-/** A stored task: the request plus what the server owns. */
+/** A task as TES shows it: the request plus what the server owns. */
 export interface TaskRecord extends TesTaskRequest {
   id: string;
   state: TesState;
   creation_time: string;
+  /** One entry per attempt, as the spec intends; the last is the current attempt's. */
   logs: TesTaskLog[];
+}
+
+/** Which replica runs a task, until when, and the token that fences its writes. */
+export interface TaskLease {
+  holder: string;
+  /** Epoch milliseconds; after this another replica may take the task over. */
+  until: number;
+  /** New at every claim and take-over: a write carrying an older token is refused. */
+  token: string;
+}
+
+/** How a compute backend finds a task's work again (containers, a runner's job id): small, JSON, server-only. */
+export type BackendRef = Record<string, string | number | boolean>;
+
+/** What the server keeps beside a task and never shows in a view. */
+export interface TaskControl {
+  /** Attempts started: 0 while QUEUED; attempt n writes logs[n - 1]. */
+  attempt: number;
+  /** The highest update number applied in the current attempt: a redelivered or older update changes nothing. */
+  update_seq: number;
+  /** Set while a replica holds the task (INITIALIZING, RUNNING, PAUSED, CANCELING). */
+  lease?: TaskLease;
+  backend_ref?: BackendRef;
+}
+
+/** A task as the store returns it. */
+export interface StoredTask extends TaskRecord {
+  control: TaskControl;
+}
+
+/** The index in `logs` that attempt `attempt` writes (attempt 0, before any start, writes the first entry). */
+export function logIndexOf(attempt: number): number {
+  return Math.max(attempt, 1) - 1;
 }
 
 export enum TaskView {

@@ -1,14 +1,16 @@
-import { DomainError, ErrorCode } from '../common/domain-error';
+import { DomainError, ErrorCode } from './domain-error';
 import { TesState } from './tes-task';
 
-// The one place that says which state changes are legal. The store applies them with compare-and-set.
+// The one place that says which state changes are legal. The store applies them as patches with compare-and-set.
 const NEXT: Readonly<Record<TesState, readonly TesState[]>> = {
   [TesState.UNKNOWN]: [],
   [TesState.QUEUED]: [TesState.INITIALIZING, TesState.CANCELED, TesState.SYSTEM_ERROR],
   // INITIALIZING -> COMPLETE/EXECUTOR_ERROR: a task without executors ends after its transfers.
-  [TesState.INITIALIZING]: [TesState.RUNNING, TesState.COMPLETE, TesState.EXECUTOR_ERROR, TesState.SYSTEM_ERROR, TesState.CANCELED],
-  [TesState.RUNNING]: [TesState.COMPLETE, TesState.EXECUTOR_ERROR, TesState.SYSTEM_ERROR, TesState.CANCELED],
-  [TesState.PAUSED]: [TesState.RUNNING, TesState.SYSTEM_ERROR, TesState.CANCELED],
+  // -> INITIALIZING: a new attempt after a lost run stages again.
+  [TesState.INITIALIZING]: [TesState.INITIALIZING, TesState.RUNNING, TesState.COMPLETE, TesState.EXECUTOR_ERROR, TesState.SYSTEM_ERROR, TesState.CANCELING],
+  [TesState.RUNNING]: [TesState.INITIALIZING, TesState.COMPLETE, TesState.EXECUTOR_ERROR, TesState.SYSTEM_ERROR, TesState.CANCELING],
+  [TesState.PAUSED]: [TesState.RUNNING, TesState.SYSTEM_ERROR, TesState.CANCELING],
+  // A cancel is recorded at once as CANCELING; the holder ends it CANCELED when the work is gone.
   [TesState.CANCELING]: [TesState.CANCELED, TesState.SYSTEM_ERROR],
   [TesState.COMPLETE]: [],
   [TesState.EXECUTOR_ERROR]: [],
@@ -25,10 +27,15 @@ export const TERMINAL_STATES: readonly TesState[] = [
   TesState.PREEMPTED,
 ];
 
-export const ACTIVE_STATES: readonly TesState[] = [TesState.INITIALIZING, TesState.RUNNING];
+/** States in which a replica holds the task under a lease, its work exists somewhere and its run still reports. */
+export const HELD_STATES: readonly TesState[] = [TesState.INITIALIZING, TesState.RUNNING, TesState.PAUSED, TesState.CANCELING];
 
 export function isTerminal(state: TesState): boolean {
   return TERMINAL_STATES.includes(state);
+}
+
+export function isHeld(state: TesState): boolean {
+  return HELD_STATES.includes(state);
 }
 
 export function canTransition(from: TesState, to: TesState): boolean {
