@@ -31,6 +31,9 @@ async function serve(settings: Settings, logger: Logger): Promise<void> {
       );
     });
   }
+  if (!isLoopback(settings.server.host)) {
+    logger.warn({ host: settings.server.host }, 'listening beyond loopback without authentication: anyone who reaches this port can run tasks and read every task');
+  }
   await app.listen(settings.server.port, settings.server.host);
   const address = app.getHttpServer().address();
   logger.info({ address, port: typeof address === 'object' && address ? address.port : settings.server.port }, 'tesp is serving the TES API');
@@ -52,7 +55,8 @@ async function main(): Promise<void> {
     settings = loadSettings();
   } catch (err) {
     if (err instanceof SettingsError) {
-      console.error(JSON.stringify({ level: 'fatal', service: 'tesp', msg: `invalid settings: ${err.message}` }));
+      // Through pino like every other line (numeric level), although the configured level is unknown yet.
+      createLogger('info').fatal(`invalid settings: ${err.message}`);
       process.exitCode = 1;
       return;
     }
@@ -68,6 +72,10 @@ async function main(): Promise<void> {
     logger.fatal({ err: err instanceof Error ? err.message : String(err) }, 'tesp could not start');
     process.exit(1);
   }
+}
+
+function isLoopback(host: string): boolean {
+  return host === 'localhost' || host === '::1' || /^127\./.test(host);
 }
 
 void main();

@@ -12,8 +12,9 @@ import { loadTesOpenApiDocument } from './openapi-document';
  */
 export function setupHttpApp(app: NestExpressApplication, settings: Settings): void {
   app.disable('x-powered-by');
-  // First, so that every answer (body-parser errors included) carries the CORS headers and preflights end here.
-  if (settings.server.cors) app.enableCors();
+  // No cross-origin access unless origins are listed: any web page a user opens could otherwise submit tasks and
+  // read them all. First, so that every answer (body-parser errors included) carries the headers.
+  if (settings.server.cors_origins.length > 0) app.enableCors({ origin: [...settings.server.cors_origins] });
   // Tasks carry inline `content` inputs (the spec asks for at least 128 KiB each), far above Express' 100 kB.
   app.useBodyParser('json', { limit: `${settings.server.body_limit_mb}mb` });
   app.use((err: unknown, _req: Request, res: Response, next: NextFunction) => {

@@ -1,7 +1,7 @@
 import { ArgumentsHost, BadRequestException, NotFoundException } from '@nestjs/common';
 import pino from 'pino';
 import { Writable } from 'node:stream';
-import { DomainError, ErrorCode } from './domain-error';
+import { DomainError, ErrorCode } from '../domain/domain-error';
 import { bodyParserError, ErrorBody, HttpExceptionFilter, statusFor } from './http-exception.filter';
 
 function run(exception: unknown): { status: number; body: ErrorBody; logged: string } {

@@ -2,7 +2,7 @@ import { ArgumentsHost, Catch, ExceptionFilter, HttpException, HttpStatus, Injec
 import type { Request, Response } from 'express';
 import { randomUUID } from 'node:crypto';
 import { LOGGER, Logger } from './logger';
-import { DomainError, ErrorCode } from './domain-error';
+import { DomainError, ErrorCode } from '../domain/domain-error';
 import { redactText } from './redact';
 
 export interface ErrorBody {

@@ -1,53 +1,53 @@
-import type { TaskRecord, TesOutputFileLog } from '../tasks/tes-task';
+import type { TaskUpdate } from '../domain/task-update';
+import type { BackendRef, StoredTask } from '../domain/tes-task';
+import type { BackendParameter } from '../engine/backend-parameters';
 
-// The compute port. A backend runs a claimed task (staging, executors, outputs) and reports what happens as
-// TaskUpdates; TaskLifecycleService is the only writer of task state from those updates.
-// Implementations: local/ (Docker or plain processes). pulsar-rest/ and pulsar-amqp/ join later.
+// The compute port. A backend runs the tasks a replica holds and reports what happens as TaskUpdates; the
+// scheduler is the only writer of task state from those updates. Implementations: local/ (Docker or plain
+// processes, through the engine). pulsar (REST and AMQP) and slurm join later.
 
 export const COMPUTE_BACKEND = Symbol('COMPUTE_BACKEND');
 
-export type TaskUpdate =
-  | { kind: 'running' }
-  | { kind: 'executor-started'; index: number; startTime: string }
-  | { kind: 'executor-output'; index: number; stdout: string; stderr: string }
-  | { kind: 'executor-finished'; index: number; endTime: string; exitCode: number; stdout: string; stderr: string }
-  | { kind: 'output-uploaded'; outputs: TesOutputFileLog[] }
-  | { kind: 'metadata'; values: Record<string, string> }
-  | { kind: 'system-log'; message: string }
-  /** The last update of a run. `reason` goes to system_logs (required for SYSTEM_ERROR). */
-  | { kind: 'finished'; state: 'COMPLETE' | 'EXECUTOR_ERROR' | 'SYSTEM_ERROR'; reason?: string };
-
-export type UpdateListener = (taskId: string, update: TaskUpdate) => void;
+/**
+ * `seq` numbers a run's updates within the task's current attempt, counting on from the task's
+ * control.update_seq when the run started, so the store can drop a redelivered or older update.
+ */
+export type UpdateListener = (taskId: string, update: TaskUpdate, seq: number) => void;
 
 export type ResumeOutcome =
-  /** The backend found the task's work and carries on; updates follow as for submit. */
+  /** The backend found the task's work and follows it again; updates follow as for submit. */
   | { kind: 'resumed'; detail: string }
-  /** Nothing of the task's work is left; it cannot finish. */
+  /** Nothing of the work can be followed from here; what of it could be reached is stopped. */
   | { kind: 'lost'; reason: string };
 
 export interface ComputeBackend {
   readonly name: string;
-  /** backend_parameters keys this backend understands (lower case), listed in service-info. */
-  readonly supportedBackendParameters: readonly string[];
+  /** The backend_parameters keys this backend understands, with their validation (listed in service-info). */
+  readonly backendParameters: readonly BackendParameter[];
+  /** How many tasks one replica runs at once on this backend, and the setting that says so. */
+  readonly capacity: { readonly tasks: number; readonly setting: string };
 
-  /** Subscribes the single reconciler. Called once at start-up, before any submit or resume. */
+  /** Subscribes the scheduler. Called once at start-up, before any submit or resume. */
   onUpdate(listener: UpdateListener): void;
 
-  /** Starts running a task that is INITIALIZING. Idempotent per task id; resolves once the run has started. */
-  submit(task: TaskRecord): Promise<void>;
+  /**
+   * Starts the work of a task this replica has just claimed or opened a new attempt of (INITIALIZING).
+   * Idempotent per task id. Resolves once the work has started, to the reference that finds it again.
+   */
+  submit(task: StoredTask): Promise<BackendRef>;
 
-  /** Stops the task's work and frees its resources. Idempotent; resolves when containers are gone. */
-  cancel(taskId: string): Promise<void>;
+  /** For a task this replica took over from another holder (or an earlier process of its own). */
+  resume(task: StoredTask): Promise<ResumeOutcome>;
 
-  /** At start-up, for a task a previous process left INITIALIZING or RUNNING. */
-  resume(task: TaskRecord): Promise<ResumeOutcome>;
+  /**
+   * Stops the task's work wherever its reference says it is, also when no run here follows it. Resolves when the
+   * work is gone, after the run's last reports (the killed executor's exit); to a line for system_logs.
+   */
+  cancel(task: StoredTask): Promise<string>;
 
-  /** Tasks currently running in this process. */
-  activeCount(): number;
+  /** Stops following one task's work and leaves it running: another replica holds the task now. */
+  release(taskId: string): Promise<void>;
 
-  /** Whether this process is running the task now. */
-  isRunning(taskId: string): boolean;
-
-  /** Stops following running work without killing it (graceful shutdown; resume picks it up again). */
+  /** Stops following all work (graceful shutdown); what survives is picked up by the next holder. */
   detach(): Promise<void>;
 }

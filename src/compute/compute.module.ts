@@ -1,37 +1,45 @@
 import { Module } from '@nestjs/common';
 import * as path from 'node:path';
+import { LOGGER, Logger } from '../common/logger';
+import { dataDir } from '../config/settings.loader';
 import { SETTINGS } from '../config/settings.module';
 import type { Settings } from '../config/settings.schema';
-import { dataDir } from '../config/settings.loader';
-import { LOGGER, Logger } from '../common/logger';
+import { DockerRuntime } from '../engine/docker-runtime';
+import { ProcessRuntime } from '../engine/process-runtime';
+import { Staging } from '../engine/staging';
+import { TaskRunner } from '../engine/task-runner';
+import { StorageRegistry } from '../storage/storage-registry';
 import { StorageModule } from '../storage/storage.module';
-import { StagingService } from '../storage/staging.service';
 import { COMPUTE_BACKEND, ComputeBackend } from './compute-backend';
-import { DockerRuntime } from './local/docker-runtime';
-import { ProcessRuntime } from './local/process-runtime';
 import { LocalComputeBackend } from './local/local-compute.backend';
 
-/** The one factory for the compute port. */
-export function createComputeBackend(settings: Settings, staging: StagingService, logger: Logger): ComputeBackend {
-  switch (settings.compute.backend) {
+/** The one factory for the compute port, from the compute settings. */
+export function createComputeBackend(compute: Settings['compute'], dataDirectory: string, storage: StorageRegistry, logger: Logger): ComputeBackend {
+  switch (compute.backend) {
     case 'local': {
-      const local = settings.compute.local;
+      const local = compute.local;
       const runtime = local.runtime === 'docker' ? new DockerRuntime(local) : new ProcessRuntime(local);
-      return new LocalComputeBackend(runtime, staging, {
-        workDir: path.join(dataDir(settings), 'work'),
-        logTailBytes: local.log_tail_bytes,
-        logRefreshMs: local.log_refresh_ms,
+      const runner = new TaskRunner(runtime, new Staging(storage), { logTailBytes: local.log_tail_bytes, logRefreshMs: local.log_refresh_ms });
+      return new LocalComputeBackend(runner, {
+        workDir: path.join(dataDirectory, 'work'),
         keepTaskDirs: local.keep_task_dirs,
+        maxConcurrentTasks: local.max_concurrent_tasks,
       }, logger);
     }
     default:
-      throw new Error(`compute.backend "${settings.compute.backend as string}" has no implementation`);
+      throw new Error(`compute.backend "${compute.backend as string}" has no implementation`);
   }
 }
 
 @Module({
   imports: [StorageModule],
-  providers: [{ provide: COMPUTE_BACKEND, inject: [SETTINGS, StagingService, LOGGER], useFactory: createComputeBackend }],
+  providers: [
+    {
+      provide: COMPUTE_BACKEND,
+      inject: [SETTINGS, StorageRegistry, LOGGER],
+      useFactory: (settings: Settings, storage: StorageRegistry, logger: Logger) => createComputeBackend(settings.compute, dataDir(settings), storage, logger),
+    },
+  ],
   exports: [COMPUTE_BACKEND],
 })
 export class ComputeModule {}

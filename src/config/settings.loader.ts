@@ -16,6 +16,16 @@ export interface LoadOptions {
 
 const ENV_PREFIX = 'TESP_';
 
+/** TESP_ variables that are not settings: the loader's own, and what the process runtime gives executors. */
+const OTHER_VARIABLES = new Set(['TESP_PROFILE', 'TESP_SETTINGS_DIR', 'TESP_TASK_ROOT']);
+
+/** Keys that earlier releases had, with what to use instead, so an old settings file fails with a hint. */
+const RETIRED_KEYS: Readonly<Record<string, string>> = {
+  'scheduler.max_concurrent_tasks': 'it is now compute.local.max_concurrent_tasks',
+  'scheduler.dispatch_delay_ms': 'it was removed: a task starts as soon as a replica has capacity for it',
+  'server.cors': 'it was replaced by server.cors_origins, a list of allowed origins (none by default)',
+};
+
 /** Env var for a key: server.port -> TESP_SERVER__PORT (sections joined by a double underscore). */
 export function envNameFor(key: string): string {
   return ENV_PREFIX + key.split('.').map((part) => part.toUpperCase()).join('__');
@@ -40,8 +50,16 @@ export function loadSettings(options: LoadOptions = {}): Settings {
   const known = new Set(leaves.map(([key]) => key));
   for (const layer of layers) {
     for (const key of Object.keys(layer.values)) {
-      if (!known.has(key)) throw new SettingsError(`${layer.source}: unknown setting "${key}"`);
+      if (!known.has(key)) throw new SettingsError(`${layer.source}: unknown setting "${key}"${hintFor(key, [...known])}`);
     }
+  }
+  // A typo in a variable must fail as loudly as the same typo in a file, not fall back to the default.
+  const envNames = new Map(leaves.map(([key]) => [envNameFor(key), key]));
+  for (const name of Object.keys(env)) {
+    if (!name.startsWith(ENV_PREFIX) || OTHER_VARIABLES.has(name) || envNames.has(name)) continue;
+    const retired = Object.keys(RETIRED_KEYS).find((key) => envNameFor(key) === name);
+    const hint = retired ? `; ${RETIRED_KEYS[retired]}` : closest(name, [...envNames.keys()]);
+    throw new SettingsError(`environment variable ${name} names no setting${hint}`);
   }
 
   const result: Record<string, unknown> = {};
@@ -66,6 +84,34 @@ export function loadSettings(options: LoadOptions = {}): Settings {
     setPath(result, key, coerce(key, leaf, raw, source));
   }
   return deepFreeze(result) as unknown as Settings;
+}
+
+/** What to say about an unknown key: where a retired key went, or the closest known one. */
+function hintFor(key: string, known: readonly string[]): string {
+  return RETIRED_KEYS[key] ? `; ${RETIRED_KEYS[key]}` : closest(key, known);
+}
+
+/** "; did you mean X?" for the known name within a few edits of `name`, or nothing. */
+function closest(name: string, known: readonly string[]): string {
+  let best: string | undefined;
+  let bestDistance = Math.max(3, Math.floor(name.length / 5)) + 1;
+  for (const candidate of known) {
+    const distance = editDistance(name, candidate);
+    if (distance < bestDistance) [best, bestDistance] = [candidate, distance];
+  }
+  return best ? `; did you mean ${best}?` : '';
+}
+
+function editDistance(a: string, b: string): number {
+  let previous = Array.from({ length: b.length + 1 }, (_, j) => j);
+  for (let i = 1; i <= a.length; i++) {
+    const current = [i];
+    for (let j = 1; j <= b.length; j++) {
+      current[j] = Math.min(previous[j] + 1, current[j - 1] + 1, previous[j - 1] + (a[i - 1] === b[j - 1] ? 0 : 1));
+    }
+    previous = current;
+  }
+  return previous[b.length];
 }
 
 function readYaml(file: string): Record<string, unknown> {
@@ -132,6 +178,20 @@ function coerce(key: string, leaf: Leaf, raw: unknown, source: string): unknown 
         items = trimmed.startsWith('[') ? parseJsonList(trimmed, fail) : trimmed === '' ? [] : trimmed.split(',').map((s) => s.trim());
       }
       if (!Array.isArray(items) || items.some((i) => typeof i !== 'string')) return fail('must be a list of strings');
+      if (leaf.check) {
+        try {
+          leaf.check(items as string[]);
+        } catch (err) {
+          // Entry parsers name the key themselves; the message here names it once, with the source.
+          let message = (err as Error).message;
+          if (message.startsWith(key)) {
+            const rest = message.slice(key.length);
+            const index = /^\[(\d+)\]/.exec(rest);
+            message = index ? `entry ${index[1]}${rest.slice(index[0].length)}` : rest.replace(/^:\s*/, '');
+          }
+          fail(message);
+        }
+      }
       return [...items];
     }
   }

@@ -1,11 +1,17 @@
+import { parseFtpCredentials } from '../storage/ftp/ftp-credentials.parser';
+import { parseIrodsAuth, parseIrodsZones } from '../storage/irods/irods-zone-entries.parser';
+import { parseBucketEntries } from '../storage/s3/s3-bucket-entry.parser';
+
 // The one settings schema. Each leaf says its type, default and bounds; the loader validates every key at
-// start-up and names the key in its error. Backend sections are validated only when that backend is selected.
+// start-up and names the key and where its value came from in its error. Entry lists are parsed here with the
+// parsers their storage backends use, so a malformed entry stops start-up like any other bad value.
 
 export type Leaf =
   | { kind: 'string'; default: string; allowEmpty?: boolean; oneOf?: readonly string[]; url?: 'http(s)'; dateTime?: boolean }
   | { kind: 'int'; default: number; min: number; max: number }
   | { kind: 'bool'; default: boolean }
-  | { kind: 'list'; default: string[] };
+  /** `check` throws, naming the problem, when an entry is malformed. */
+  | { kind: 'list'; default: string[]; check?: (items: readonly string[]) => unknown };
 
 export type Schema = { [key: string]: Leaf | Schema };
 
@@ -13,14 +19,23 @@ type StringLeaf = Extract<Leaf, { kind: 'string' }>;
 const str = (def: string, extra: Partial<StringLeaf> = {}): StringLeaf => ({ kind: 'string', default: def, ...extra });
 const int = (def: number, min: number, max: number): Extract<Leaf, { kind: 'int' }> => ({ kind: 'int', default: def, min, max });
 const bool = (def: boolean): Extract<Leaf, { kind: 'bool' }> => ({ kind: 'bool', default: def });
-const list = (def: string[]): Extract<Leaf, { kind: 'list' }> => ({ kind: 'list', default: def });
+const list = (def: string[], check?: (items: readonly string[]) => unknown): Extract<Leaf, { kind: 'list' }> => ({ kind: 'list', default: def, check });
+
+/** CORS origins as browsers send them: scheme, host and port, nothing else. */
+function checkOrigins(items: readonly string[]): void {
+  items.forEach((origin, i) => {
+    if (!/^https?:\/\/[^/\s?#@]+$/.test(origin)) throw new Error(`entry ${i} ("${origin}") is not an origin such as https://app.example.org or http://127.0.0.1:3000`);
+  });
+}
 
 export const settingsSchema = {
   server: {
-    host: str('0.0.0.0'),
+    // Loopback until authentication exists: no one else can reach an unauthenticated server by default.
+    host: str('127.0.0.1'),
     port: int(8080, 0, 65535),
     body_limit_mb: int(64, 16, 1024),
-    cors: bool(true),
+    // Web origins allowed to call the API from a browser; none by default.
+    cors_origins: list([], checkOrigins),
   },
   logging: {
     level: str('info', { oneOf: ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] }),
@@ -44,14 +59,19 @@ export const settingsSchema = {
     },
   },
   scheduler: {
-    // A short delay before a new task is claimed leaves room to cancel it before it starts.
-    dispatch_delay_ms: int(200, 0, 3_600_000),
+    // This replica's name in task leases; empty: <hostname>:<pid>. Unique among the replicas running at once.
+    holder_id: str('', { allowEmpty: true }),
     poll_interval_ms: int(1000, 50, 60_000),
-    max_concurrent_tasks: int(4, 1, 10_000),
+    // How long a replica's hold on a task lasts without renewal; another replica takes the task over after that.
+    lease_ms: int(30_000, 500, 3_600_000),
+    // Runs of one task, when a replica taking it over cannot adopt the earlier run's work.
+    max_attempts: int(3, 1, 20),
   },
   compute: {
     backend: str('local', { oneOf: ['local'] }),
     local: {
+      // Tasks one replica runs at once; the rest wait QUEUED.
+      max_concurrent_tasks: int(4, 1, 10_000),
       runtime: str('docker', { oneOf: ['docker', 'process'] }),
       docker_socket: str('/var/run/docker.sock'),
       allow_network: bool(false),
@@ -94,7 +114,7 @@ export const settingsSchema = {
       force_path_style: bool(true),
       // "bucket=http(s)://[access:secret@]host[:port][?region=..&force_path_style=..]" entries for buckets that
       // live elsewhere than the defaults above.
-      buckets: list([]),
+      buckets: list([], (items) => parseBucketEntries(items, { endpoint: '', region: 'us-east-1', forcePathStyle: true })),
       retries: int(5, 0, 20),
       retry_base_ms: int(500, 1, 60_000),
       retry_max_ms: int(30_000, 1, 600_000),
@@ -102,7 +122,7 @@ export const settingsSchema = {
     ftp: {
       enabled: bool(true),
       // "host[:port]=user:password" entries for URLs that carry no credentials.
-      credentials: list([]),
+      credentials: list([], parseFtpCredentials),
       timeout_ms: int(30_000, 100, 3_600_000),
       retries: int(5, 0, 20),
       retry_base_ms: int(500, 1, 60_000),
@@ -112,11 +132,11 @@ export const settingsSchema = {
       // Off until a zone is mapped to its iRODS HTTP API.
       enabled: bool(false),
       // "zone=http(s)://host:port/irods-http-api/<version>" entries; the base URL includes the API version.
-      zones: list([]),
+      zones: list([], parseIrodsZones),
       // "zone=user:password" entries, exchanged for a bearer token (renewed when it lapses).
-      credentials: list([]),
+      credentials: list([], (items) => parseIrodsAuth(items, [])),
       // "zone=token" entries: an OpenID Connect access token, sent as it is.
-      access_tokens: list([]),
+      access_tokens: list([], (items) => parseIrodsAuth([], items)),
       write_streams: int(3, 1, 64),
       chunk_size_mb: int(8, 1, 1024),
       verify_checksums: bool(true),

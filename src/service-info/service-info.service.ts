@@ -32,7 +32,7 @@ export class ServiceInfoService {
       environment: info.environment,
       version: VERSION,
       storage: storage.locations(),
-      tesResources_backend_parameters: [...backend.supportedBackendParameters],
+      tesResources_backend_parameters: backend.backendParameters.map((parameter) => parameter.key),
     };
   }
 

@@ -1,4 +1,4 @@
-import { DomainError, ErrorCode } from '../common/domain-error';
+import { DomainError, ErrorCode } from '../domain/domain-error';
 
 // Storage settings that map a name (a zone, a host, a bucket) to a value are lists of "name=value" entries.
 // They are checked when the backend is built at start-up; messages name the setting and the entry's name, never

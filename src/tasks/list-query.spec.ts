@@ -1,6 +1,6 @@
-import { DomainError } from '../common/domain-error';
+import { DomainError } from '../domain/domain-error';
 import { parseListQuery, parseView } from './list-query';
-import { TaskView } from './tes-task';
+import { TaskView } from '../domain/tes-task';
 
 describe('list query parsing', () => {
   it('defaults to MINIMAL and 256 rows', () => {

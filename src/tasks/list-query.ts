@@ -1,6 +1,6 @@
-import { DomainError, ErrorCode } from '../common/domain-error';
+import { DomainError, ErrorCode } from '../domain/domain-error';
 import type { TagFilter, TaskListQuery } from '../persistence/task-repository';
-import { ALL_STATES, TaskView, TesState } from './tes-task';
+import { ALL_STATES, TaskView, TesState } from '../domain/tes-task';
 
 export const DEFAULT_PAGE_SIZE = 256;
 export const MAX_PAGE_SIZE = 2048;

@@ -1,6 +1,6 @@
 import * as path from 'node:path';
-import { DomainError, ErrorCode } from '../common/domain-error';
-import type { FileType, TesExecutor, TesInput, TesOutput, TesResources, TesTaskRequest } from './tes-task';
+import { DomainError, ErrorCode } from '../domain/domain-error';
+import type { FileType, TesExecutor, TesInput, TesOutput, TesResources, TesTaskRequest } from '../domain/tes-task';
 
 // Turns a client's JSON into a TesTaskRequest. Lenient where clients differ (unknown fields, nulls, read-only
 // fields, a missing `type`, float cpu_cores), strict where a task could not run (types, required fields, paths).

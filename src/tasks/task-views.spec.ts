@@ -1,5 +1,5 @@
 import { renderTask } from './task-views';
-import { TaskRecord, TaskView, TesState } from './tes-task';
+import { TaskRecord, TaskView, TesState } from '../domain/tes-task';
 
 const task: TaskRecord = {
   id: 'v1',

@@ -1,6 +1,6 @@
 import { redactUrl } from '../common/redact';
-import type { TaskRecord, TesExecutor, TesExecutorLog, TesInput, TesOutput, TesResources, TesTaskLog } from './tes-task';
-import { TaskView } from './tes-task';
+import type { TaskRecord, TesExecutor, TesExecutorLog, TesInput, TesOutput, TesResources, TesTaskLog } from '../domain/tes-task';
+import { TaskView } from '../domain/tes-task';
 
 // Views exactly as the spec defines them. Every object is built field by field from the spec's names, so nothing
 // else in a stored document can leak out (py-tes rejects unknown fields), and null or undefined values are left

@@ -3,15 +3,15 @@ import { APP_FILTER } from '@nestjs/core';
 import { HttpExceptionFilter } from '../common/http-exception.filter';
 import { ComputeModule } from '../compute/compute.module';
 import { PersistenceModule } from '../persistence/persistence.module';
+import { SchedulerModule } from '../scheduler/scheduler.module';
 import { StorageModule } from '../storage/storage.module';
-import { TaskLifecycleService } from './task-lifecycle.service';
 import { TasksController } from './tasks.controller';
 import { TasksService } from './tasks.service';
 
 @Module({
-  imports: [PersistenceModule, StorageModule, ComputeModule],
+  imports: [PersistenceModule, StorageModule, ComputeModule, SchedulerModule],
   controllers: [TasksController],
   // The one error filter for the whole application (every route, unknown ones included).
-  providers: [TasksService, TaskLifecycleService, { provide: APP_FILTER, useClass: HttpExceptionFilter }],
+  providers: [TasksService, { provide: APP_FILTER, useClass: HttpExceptionFilter }],
 })
 export class TasksModule {}

@@ -1,14 +1,14 @@
 import { Inject, Injectable } from '@nestjs/common';
 import { randomUUID } from 'node:crypto';
-import { DomainError, ErrorCode } from '../common/domain-error';
+import { DomainError, ErrorCode } from '../domain/domain-error';
 import { COMPUTE_BACKEND, ComputeBackend } from '../compute/compute-backend';
 import { TASK_REPOSITORY, TaskRepository } from '../persistence/task-repository';
+import { TaskScheduler } from '../scheduler/task-scheduler';
 import { StorageRegistry } from '../storage/storage-registry';
 import { parseListQuery, parseView } from './list-query';
-import { TaskLifecycleService } from './task-lifecycle.service';
 import { parseTaskRequest } from './task-request.parser';
 import { renderTask, TaskViewBody } from './task-views';
-import { TaskRecord, TesState, TesTaskRequest } from './tes-task';
+import { TaskRecord, TesState, TesTaskRequest } from '../domain/tes-task';
 
 export interface ListTasksBody {
   tasks: TaskViewBody[];
@@ -21,7 +21,7 @@ export class TasksService {
     @Inject(TASK_REPOSITORY) private readonly repo: TaskRepository,
     @Inject(COMPUTE_BACKEND) private readonly backend: ComputeBackend,
     private readonly storage: StorageRegistry,
-    private readonly lifecycle: TaskLifecycleService,
+    private readonly scheduler: TaskScheduler,
   ) {}
 
   /** Validates and stores a task; it is on disk before its id is returned. */
@@ -37,7 +37,7 @@ export class TasksService {
       logs: warnings.length > 0 ? [{ logs: [], outputs: [], system_logs: warnings }] : [],
     };
     await this.repo.insert(task);
-    this.lifecycle.taskCreated(task.id);
+    this.scheduler.taskCreated();
     return { id: task.id };
   }
 
@@ -56,8 +56,9 @@ export class TasksService {
     return body;
   }
 
+  /** Records the cancel and answers at once; the replica holding the task stops its work. */
   async cancel(id: string): Promise<Record<string, never>> {
-    await this.lifecycle.cancel(id);
+    await this.scheduler.requestCancel(id);
     return {};
   }
 
@@ -75,25 +76,27 @@ export class TasksService {
   }
 
   /**
-   * Keeps the backend parameters the compute backend supports (keys compared case-insensitively, stored in lower
-   * case); unsupported keys are refused when strict, otherwise dropped with a warning for system_logs.
+   * Keeps the backend parameters the compute backend declares (keys compared case-insensitively, stored in lower
+   * case, values checked by the declaration); unsupported keys are refused when strict, otherwise dropped with a
+   * warning for system_logs.
    */
   private applyBackendParameters(request: TesTaskRequest): string[] {
     const params = request.resources?.backend_parameters;
     if (!params || !request.resources) return [];
-    const supported = new Set(this.backend.supportedBackendParameters);
+    const declared = new Map(this.backend.backendParameters.map((parameter) => [parameter.key, parameter]));
     const kept: Record<string, string> = {};
     const dropped: string[] = [];
     for (const [key, value] of Object.entries(params)) {
-      const lower = key.toLowerCase();
-      if (supported.has(lower)) kept[lower] = value;
-      else dropped.push(key);
+      const parameter = declared.get(key.toLowerCase());
+      if (!parameter) {
+        dropped.push(key);
+        continue;
+      }
+      const problem = parameter.problem(value);
+      if (problem) throw new DomainError(ErrorCode.InvalidArgument, `resources.backend_parameters.${parameter.key}: ${problem}`);
+      kept[parameter.key] = value;
     }
-    const shm = kept.shm_size_gb;
-    if (shm !== undefined && !(Number(shm) > 0)) {
-      throw new DomainError(ErrorCode.InvalidArgument, `resources.backend_parameters.shm_size_gb: must be a positive number of GiB, got "${shm}"`);
-    }
-    const list = [...supported].join(', ') || 'none';
+    const list = [...declared.keys()].join(', ') || 'none';
     if (dropped.length > 0 && request.resources.backend_parameters_strict) {
       throw new DomainError(ErrorCode.InvalidArgument, `resources.backend_parameters: unsupported key(s) ${dropped.join(', ')} with backend_parameters_strict (supported: ${list})`);
     }

@@ -10,7 +10,7 @@ import { createComputeBackend } from '../../src/compute/compute.module';
 import { loadSettings } from '../../src/config/settings.loader';
 import { StagingService } from '../../src/storage/staging.service';
 import { StorageRegistry } from '../../src/storage/storage-registry';
-import { TaskRecord, TesExecutor, TesState } from '../../src/tasks/tes-task';
+import { TaskRecord, TesExecutor, TesState } from '../../src/domain/tes-task';
 import { containersOf, describeWithDocker, dockerAvailable, sleep } from '../e2e/service-process';
 
 type Finished = Extract<TaskUpdate, { kind: 'finished' }>;

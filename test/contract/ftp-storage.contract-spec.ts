@@ -4,7 +4,7 @@ import { createHash } from 'node:crypto';
 import { chownSync, mkdirSync, mkdtempSync, promises as fs, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import { DomainError, ErrorCode } from '../../src/common/domain-error';
+import { DomainError, ErrorCode } from '../../src/domain/domain-error';
 import { FtpStorageBackend } from '../../src/storage/ftp/ftp-storage.backend';
 import { FtpCuttingProxy, startFtpCuttingProxy } from '../support/ftp-cutting-proxy';
 import { describeWhen, VSFTPD, vsftpdAvailable } from '../support/service-check';

@@ -4,7 +4,7 @@ import { createHash, randomBytes } from 'node:crypto';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import { DomainError, ErrorCode } from '../../src/common/domain-error';
+import { DomainError, ErrorCode } from '../../src/domain/domain-error';
 import { IrodsStorageBackend, IrodsStorageSettings } from '../../src/storage/irods/irods-storage.backend';
 import { IrodsDoubleOptions, IrodsHttpApiDouble } from '../doubles/irods-http-api.double';
 import { startCuttingProxy } from '../support/cutting-proxy';

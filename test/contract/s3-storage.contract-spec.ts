@@ -4,7 +4,7 @@ import { createHash, randomBytes } from 'node:crypto';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import { DomainError, ErrorCode } from '../../src/common/domain-error';
+import { DomainError, ErrorCode } from '../../src/domain/domain-error';
 import { S3StorageBackend } from '../../src/storage/s3/s3-storage.backend';
 import { startCuttingProxy } from '../support/cutting-proxy';
 import { dropBucket, newBucket, rgwClient } from '../support/rgw-client';

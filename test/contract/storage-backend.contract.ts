@@ -3,7 +3,7 @@ import { createHash } from 'node:crypto';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import { DomainError } from '../../src/common/domain-error';
+import { DomainError } from '../../src/domain/domain-error';
 import type { StorageBackend } from '../../src/storage/storage-backend';
 
 export interface StorageHarness {

@@ -9,7 +9,7 @@ import { InProcessApp, startInProcessApp } from '../support/in-process-app';
 import { CreateBucketCommand, PutObjectCommand, S3Client } from '@aws-sdk/client-s3';
 import { describeWhen, RGW, rgwAvailable, VSFTPD, vsftpdAvailable } from '../support/service-check';
 import { TASK_REPOSITORY, TaskRepository } from '../../src/persistence/task-repository';
-import { TesState } from '../../src/tasks/tes-task';
+import { TesState } from '../../src/domain/tes-task';
 import { sleep } from './service-process';
 
 describe('task lifecycle with the process runtime', () => {

@@ -8,7 +8,7 @@ import { buildExecutionPlan } from '../../src/compute/execution-plan';
 import { FileStorageBackend } from '../../src/storage/file/file-storage.backend';
 import { StagingService } from '../../src/storage/staging.service';
 import { StorageRegistry } from '../../src/storage/storage-registry';
-import { TaskRecord, TesState } from '../../src/tasks/tes-task';
+import { TaskRecord, TesState } from '../../src/domain/tes-task';
 
 describe('file storage and staging', () => {
   let allowed: string;

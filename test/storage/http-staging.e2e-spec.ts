@@ -8,7 +8,7 @@ import { buildExecutionPlan } from '../../src/compute/execution-plan';
 import { HttpStorageBackend } from '../../src/storage/http/http-storage.backend';
 import { StagingService, TransferProgress } from '../../src/storage/staging.service';
 import { StorageRegistry } from '../../src/storage/storage-registry';
-import { TaskRecord, TesState } from '../../src/tasks/tes-task';
+import { TaskRecord, TesState } from '../../src/domain/tes-task';
 import { HttpFileServer, httpTestSettings, startHttpFileServer } from '../support/http-file-server';
 
 describe('staging over http', () => {

@@ -4,7 +4,7 @@ import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { createServer } from 'node:http';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import { DomainError } from '../../src/common/domain-error';
+import { DomainError } from '../../src/domain/domain-error';
 import { HttpStorageBackend } from '../../src/storage/http/http-storage.backend';
 import { HttpFileServer, httpTestSettings, startHttpFileServer, writeRandomFile } from '../support/http-file-server';
 

@@ -2,211 +2,189 @@ import { promises as fs } from 'node:fs';
 import * as path from 'node:path';
 import type { Logger } from '../../common/logger';
 import { errorMessage } from '../../common/redact';
-import type { StagingService, TransferProgress } from '../../storage/staging.service';
-import { TaskRecord, TesState } from '../../tasks/tes-task';
-import type { ComputeBackend, ResumeOutcome, TaskUpdate, UpdateListener } from '../compute-backend';
-import { buildExecutionPlan, ExecutionPlan, PlanExecutor } from '../execution-plan';
-import { ExecutorOutput } from './executor-output';
-import type { ExecutorRuntime, LeftoverExecutor, RunningExecutor } from './executor-runtime';
+import type { TaskUpdate } from '../../domain/task-update';
+import { BackendRef, StoredTask, TesState } from '../../domain/tes-task';
+import { SHM_SIZE_GB } from '../../engine/backend-parameters';
+import { buildExecutionPlan, TaskLayout, taskLayout } from '../../engine/execution-plan';
+import type { LeftoverExecutor } from '../../engine/executor-runtime';
+import type { RunEnd, TaskRunner } from '../../engine/task-runner';
+import type { ComputeBackend, ResumeOutcome, UpdateListener } from '../compute-backend';
 
 export interface LocalBackendSettings {
   /** Task directories live at <workDir>/<task id> (data_dir/work). */
   workDir: string;
-  logTailBytes: number;
-  logRefreshMs: number;
   keepTaskDirs: boolean;
+  maxConcurrentTasks: number;
 }
 
 interface Run {
-  abort: AbortController;
-  /** Set by detach(): stop reporting and leave the executors running for the next process. */
-  detached: boolean;
-  done: Promise<void>;
+  /** Stop following and reporting; leave the work running (shutdown, or the task is held elsewhere now). */
+  detach: AbortController;
+  cancel: AbortController;
+  done: Promise<RunEnd | undefined>;
 }
 
-type Emit = (update: TaskUpdate) => void;
-
 /**
- * Runs tasks on this machine: stage in, executors in order through a runtime, stage out, report. The plan
- * ("what to run") comes from buildExecutionPlan; the runtime ("how") is Docker or plain processes.
+ * Runs tasks on this machine through the engine's TaskRunner, with Docker containers or plain processes. The
+ * backend reference names the runtime, where its executors live (the Docker engine's id, or the host) and the task
+ * directory, so a replica that takes a task over adopts its containers only where it can reach them.
  */
 export class LocalComputeBackend implements ComputeBackend {
   readonly name = 'local';
-  readonly supportedBackendParameters = ['shm_size_gb'] as const;
+  readonly backendParameters = [SHM_SIZE_GB];
+  readonly capacity: ComputeBackend['capacity'];
   private listener?: UpdateListener;
   private readonly runs = new Map<string, Run>();
 
   constructor(
-    private readonly runtime: ExecutorRuntime,
-    private readonly staging: StagingService,
+    private readonly runner: TaskRunner,
     private readonly settings: LocalBackendSettings,
     private readonly logger: Logger,
-  ) {}
+  ) {
+    this.capacity = { tasks: settings.maxConcurrentTasks, setting: `compute.local.max_concurrent_tasks = ${settings.maxConcurrentTasks}` };
+  }
+
+  private get runtime() {
+    return this.runner.runtime;
+  }
 
   onUpdate(listener: UpdateListener): void {
     this.listener = listener;
   }
 
-  activeCount(): number {
-    return this.runs.size;
+  async submit(task: StoredTask): Promise<BackendRef> {
+    const ref = await this.reference(task.id);
+    if (!this.runs.has(task.id)) this.begin(task, undefined);
+    return ref;
   }
 
-  isRunning(taskId: string): boolean {
-    return this.runs.has(taskId);
-  }
-
-  async submit(task: TaskRecord): Promise<void> {
-    if (this.runs.has(task.id)) return;
-    this.begin(task, undefined);
-  }
-
-  async cancel(taskId: string): Promise<void> {
-    const run = this.runs.get(taskId);
-    run?.abort.abort();
-    // Also containers this process does not track (left by an earlier one).
-    await this.runtime.removeAll(taskId);
-    if (run) await run.done;
-    else await this.removeTaskDir(taskId);
-  }
-
-  async resume(task: TaskRecord): Promise<ResumeOutcome> {
-    if (this.runs.has(task.id)) return { kind: 'resumed', detail: 'already running' };
+  async resume(task: StoredTask): Promise<ResumeOutcome> {
+    if (this.runs.has(task.id)) return { kind: 'resumed', detail: 'its run goes on in this process' };
+    const layout = this.layoutOf(task.id);
+    const elsewhere = await this.elsewhere(task);
+    if (elsewhere) return { kind: 'lost', reason: elsewhere };
     const leftovers = await this.runtime.leftovers(task.id);
     if (leftovers.length > 0) {
       this.begin(task, leftovers);
       const running = leftovers.filter((l) => l.running).length;
       return { kind: 'resumed', detail: `adopted ${leftovers.length} executor container(s), ${running} still running` };
     }
+    // Processes a dead tesp left behind must not run on beside a new start.
+    const stopped = await this.runtime.removeAll(task.id, layout, { leftovers: true });
+    const ended = stopped > 0 ? ` (ended ${stopped} process(es) its earlier run left)` : '';
     if (task.state === TesState.INITIALIZING) {
       this.begin(task, undefined);
-      return { kind: 'resumed', detail: 'no executor had started; staging the inputs again' };
+      return { kind: 'resumed', detail: `no executor had started; staging the inputs again${ended}` };
     }
     await this.removeTaskDir(task.id);
     return {
       kind: 'lost',
       reason: this.runtime.survivesRestart
         ? 'its executor containers are gone'
-        : `the ${this.runtime.kind} runtime cannot adopt executors after a restart`,
+        : `the ${this.runtime.kind} runtime cannot adopt executors another process started${ended}`,
     };
+  }
+
+  async cancel(task: StoredTask): Promise<string> {
+    const run = this.runs.get(task.id);
+    const elsewhere = run ? undefined : await this.elsewhere(task);
+    if (elsewhere) return `its work could not be stopped from here: ${elsewhere}`;
+    run?.cancel.abort();
+    // Kills the executor in progress (the run then reports its exit) and whatever an earlier process left.
+    const stopped = await this.runtime.removeAll(task.id, this.layoutOf(task.id), { leftovers: true });
+    if (run) {
+      await run.done;
+      return 'its executors were stopped and removed';
+    }
+    await this.removeTaskDir(task.id);
+    return stopped > 0 ? `stopped ${stopped} executor(s) no run in this process followed` : 'nothing of it was running';
+  }
+
+  async release(taskId: string): Promise<void> {
+    const run = this.runs.get(taskId);
+    if (!run) return;
+    run.detach.abort();
+    await run.done;
   }
 
   async detach(): Promise<void> {
     const runs = [...this.runs.entries()];
-    for (const [, run] of runs) {
-      run.detached = true;
-      run.abort.abort();
-    }
-    // Without containers nothing survives: stop the processes rather than orphan them.
-    if (!this.runtime.survivesRestart) await Promise.all(runs.map(([id]) => this.runtime.removeAll(id)));
+    for (const [, run] of runs) run.detach.abort();
+    // Without containers nothing survives a shutdown: stop the processes rather than orphan them.
+    if (!this.runtime.survivesRestart) await Promise.all(runs.map(([id]) => this.runtime.removeAll(id, this.layoutOf(id), { leftovers: false })));
     await Promise.all(runs.map(([, run]) => run.done));
   }
 
-  private begin(task: TaskRecord, leftovers: LeftoverExecutor[] | undefined): void {
-    const run: Run = { abort: new AbortController(), detached: false, done: Promise.resolve() };
+  /** Why this replica cannot reach the task's work, from its backend reference; undefined when it can. */
+  private async elsewhere(task: StoredTask): Promise<string | undefined> {
+    const ref = task.control.backend_ref;
+    if (!ref) return undefined; // claimed, but the reference was never stored: its work can only be here
+    const mine = await this.reference(task.id);
+    const differs = (['runtime', 'location', 'task_dir'] as const).filter((key) => ref[key] !== mine[key]);
+    if (differs.length === 0) return undefined;
+    return `it ran with the ${String(ref.runtime)} runtime at ${String(ref.location)} in ${String(ref.task_dir)}; this replica runs ${String(mine.runtime)} at ${String(mine.location)} in ${String(mine.task_dir)}`;
+  }
+
+  private async reference(taskId: string): Promise<BackendRef> {
+    return {
+      backend: this.name,
+      runtime: this.runtime.kind,
+      location: await this.runtime.location(),
+      task_dir: this.layoutOf(taskId).taskDir,
+      executors: this.runtime.kind === 'docker' ? `containers labelled tesp.task=${taskId}` : 'processes whose environment has TESP_TASK_ROOT=<task_dir>/root',
+    };
+  }
+
+  private begin(task: StoredTask, leftovers: LeftoverExecutor[] | undefined): void {
+    const layout = this.layoutOf(task.id);
+    const run: Run = { detach: new AbortController(), cancel: new AbortController(), done: Promise.resolve(undefined) };
     this.runs.set(task.id, run);
-    run.done = this.execute(task, run, leftovers)
-      .catch((err: unknown) => this.logger.error({ taskId: task.id, err: errorMessage(err) }, 'local backend run failed'))
+    let seq = task.control.update_seq;
+    const emit = (update: TaskUpdate) => this.listener?.(task.id, update, ++seq);
+    run.done = this.execute(task, layout, run, leftovers, emit)
+      .catch((err: unknown) => {
+        this.logger.error({ taskId: task.id, err: errorMessage(err) }, 'local backend run failed');
+        return undefined;
+      })
       .finally(() => {
         if (this.runs.get(task.id) === run) this.runs.delete(task.id);
       });
   }
 
-  private async execute(task: TaskRecord, run: Run, leftovers: LeftoverExecutor[] | undefined): Promise<void> {
-    const signal = run.abort.signal;
-    // After cancel or detach nothing more is reported: the lifecycle has settled the task, or the next process will.
-    const emit: Emit = (update) => {
-      if (!signal.aborted) this.listener?.(task.id, update);
-    };
-    const log = (message: string) => emit({ kind: 'system-log', message });
-    const plan = buildExecutionPlan(task, this.taskDir(task.id));
-    const progress = (event: TransferProgress) => this.logger.info({ taskId: task.id, ...event }, event.done ? 'transfer finished' : 'transfer progress');
-    const options = { signal, log, progress };
-    try {
-      if (!leftovers) {
-        // A fresh start (also of a task left INITIALIZING): nothing of an earlier attempt may linger.
-        await this.runtime.removeAll(task.id);
-        await fs.rm(plan.taskDir, { recursive: true, force: true });
-        await this.staging.stageInputs(plan, options);
-      }
-      if (signal.aborted) return;
-      if (plan.executors.length > 0) emit({ kind: 'running' });
-      let executorFailed = false;
-      for (const executor of plan.executors) {
-        if (signal.aborted) return;
-        const leftover = leftovers?.find((l) => l.index === executor.index && l.started);
-        if (leftovers && !leftover && executor.index < Math.max(...leftovers.map((l) => l.index))) {
-          throw new Error(`executors[${executor.index}] left no container behind`);
-        }
-        const exitCode = await this.runExecutor(plan, executor, leftover !== undefined, emit, signal);
-        if (exitCode !== 0 && !executor.ignoreError) {
-          executorFailed = true;
-          break;
-        }
-      }
-      if (signal.aborted) return;
-      // Outputs are collected after an executor error too: partial results help to see what went wrong.
+  private async execute(task: StoredTask, layout: TaskLayout, run: Run, leftovers: LeftoverExecutor[] | undefined, emit: (update: TaskUpdate) => void): Promise<RunEnd> {
+    if (!leftovers) {
       try {
-        const staged = await this.staging.stageOutputs(plan, options);
-        if (staged.outputs.length > 0) emit({ kind: 'output-uploaded', outputs: staged.outputs });
-        if (Object.keys(staged.checksums).length > 0) emit({ kind: 'metadata', values: staged.checksums });
+        // A fresh start: nothing of an earlier attempt may linger (a first attempt has nothing to look for).
+        if (task.control.attempt > 1) await this.runtime.removeAll(task.id, layout, { leftovers: true });
+        await fs.rm(layout.taskDir, { recursive: true, force: true });
       } catch (err) {
-        if (!executorFailed) throw err;
-        log(`outputs after the executor error: ${errorMessage(err)}`);
+        emit({ kind: 'finished', state: 'SYSTEM_ERROR', reason: `could not clear what an earlier attempt left: ${errorMessage(err)}` });
+        return 'finished';
       }
-      emit({ kind: 'finished', state: executorFailed ? 'EXECUTOR_ERROR' : 'COMPLETE' });
-    } catch (err) {
-      if (!signal.aborted) emit({ kind: 'finished', state: 'SYSTEM_ERROR', reason: errorMessage(err) });
-    } finally {
-      if (!run.detached) await this.cleanUp(task.id);
     }
+    const end = await this.runner.run(buildExecutionPlan(task), layout, {
+      emit,
+      detach: run.detach.signal,
+      cancel: run.cancel.signal,
+      leftovers,
+      progress: (event) => this.logger.info({ taskId: task.id, ...event }, event.done ? 'transfer finished' : 'transfer progress'),
+    });
+    // Containers go when the task ends (not earlier: another run reads exit codes from them).
+    if (end !== 'detached') await this.cleanUp(task.id, layout);
+    return end;
   }
 
-  private async runExecutor(plan: ExecutionPlan, executor: PlanExecutor, adopt: boolean, emit: Emit, signal: AbortSignal): Promise<number> {
-    for (const file of [executor.stdoutHostPath, executor.stderrHostPath]) if (file) await fs.mkdir(path.dirname(file), { recursive: true });
-    const output = new ExecutorOutput(this.settings.logTailBytes, executor.stdoutHostPath, executor.stderrHostPath);
-    const closeOutput = async () => {
-      const fileError = await output.close();
-      if (fileError) emit({ kind: 'system-log', message: `executors[${executor.index}]: writing its stdout/stderr file failed: ${errorMessage(fileError)}` });
-    };
-    let running: RunningExecutor;
-    try {
-      running = adopt
-        ? await this.runtime.adopt(plan.taskId, executor.index, output, signal)
-        : await this.runtime.start(plan, executor, output, signal);
-    } catch (err) {
-      await closeOutput();
-      throw err;
-    }
-    emit({ kind: 'executor-started', index: executor.index, startTime: running.startTime });
-    const refresh = setInterval(() => {
-      const changes = output.takeChanges();
-      if (changes) emit({ kind: 'executor-output', index: executor.index, ...changes });
-    }, this.settings.logRefreshMs);
-    try {
-      const exit = await running.exited;
-      await closeOutput();
-      emit({ kind: 'executor-finished', index: executor.index, endTime: exit.endTime, exitCode: exit.exitCode, ...output.snapshot() });
-      return exit.exitCode;
-    } catch (err) {
-      await closeOutput();
-      throw err;
-    } finally {
-      clearInterval(refresh);
-    }
-  }
-
-  private taskDir(taskId: string): string {
-    return path.join(this.settings.workDir, taskId);
+  private layoutOf(taskId: string): TaskLayout {
+    return taskLayout(path.join(this.settings.workDir, taskId));
   }
 
   private async removeTaskDir(taskId: string): Promise<void> {
-    if (!this.settings.keepTaskDirs) await fs.rm(this.taskDir(taskId), { recursive: true, force: true });
+    if (!this.settings.keepTaskDirs) await fs.rm(this.layoutOf(taskId).taskDir, { recursive: true, force: true });
   }
 
-  /** Containers go when the task ends (not earlier: a restarted tesp reads exit codes from them). */
-  private async cleanUp(taskId: string): Promise<void> {
+  private async cleanUp(taskId: string, layout: TaskLayout): Promise<void> {
     try {
-      await this.runtime.removeAll(taskId);
+      await this.runtime.removeAll(taskId, layout, { leftovers: false });
       await this.removeTaskDir(taskId);
     } catch (err) {
       this.logger.warn({ taskId, err: errorMessage(err) }, 'could not clean up after a task');

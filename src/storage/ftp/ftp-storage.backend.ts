@@ -1,10 +1,10 @@
 import { Client, FileInfo, FTPError } from 'basic-ftp';
 import { createWriteStream, promises as fs } from 'node:fs';
 import * as path from 'node:path';
-import { DomainError, ErrorCode } from '../../common/domain-error';
+import { DomainError, ErrorCode } from '../../domain/domain-error';
 import { errorMessage, redactUrl } from '../../common/redact';
 import type { ListedObject, ObjectInfo, StorageBackend, TransferOptions } from '../storage-backend';
-import { settingEntries, userAndPassword } from '../setting-entries';
+import { parseFtpCredentials } from './ftp-credentials.parser';
 import { hashedReadStream, hashFile, UploadResult } from '../transfer/hashed-read';
 import { RetryPolicy, withRetries } from '../transfer/transfer-engine';
 
@@ -38,16 +38,11 @@ const TRANSIENT_ERRNO = new Set(['ECONNRESET', 'ECONNREFUSED', 'ETIMEDOUT', 'EPI
 export class FtpStorageBackend implements StorageBackend {
   readonly schemes = ['ftp'] as const;
   private readonly retry: RetryPolicy;
-  private readonly credentials = new Map<string, { user: string; password: string }>();
+  private readonly credentials: Map<string, { user: string; password: string }>;
 
   constructor(private readonly settings: FtpStorageSettings) {
     this.retry = { retries: settings.retries, baseMs: settings.retry_base_ms, maxMs: settings.retry_max_ms };
-    for (const [host, value] of settingEntries('storage.ftp.credentials', settings.credentials, 'host[:port]')) {
-      if (!/^[a-z0-9.-]+(:\d{1,5})?$|^\[[0-9a-f:.]+\](:\d{1,5})?$/i.test(host)) {
-        throw new DomainError(ErrorCode.InvalidArgument, `storage.ftp.credentials: "${host}" is not host or host:port`);
-      }
-      this.credentials.set(host.toLowerCase(), userAndPassword('storage.ftp.credentials', host, 'host[:port]', value));
-    }
+    this.credentials = parseFtpCredentials(settings.credentials);
   }
 
   locations(): string[] {

@@ -1,6 +1,6 @@
 import { promises as fs } from 'node:fs';
 import { Agent, Dispatcher, request } from 'undici';
-import { DomainError, ErrorCode } from '../../common/domain-error';
+import { DomainError, ErrorCode } from '../../domain/domain-error';
 import { redactText, redactUrl } from '../../common/redact';
 import type { ListedObject, ObjectInfo, StorageBackend, TransferOptions } from '../storage-backend';
 import { hashedReadStream, UploadResult } from '../transfer/hashed-read';

@@ -1,7 +1,7 @@
 import { randomBytes } from 'node:crypto';
 import type { Readable } from 'node:stream';
 import { Agent, Dispatcher, request } from 'undici';
-import { DomainError, ErrorCode } from '../../common/domain-error';
+import { DomainError, ErrorCode } from '../../domain/domain-error';
 import { errorMessage } from '../../common/redact';
 
 // One zone's iRODS HTTP API (irods/irods_client_http_api): authentication, the server's limits from /info, and

@@ -2,14 +2,14 @@ import { createHash } from 'node:crypto';
 import { createReadStream, promises as fs } from 'node:fs';
 import { pipeline } from 'node:stream/promises';
 import { Agent } from 'undici';
-import { DomainError, ErrorCode } from '../../common/domain-error';
+import { DomainError, ErrorCode } from '../../domain/domain-error';
 import { redactUrl } from '../../common/redact';
 import type { ListedObject, ObjectInfo, StorageBackend, TransferOptions } from '../storage-backend';
 import { hashFile, UploadResult } from '../transfer/hashed-read';
-import { settingEntries, userAndPassword } from '../setting-entries';
 import { intoPartFile, writeAt } from '../transfer/positional-write';
 import { planParts, RetryPolicy, transferParts, withRetries } from '../transfer/transfer-engine';
-import { IrodsAuth, IrodsCall, IrodsHttpClient, IrodsLimits, IrodsRestartRequired } from './irods-http-client';
+import { IrodsCall, IrodsHttpClient, IrodsLimits, IrodsRestartRequired } from './irods-http-client';
+import { parseIrodsAuth, parseIrodsZones } from './irods-zone-entries.parser';
 
 export interface IrodsStorageSettings {
   /** "zone=<HTTP API base URL with its version>" entries. */
@@ -61,17 +61,8 @@ export class IrodsStorageBackend implements StorageBackend {
   ) {
     this.agent = new Agent({ bodyTimeout: settings.idle_timeout_ms, headersTimeout: settings.idle_timeout_ms, connections: 32 });
     this.retry = { retries: settings.retries, baseMs: settings.retry_base_ms, maxMs: settings.retry_max_ms };
-    const auth = new Map<string, IrodsAuth>();
-    for (const [zone, value] of settingEntries('storage.irods.credentials', settings.credentials, 'zone')) {
-      auth.set(zone, { kind: 'basic', ...userAndPassword('storage.irods.credentials', zone, 'zone', value) });
-    }
-    for (const [zone, token] of settingEntries('storage.irods.access_tokens', settings.access_tokens, 'zone')) auth.set(zone, { kind: 'bearer', token });
-    for (const [zone, base] of settingEntries('storage.irods.zones', settings.zones, 'zone')) {
-      if (!/^https?:\/\/[^/@\s]+\/irods-http-api\/\d+\.\d+\.\d+\/?$/.test(base)) {
-        throw new DomainError(ErrorCode.InvalidArgument, `storage.irods.zones: "${zone}=${redactUrl(base)}" is not zone=http(s)://host:port/irods-http-api/<version>`);
-      }
-      this.clients.set(zone, new IrodsHttpClient(zone, base.replace(/\/$/, ''), auth.get(zone), this.agent));
-    }
+    const auth = parseIrodsAuth(settings.credentials, settings.access_tokens);
+    for (const [zone, base] of parseIrodsZones(settings.zones)) this.clients.set(zone, new IrodsHttpClient(zone, base, auth.get(zone), this.agent));
   }
 
   locations(): string[] {

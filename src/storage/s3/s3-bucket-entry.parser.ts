@@ -1,4 +1,4 @@
-import { DomainError, ErrorCode } from '../../common/domain-error';
+import { DomainError, ErrorCode } from '../../domain/domain-error';
 import { redactUrl } from '../../common/redact';
 import { settingEntries } from '../setting-entries';
 

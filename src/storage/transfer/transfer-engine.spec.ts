@@ -1,4 +1,4 @@
-import { DomainError, ErrorCode } from '../../common/domain-error';
+import { DomainError, ErrorCode } from '../../domain/domain-error';
 import { planParts, retryDelay, transferParts, TransferPart, withRetries } from './transfer-engine';
 
 const fast = { retries: 3, baseMs: 1, maxMs: 5 };

@@ -1,4 +1,4 @@
-import { DomainError, ErrorCode } from '../../common/domain-error';
+import { DomainError, ErrorCode } from '../../domain/domain-error';
 
 // The one transfer engine every storage scheme uses: a file is split into parts, parts move in parallel with a
 // bounded number of workers, and a failed part is retried (with exponential backoff and jitter) from where it

@@ -1,13 +1,12 @@
-import { Injectable } from '@nestjs/common';
 import { promises as fs } from 'node:fs';
 import * as path from 'node:path';
-import { DomainError, ErrorCode } from '../common/domain-error';
+import { DomainError, ErrorCode } from '../domain/domain-error';
 import { errorMessage, redactUrl } from '../common/redact';
-import type { ExecutionPlan } from '../compute/execution-plan';
-import type { TesOutputFileLog } from '../tasks/tes-task';
+import type { TesOutputFileLog } from '../domain/tes-task';
+import type { TransferOptions } from '../storage/storage-backend';
+import type { StorageRegistry } from '../storage/storage-registry';
+import { ExecutionPlan, hostPath, TaskLayout } from './execution-plan';
 import { outputFiles } from './output-files';
-import type { TransferOptions } from './storage-backend';
-import { StorageRegistry } from './storage-registry';
 
 export interface StagingOptions {
   signal?: AbortSignal;
@@ -42,40 +41,41 @@ export interface StagedOutputs {
   checksums: Record<string, string>;
 }
 
-/** Moves a plan's inputs onto the host before the executors and its outputs away after them. */
-@Injectable()
-export class StagingService {
+/** Moves a plan's inputs into the task root before the executors and its outputs away after them. */
+export class Staging {
   constructor(private readonly registry: StorageRegistry) {}
 
-  /** Creates the task's directories, then fetches every input to its host path. */
-  async stageInputs(plan: ExecutionPlan, options: StagingOptions = {}): Promise<void> {
-    await fs.mkdir(plan.rootDir, { recursive: true });
+  /** Creates the task's directories, then fetches every input to its place under the task root. */
+  async stageInputs(plan: ExecutionPlan, layout: TaskLayout, options: StagingOptions = {}): Promise<void> {
+    await fs.mkdir(layout.rootDir, { recursive: true });
     for (const mount of plan.mounts) {
-      await fs.mkdir(mount.type === 'DIRECTORY' ? mount.hostPath : path.dirname(mount.hostPath), { recursive: true });
+      const host = hostPath(layout.rootDir, mount.path);
+      await fs.mkdir(mount.type === 'DIRECTORY' ? host : path.dirname(host), { recursive: true });
     }
     await inParallel(plan.inputs, PARALLEL_TRANSFERS, async (input) => {
       const label = `inputs[${input.index}]`;
+      const destination = hostPath(layout.rootDir, input.path);
       try {
         if (input.content !== undefined) {
-          await fs.writeFile(input.hostPath, input.content, 'utf8');
+          await fs.writeFile(destination, input.content, 'utf8');
           return;
         }
         if (!input.url) throw new DomainError(ErrorCode.InvalidArgument, 'neither url nor content given');
         const backend = this.registry.forUrl(input.url);
         if (input.type === 'FILE') {
-          await metered(options, label, input.url, input.containerPath, (moving) => backend.download(input.url!, input.hostPath, moving));
+          await metered(options, label, input.url, input.path, (moving) => backend.download(input.url!, destination, moving));
           return;
         }
-        await fs.mkdir(input.hostPath, { recursive: true });
+        await fs.mkdir(destination, { recursive: true });
         const listed = await backend.list(input.url, options);
         await inParallel(listed, PARALLEL_TRANSFERS, async (entry) => {
-          const destination = path.join(input.hostPath, ...entry.relativePath.split('/'));
-          await fs.mkdir(path.dirname(destination), { recursive: true });
-          const containerPath = path.posix.join(input.containerPath, entry.relativePath);
-          await metered(options, label, entry.url, containerPath, (moving) => backend.download(entry.url, destination, moving));
+          const file = path.join(destination, ...entry.relativePath.split('/'));
+          await fs.mkdir(path.dirname(file), { recursive: true });
+          const containerPath = path.posix.join(input.path, entry.relativePath);
+          await metered(options, label, entry.url, containerPath, (moving) => backend.download(entry.url, file, moving));
         });
       } catch (err) {
-        throw stagingError(`staging ${label} (${input.url ? redactUrl(input.url) : 'content'}) to ${input.containerPath} failed`, err);
+        throw stagingError(`staging ${label} (${input.url ? redactUrl(input.url) : 'content'}) to ${input.path} failed`, err);
       }
     });
   }
@@ -85,13 +85,13 @@ export class StagingService {
    * task log's metadata. A glob that matches nothing is noted, not an error. Symbolic links the task made are
    * followed as the container sees them, never out of the task's directory (see output-files.ts).
    */
-  async stageOutputs(plan: ExecutionPlan, options: StagingOptions = {}): Promise<StagedOutputs> {
+  async stageOutputs(plan: ExecutionPlan, layout: TaskLayout, options: StagingOptions = {}): Promise<StagedOutputs> {
     const logs: TesOutputFileLog[] = [];
     const checksums: Record<string, string> = {};
     for (const output of plan.outputs) {
       const label = `outputs[${output.index}]`;
       try {
-        const files = await outputFiles(plan.rootDir, output, options.log ?? (() => undefined));
+        const files = await outputFiles(layout.rootDir, output, options.log ?? (() => undefined));
         await inParallel(files, PARALLEL_TRANSFERS, async (file) => {
           const backend = this.registry.forUrl(file.url);
           const { bytes, sha256 } = await metered(options, label, file.url, file.containerPath, (moving) => backend.upload(file.hostPath, file.url, moving));
@@ -99,7 +99,7 @@ export class StagingService {
           checksums[`sha256:${file.containerPath}`] = sha256;
         });
       } catch (err) {
-        throw stagingError(`uploading ${label} (${output.containerPath} to ${redactUrl(output.url)}) failed`, err);
+        throw stagingError(`uploading ${label} (${output.path} to ${redactUrl(output.url)}) failed`, err);
       }
     }
     return { outputs: logs, checksums };

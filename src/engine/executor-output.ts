@@ -1,4 +1,5 @@
-import { createWriteStream, WriteStream } from 'node:fs';
+import type { WriteStream } from 'node:fs';
+import type { FileHandle } from 'node:fs/promises';
 import { Writable } from 'node:stream';
 
 /** Keeps the last `limit` bytes written, as text with no broken leading character. */
@@ -33,6 +34,12 @@ export class TailBuffer {
   }
 }
 
+/** The files an executor's stdout and stderr go to, opened already (the same handle when both name one file). */
+export interface OutputFiles {
+  stdout?: FileHandle;
+  stderr?: FileHandle;
+}
+
 /** An executor's stdout and stderr: bounded tails for the task log, and the task's stdout/stderr files if named. */
 export class ExecutorOutput {
   readonly stdout: Writable;
@@ -43,18 +50,18 @@ export class ExecutorOutput {
   private version = 0;
   private reported = 0;
 
-  constructor(limit: number, stdoutFile?: string, stderrFile?: string) {
+  constructor(limit: number, files: OutputFiles = {}) {
     this.tails = { stdout: new TailBuffer(limit), stderr: new TailBuffer(limit) };
-    const stdoutStream = this.open(stdoutFile);
+    const stdoutStream = this.open(files.stdout);
     // One file named for both streams gets both, interleaved, through one writer.
-    const stderrStream = stderrFile !== undefined && stderrFile === stdoutFile ? stdoutStream : this.open(stderrFile);
+    const stderrStream = files.stderr !== undefined && files.stderr === files.stdout ? stdoutStream : this.open(files.stderr);
     this.stdout = this.sink(this.tails.stdout, stdoutStream);
     this.stderr = this.sink(this.tails.stderr, stderrStream);
   }
 
-  private open(file: string | undefined): WriteStream | undefined {
+  private open(file: FileHandle | undefined): WriteStream | undefined {
     if (file === undefined) return undefined;
-    const out = createWriteStream(file);
+    const out = file.createWriteStream();
     this.files.push(out);
     // A full disk must not stop the executor or the tails; the error is reported when the output closes.
     out.on('error', (err) => (this.fileError ??= err));

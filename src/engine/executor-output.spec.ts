@@ -1,4 +1,4 @@
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { mkdtempSync, promises as fs, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { ExecutorOutput, TailBuffer } from './executor-output';
@@ -32,7 +32,7 @@ describe('ExecutorOutput', () => {
 
   it('writes the whole stream to the file, the tail to the log, and reports changes once', async () => {
     const file = path.join(dir, 'stdout.txt');
-    const output = new ExecutorOutput(4, file);
+    const output = new ExecutorOutput(4, { stdout: await fs.open(file, 'w') });
     await new Promise<void>((resolve) => output.stdout.write(Buffer.from('abcdef'), () => resolve()));
     expect(output.takeChanges()).toEqual({ stdout: 'cdef', stderr: '' });
     expect(output.takeChanges()).toBeUndefined();
@@ -42,7 +42,8 @@ describe('ExecutorOutput', () => {
 
   it('writes stdout and stderr named as the same file into that one file', async () => {
     const file = path.join(dir, 'both.txt');
-    const output = new ExecutorOutput(64, file, file);
+    const handle = await fs.open(file, 'w');
+    const output = new ExecutorOutput(64, { stdout: handle, stderr: handle });
     await new Promise<void>((resolve) => output.stdout.write(Buffer.from('out\n'), () => resolve()));
     await new Promise<void>((resolve) => output.stderr.write(Buffer.from('err\n'), () => resolve()));
     await output.close();
@@ -50,9 +51,12 @@ describe('ExecutorOutput', () => {
   });
 
   it('keeps the tails going when the file cannot be written, and says why on close', async () => {
-    const output = new ExecutorOutput(16, path.join(dir, 'missing', 'stdout.txt'));
+    // A handle that cannot be written stands in for a full disk.
+    const file = path.join(dir, 'read-only.txt');
+    writeFileSync(file, '');
+    const output = new ExecutorOutput(16, { stdout: await fs.open(file, 'r') });
     await new Promise<void>((resolve) => output.stdout.write(Buffer.from('still here'), () => resolve()));
-    expect((await output.close())?.message).toMatch(/ENOENT/);
+    expect((await output.close())?.message).toMatch(/EBADF/);
     expect(output.snapshot().stdout).toBe('still here');
   });
 });

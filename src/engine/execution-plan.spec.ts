@@ -1,5 +1,5 @@
 import { buildExecutionPlan, hostPathFor, staticPrefix } from './execution-plan';
-import { TaskRecord, TesState } from '../tasks/tes-task';
+import { TaskRecord, TesState } from '../domain/tes-task';
 
 const base: TaskRecord = { id: 'plan-1', state: TesState.INITIALIZING, creation_time: '2026-01-01T00:00:00Z', logs: [], executors: [] };
 

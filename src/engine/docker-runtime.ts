@@ -1,10 +1,10 @@
 import Docker from 'dockerode';
-import { createReadStream, promises as fs } from 'node:fs';
-import * as path from 'node:path';
-import { DomainError, ErrorCode } from '../../common/domain-error';
-import type { ExecutionPlan, PlanExecutor } from '../execution-plan';
+import { promises as fs } from 'node:fs';
+import { DomainError, ErrorCode } from '../domain/domain-error';
+import { dockerOptions, EXECUTOR_LABEL, TASK_LABEL } from './docker-options';
+import { ExecutionPlan, hostPath, PlanExecutor, TaskLayout } from './execution-plan';
 import type { ExecutorOutput } from './executor-output';
-import { abortedError, ExecutorExit, ExecutorRuntime, executorName, LeftoverExecutor, RunningExecutor } from './executor-runtime';
+import { abortedError, ExecutorExit, ExecutorIo, ExecutorRuntime, executorName, LeftoverExecutor, RunningExecutor, StartSignals } from './executor-runtime';
 
 export interface DockerRuntimeSettings {
   docker_socket: string;
@@ -13,8 +13,6 @@ export interface DockerRuntimeSettings {
   stop_timeout_s: number;
 }
 
-const TASK_LABEL = 'tesp.task';
-const EXECUTOR_LABEL = 'tesp.executor';
 /** How long removeAll keeps trying after the stop timeout before it gives up. */
 const REMOVE_GRACE_MS = 30_000;
 
@@ -28,50 +26,39 @@ export class DockerRuntime implements ExecutorRuntime {
   readonly kind = 'docker' as const;
   readonly survivesRestart = true;
   private readonly docker: Docker;
+  private engineId?: Promise<string>;
 
   constructor(private readonly settings: DockerRuntimeSettings) {
     this.docker = new Docker({ socketPath: settings.docker_socket });
   }
 
-  async start(plan: ExecutionPlan, executor: PlanExecutor, output: ExecutorOutput, signal: AbortSignal): Promise<RunningExecutor> {
-    await this.ensureImage(executor.image, signal);
-    if (signal.aborted) throw abortedError();
-    const name = executorName(plan.taskId, executor.index);
-    const withStdin = executor.stdinHostPath !== undefined;
-    if (executor.workdir) await fs.mkdir(path.join(plan.rootDir, executor.workdir), { recursive: true }).catch(() => undefined);
+  location(): Promise<string> {
+    // The engine's own id, not the socket path: two hosts may both use /var/run/docker.sock.
+    this.engineId ??= this.docker.info().then(
+      (info: { ID?: string }) => `docker engine ${info.ID ?? this.settings.docker_socket}`,
+      (err: unknown) => {
+        this.engineId = undefined;
+        throw dockerError('could not reach the Docker engine', err);
+      },
+    );
+    return this.engineId;
+  }
+
+  async start(plan: ExecutionPlan, executor: PlanExecutor, layout: TaskLayout, io: ExecutorIo, signals: StartSignals): Promise<RunningExecutor> {
+    const { output } = io;
+    await this.ensureImage(executor.image, signals.abort);
+    if (signals.abort.aborted) throw abortedError();
+    const options = dockerOptions(plan, executor, layout, { allowNetwork: this.settings.allow_network });
+    const withStdin = io.stdin !== undefined;
+    if (executor.workdir) await fs.mkdir(hostPath(layout.rootDir, executor.workdir), { recursive: true }).catch(() => undefined);
     // A container of this name that never started (a previous process died between create and start) goes first.
-    await this.docker.getContainer(name).remove({ force: true }).catch(() => undefined);
-    const container = await this.docker
-      .createContainer({
-        name,
-        Image: executor.image,
-        Cmd: executor.command,
-        WorkingDir: executor.workdir,
-        Env: Object.entries(executor.env).map(([k, v]) => `${k}=${v}`),
-        Labels: { [TASK_LABEL]: plan.taskId, [EXECUTOR_LABEL]: String(executor.index) },
-        Tty: false,
-        AttachStdin: withStdin,
-        OpenStdin: withStdin,
-        StdinOnce: withStdin,
-        AttachStdout: true,
-        AttachStderr: true,
-        HostConfig: {
-          Binds: plan.mounts.map((m) => `${m.hostPath}:${m.containerPath}${m.readOnly ? ':ro' : ''}`),
-          NetworkMode: this.settings.allow_network ? 'default' : 'none',
-          NanoCpus: plan.limits.cpuCores ? Math.round(plan.limits.cpuCores * 1e9) : undefined,
-          Memory: plan.limits.ramBytes,
-          // Swap equal to memory: the RAM limit is not stretched by swapping.
-          MemorySwap: plan.limits.ramBytes,
-          ShmSize: plan.limits.shmBytes,
-          AutoRemove: false,
-        },
-      })
-      .catch((err: unknown) => {
-        throw dockerError(`could not create the container for executors[${executor.index}] (${executor.image})`, err);
-      });
+    await this.docker.getContainer(options.name!).remove({ force: true }).catch(() => undefined);
+    const container = await this.docker.createContainer(options).catch((err: unknown) => {
+      throw dockerError(`could not create the container for executors[${executor.index}] (${executor.image})`, err);
+    });
     // Attach before start so no early output is lost.
     const stream = (await container.attach({ stream: true, stdin: withStdin, stdout: true, stderr: true, hijack: withStdin })) as Stream;
-    const stopFollowing = follow(stream, signal);
+    const stopFollowing = follow(stream, signals.detach);
     container.modem.demuxStream(stream, output.stdout, output.stderr);
     const startTime = new Date().toISOString();
     try {
@@ -88,12 +75,11 @@ export class DockerRuntime implements ExecutorRuntime {
       }
       throw dockerError(`could not start executors[${executor.index}] (${executor.image})`, err);
     }
-    if (withStdin) {
-      const input = createReadStream(executor.stdinHostPath!);
-      input.on('error', () => (stream as unknown as NodeJS.WritableStream).end());
-      input.pipe(stream as unknown as NodeJS.WritableStream);
+    if (io.stdin) {
+      io.stdin.on('error', () => (stream as unknown as NodeJS.WritableStream).end());
+      io.stdin.pipe(stream as unknown as NodeJS.WritableStream);
     }
-    return { startTime, exited: this.exitOf(container, stopFollowing, signal) };
+    return { startTime, exited: this.exitOf(container, stopFollowing, signals.detach) };
   }
 
   async leftovers(taskId: string): Promise<LeftoverExecutor[]> {
@@ -104,22 +90,23 @@ export class DockerRuntime implements ExecutorRuntime {
       .sort((a, b) => a.index - b.index);
   }
 
-  async adopt(taskId: string, index: number, output: ExecutorOutput, signal: AbortSignal): Promise<RunningExecutor> {
+  async adopt(taskId: string, index: number, output: ExecutorOutput, detach: AbortSignal): Promise<RunningExecutor> {
     const container = this.docker.getContainer(executorName(taskId, index));
     const info = await container.inspect();
     // The logs from the start: the tails and the stdout/stderr files are rebuilt as if followed all along.
-    const stream = (await container.logs({ follow: true, stdout: true, stderr: true, abortSignal: signal })) as unknown as Stream;
-    const stopFollowing = follow(stream, signal);
+    const stream = (await container.logs({ follow: true, stdout: true, stderr: true, abortSignal: detach })) as unknown as Stream;
+    const stopFollowing = follow(stream, detach);
     container.modem.demuxStream(stream, output.stdout, output.stderr);
     const startTime = isoOrNow(info.State.StartedAt);
-    return { startTime, exited: this.exitOf(container, stopFollowing, signal, startTime) };
+    return { startTime, exited: this.exitOf(container, stopFollowing, detach, startTime) };
   }
 
-  async removeAll(taskId: string): Promise<void> {
+  async removeAll(taskId: string): Promise<number> {
     const deadline = Date.now() + this.settings.stop_timeout_s * 1000 + REMOVE_GRACE_MS;
+    let stopped = 0;
     for (;;) {
       const containers = await this.listTask(taskId);
-      if (containers.length === 0) return;
+      if (containers.length === 0) return stopped;
       if (Date.now() > deadline) {
         throw new DomainError(ErrorCode.ComputeFailed, `could not remove the containers of task ${taskId}: ${containers.map((c) => c.Names.join(',')).join(' ')}`);
       }
@@ -127,7 +114,10 @@ export class DockerRuntime implements ExecutorRuntime {
         containers.map(async (c) => {
           const container = this.docker.getContainer(c.Id);
           // SIGTERM, then SIGKILL after the stop timeout; a container that is not running answers 304, ignored.
-          if (c.State === 'running') await container.stop({ t: this.settings.stop_timeout_s }).catch(() => undefined);
+          if (c.State === 'running') {
+            stopped += 1;
+            await container.stop({ t: this.settings.stop_timeout_s }).catch(() => undefined);
+          }
           // 404: gone already; 409: a removal is in progress (the next round sees it gone).
           await container.remove({ force: true }).catch((err: { statusCode?: number }) => {
             if (err.statusCode !== 404 && err.statusCode !== 409) throw dockerError(`could not remove container ${c.Names.join(',')}`, err);

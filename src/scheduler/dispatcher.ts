@@ -1,0 +1,109 @@
+import type { Logger } from '../common/logger';
+import { errorMessage } from '../common/redact';
+import type { ComputeBackend } from '../compute/compute-backend';
+import { HELD_STATES } from '../domain/task-state-machine';
+import { StoredTask, TesState } from '../domain/tes-task';
+import type { TaskRepository } from '../persistence/task-repository';
+import type { HeldRun, HeldRuns } from './held-runs';
+import { failPatch, UpdateApplier } from './update-applier';
+
+export interface LeaseSettings {
+  /** This replica's name in leases. */
+  holder: string;
+  leaseMs: number;
+}
+
+/** Claims sent to the store at once. */
+const CLAIMS_PER_ROUND = 32;
+
+/** How many QUEUED tasks a saturated replica looks at to tell them why they wait. */
+const WAITING_NOTE_WINDOW = 64;
+
+/**
+ * Starts QUEUED tasks while this replica has capacity: the backend's capacity against the store's count of the
+ * tasks this holder has under lease. Each claim is one atomic store operation (claimNext), so replicas never start
+ * the same task twice. Woken when a task is created and when a run ends, so freed capacity is used at once.
+ */
+export class Dispatcher {
+  private running?: Promise<void>;
+  private again = false;
+  private stopped = false;
+  private lastWaitingNote = 0;
+
+  constructor(
+    private readonly repo: TaskRepository,
+    private readonly backend: ComputeBackend,
+    private readonly runs: HeldRuns,
+    private readonly applier: UpdateApplier,
+    private readonly lease: LeaseSettings,
+    private readonly waitingNoteEveryMs: number,
+    private readonly logger: Logger,
+  ) {}
+
+  /** Looks for work now; calls while a round runs fold into one more round. */
+  wake(): void {
+    if (this.stopped) return;
+    if (this.running) {
+      this.again = true;
+      return;
+    }
+    this.running = this.dispatch()
+      .catch((err: unknown) => this.logger.error({ err: errorMessage(err) }, 'dispatch failed'))
+      .finally(() => {
+        this.running = undefined;
+        if (this.again) {
+          this.again = false;
+          this.wake();
+        }
+      });
+  }
+
+  async stop(): Promise<void> {
+    this.stopped = true;
+    await this.running;
+  }
+
+  private async dispatch(): Promise<void> {
+    const capacity = this.backend.capacity.tasks;
+    const free = capacity - (await this.repo.countHeld(this.lease.holder));
+    if (free <= 0) {
+      await this.noteWaiting(capacity);
+      return;
+    }
+    // Claims issued together share one store commit; a large capacity fills in rounds.
+    const batch = Math.min(free, CLAIMS_PER_ROUND);
+    const claims = await Promise.all(Array.from({ length: batch }, () => this.repo.claimNext(this.lease.holder, this.lease.leaseMs)));
+    for (const task of claims) if (task) this.start(task);
+    if (free > batch && claims.every(Boolean)) this.again = true;
+  }
+
+  /** Registers the run before anything else can happen, then hands the task to the backend. */
+  private start(task: StoredTask): void {
+    const run = this.runs.add(task.id, task.control.attempt, task.control.lease!.token);
+    run.starting = this.submit(task, run);
+  }
+
+  /** Hands a task this replica holds to the backend and records its reference; a failure ends it SYSTEM_ERROR. */
+  async submit(task: StoredTask, run: HeldRun): Promise<void> {
+    try {
+      const ref = await this.backend.submit(task);
+      await this.applier.write(task.id, { from: HELD_STATES, attempt: run.attempt, lease_token: run.token, ops: [{ op: 'set_backend_ref', ref }] });
+    } catch (err) {
+      const result = await this.applier.write(task.id, failPatch(run, `could not start: ${errorMessage(err)}`)).catch(() => undefined);
+      if (result?.applied) {
+        this.runs.delete(run);
+        this.wake();
+      }
+    }
+  }
+
+  /** A saturated replica tells the oldest QUEUED tasks why they wait (once each, at most once per poll). */
+  private async noteWaiting(capacity: number): Promise<void> {
+    if (Date.now() - this.lastWaitingNote < this.waitingNoteEveryMs) return;
+    this.lastWaitingNote = Date.now();
+    const line = `waiting: ${capacity} task(s) already running on this replica (${this.backend.capacity.setting})`;
+    const queued = await this.repo.findByState([TesState.QUEUED], WAITING_NOTE_WINDOW);
+    const unnoted = queued.filter((task) => !task.logs.some((log) => log.system_logs?.includes(line)));
+    await Promise.all(unnoted.map((task) => this.repo.patch(task.id, { from: [TesState.QUEUED], attempt: 0, ops: [{ op: 'add_system_log', line }] })));
+  }
+}
