@@ -16,16 +16,16 @@ describe('loadSettings', () => {
 
   beforeEach(() => {
     dir = mkdtempSync(path.join(os.tmpdir(), 'tesp-settings-'));
-    writeFileSync(path.join(dir, 'default.yaml'), 'server:\n  port: 8080\nscheduler:\n  max_concurrent_tasks: 4\n');
+    writeFileSync(path.join(dir, 'default.yaml'), 'server:\n  port: 8080\ncompute:\n  local:\n    max_concurrent_tasks: 4\n');
   });
 
   afterEach(() => rmSync(dir, { recursive: true, force: true }));
 
   it('layers defaults, the profile file and environment variables', () => {
-    writeFileSync(path.join(dir, 'fast.yaml'), 'scheduler:\n  max_concurrent_tasks: 16\n');
+    writeFileSync(path.join(dir, 'fast.yaml'), 'compute:\n  local:\n    max_concurrent_tasks: 16\n');
     const settings = loadSettings({ settingsDir: dir, env: { TESP_PROFILE: 'fast', TESP_SERVER__PORT: '9090' } });
     expect(settings.server.port).toBe(9090);
-    expect(settings.scheduler.max_concurrent_tasks).toBe(16);
+    expect(settings.compute.local.max_concurrent_tasks).toBe(16);
     expect(settings.compute.local.runtime).toBe('docker');
   });
 
@@ -35,7 +35,7 @@ describe('loadSettings', () => {
   });
 
   it('keeps URLs with credentials and query strings whole in a JSON list (storage.s3.buckets)', () => {
-    const entries = ['a=https://AK:se%2Fcret@s3.example.org:8443?region=eu-west-1&force_path_style=true', 'b=http://127.0.0.1:7480'];
+    const entries = ['alpha=https://AK:se%2Fcret@s3.example.org:8443?region=eu-west-1&force_path_style=true', 'beta=http://127.0.0.1:7480'];
     expect(loadSettings({ settingsDir: dir, env: { TESP_STORAGE__S3__BUCKETS: JSON.stringify(entries) } }).storage.s3.buckets).toEqual(entries);
     expect(loadSettings({ settingsDir: dir, env: {} }).storage.s3.buckets).toEqual([]);
   });
@@ -51,8 +51,37 @@ describe('loadSettings', () => {
 
   it('refuses unknown keys and unknown profiles', () => {
     writeFileSync(path.join(dir, 'default.yaml'), 'server:\n  prot: 1\n');
-    expect(() => loadSettings({ settingsDir: dir, env: {} })).toThrow(/unknown setting "server.prot"/);
+    expect(() => loadSettings({ settingsDir: dir, env: {} })).toThrow(/unknown setting "server.prot"; did you mean server.port\?/);
     expect(() => loadSettings({ settingsDir: dir, env: { TESP_PROFILE: 'nope' } })).toThrow(/TESP_PROFILE "nope"/);
+  });
+
+  it('refuses an environment variable that names no setting, as it refuses the same typo in a file', () => {
+    expect(() => loadSettings({ settingsDir: dir, env: { TESP_SERVER__PROT: '9090' } })).toThrow(
+      new SettingsError('environment variable TESP_SERVER__PROT names no setting; did you mean TESP_SERVER__PORT?'),
+    );
+    expect(() => loadSettings({ settingsDir: dir, env: { TESP_NOTHING_LIKE_IT: '1' } })).toThrow(/^environment variable TESP_NOTHING_LIKE_IT names no setting$/);
+    // The loader's own variables and the one executors get are not settings.
+    expect(() => loadSettings({ settingsDir: dir, env: { TESP_SETTINGS_DIR: dir, TESP_TASK_ROOT: '/x', OTHER: 'y' } })).not.toThrow();
+  });
+
+  it('says where a retired setting went', () => {
+    expect(() => loadSettings({ settingsDir: dir, env: { TESP_SCHEDULER__MAX_CONCURRENT_TASKS: '2' } })).toThrow(/now compute\.local\.max_concurrent_tasks/);
+    writeFileSync(path.join(dir, 'default.yaml'), 'server:\n  cors: true\n');
+    expect(() => loadSettings({ settingsDir: dir, env: {} })).toThrow(/unknown setting "server.cors"; it was replaced by server.cors_origins/);
+  });
+
+  it('checks entry lists at load time, naming the setting and the variable but never a secret', () => {
+    const attempt = (env: Record<string, string>) => () => loadSettings({ settingsDir: dir, env });
+    expect(attempt({ TESP_STORAGE__FTP__CREDENTIALS: JSON.stringify(['127.0.0.1:2121=tes:s3cret', 'no equals sign']) })).toThrow(
+      new SettingsError('setting "storage.ftp.credentials" (from environment variable TESP_STORAGE__FTP__CREDENTIALS): entry 1 is not host[:port]=value'),
+    );
+    expect(attempt({ TESP_STORAGE__FTP__CREDENTIALS: 'host=nopassword' })).toThrow(/storage\.ftp\.credentials.*TESP_STORAGE__FTP__CREDENTIALS.*"host" is not host\[:port\]=user:password/);
+    const s3 = attempt({ TESP_STORAGE__S3__BUCKETS: JSON.stringify(['data=https://AK:t0ps3cret@s3.example.org?force_path_style=maybe']) });
+    expect(s3).toThrow(/"storage\.s3\.buckets" \(from environment variable TESP_STORAGE__S3__BUCKETS\): the entry for "data" has force_path_style=maybe/);
+    expect(s3).not.toThrow(/t0ps3cret/);
+    expect(attempt({ TESP_STORAGE__IRODS__ZONES: 'tempZone=http://127.0.0.1:9000/' })).toThrow(/storage\.irods\.zones.*is not zone=http\(s\):\/\/host:port\/irods-http-api\/<version>/);
+    expect(attempt({ TESP_SERVER__CORS_ORIGINS: 'https://app.example.org/path' })).toThrow(/server\.cors_origins.*entry 0 \("https:\/\/app\.example\.org\/path"\) is not an origin/);
+    expect(loadSettings({ settingsDir: dir, env: { TESP_SERVER__CORS_ORIGINS: 'https://app.example.org, http://127.0.0.1:3000' } }).server.cors_origins).toEqual(['https://app.example.org', 'http://127.0.0.1:3000']);
   });
 
   it('returns frozen settings', () => {

@@ -73,8 +73,14 @@ export class ExecutorOutput {
       write: (chunk: Buffer, _enc, done) => {
         tail.push(chunk);
         this.version += 1;
-        if (out && !out.destroyed) out.write(chunk, () => done());
-        else done();
+        if (out && !out.destroyed) {
+          out.write(chunk, (err) => {
+            if (err) this.fileError ??= err;
+            done();
+          });
+        } else {
+          done();
+        }
       },
     });
   }
