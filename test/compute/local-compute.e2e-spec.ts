@@ -1,16 +1,16 @@
 // LocalComputeBackend through its port, against a real Docker engine (and the process runtime), built by the
 // compute module's factory from settings. Outputs go to a temporary directory through the file storage backend.
-import { execFileSync } from 'node:child_process';
-import { existsSync, mkdtempSync, readFileSync, rmSync, statSync } from 'node:fs';
+import { execFileSync, spawn } from 'node:child_process';
+import { existsSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { createLogger } from '../../src/common/logger';
-import type { ComputeBackend, TaskUpdate } from '../../src/compute/compute-backend';
 import { createComputeBackend } from '../../src/compute/compute.module';
+import type { LocalComputeBackend } from '../../src/compute/local/local-compute.backend';
 import { loadSettings } from '../../src/config/settings.loader';
-import { StagingService } from '../../src/storage/staging.service';
+import type { TaskUpdate } from '../../src/domain/task-update';
+import { StoredTask, TesExecutor, TesState } from '../../src/domain/tes-task';
 import { StorageRegistry } from '../../src/storage/storage-registry';
-import { TaskRecord, TesExecutor, TesState } from '../../src/domain/tes-task';
 import { containersOf, describeWithDocker, dockerAvailable, sleep } from '../e2e/service-process';
 
 type Finished = Extract<TaskUpdate, { kind: 'finished' }>;
@@ -19,7 +19,7 @@ type ExecutorFinished = Extract<TaskUpdate, { kind: 'executor-finished' }>;
 const ID_PREFIX = `compute-test-${process.pid}-`;
 let taskCounter = 0;
 
-function makeTask(overrides: Partial<TaskRecord>): TaskRecord {
+function makeTask(overrides: Partial<StoredTask>): StoredTask {
   taskCounter += 1;
   return {
     id: `${ID_PREFIX}${taskCounter}-${Date.now()}`,
@@ -27,6 +27,7 @@ function makeTask(overrides: Partial<TaskRecord>): TaskRecord {
     creation_time: new Date().toISOString(),
     executors: [],
     logs: [],
+    control: { attempt: 1, update_seq: 0 },
     ...overrides,
   };
 }
@@ -38,20 +39,25 @@ class Harness {
   /** Where outputs are uploaded to (the one allowed file storage directory). */
   readonly outDir = path.join(this.dir, 'out');
   readonly updates = new Map<string, TaskUpdate[]>();
-  readonly backend: ComputeBackend;
+  /** Sequence numbers as the backend gave them, per task. */
+  readonly seqs = new Map<string, number[]>();
+  readonly backend: LocalComputeBackend;
 
   constructor(readonly overrides: Record<string, unknown>) {
     this.backend = this.newBackend();
   }
 
   /** Another backend on the same data directory, as a restarted tesp builds it. */
-  newBackend(): ComputeBackend {
+  newBackend(): LocalComputeBackend {
     const settings = loadSettings({
       env: {},
       overrides: { data_dir: path.join(this.dir, 'data'), 'storage.file.allowed_dirs': [this.outDir], 'compute.local.log_refresh_ms': 100, ...this.overrides },
     });
-    const backend = createComputeBackend(settings, new StagingService(StorageRegistry.fromSettings(settings)), createLogger('silent'));
-    backend.onUpdate((taskId, update) => this.updates.set(taskId, [...(this.updates.get(taskId) ?? []), update]));
+    const backend = createComputeBackend(settings.compute, path.join(this.dir, 'data'), StorageRegistry.fromSettings(settings.storage), createLogger('silent')) as LocalComputeBackend;
+    backend.onUpdate((taskId, update, seq) => {
+      this.updates.set(taskId, [...(this.updates.get(taskId) ?? []), update]);
+      this.seqs.set(taskId, [...(this.seqs.get(taskId) ?? []), seq]);
+    });
     return backend;
   }
 
@@ -61,12 +67,9 @@ class Harness {
 
   /** The updates once the task has finished and its run has cleaned up. */
   async finished(taskId: string, backend = this.backend, timeoutMs = 30_000): Promise<TaskUpdate[]> {
-    const deadline = Date.now() + timeoutMs;
-    while (Date.now() < deadline) {
-      if (this.of(taskId).some((u) => u.kind === 'finished') && !backend.isRunning(taskId)) return this.of(taskId);
-      await sleep(50);
-    }
-    throw new Error(`task ${taskId} did not finish: ${JSON.stringify(this.of(taskId))}`);
+    await this.until(taskId, (u) => u.kind === 'finished', timeoutMs);
+    await backend.settled(taskId);
+    return this.of(taskId);
   }
 
   async until(taskId: string, test: (u: TaskUpdate) => boolean, timeoutMs = 30_000): Promise<void> {
@@ -305,33 +308,57 @@ describeWithDocker('LocalComputeBackend with the Docker runtime', () => {
 
   it('treats a second submit of a running task as a no-op', async () => {
     const task = makeTask({ executors: [alpine('sleep 1; echo once')] });
-    await h.backend.submit(task);
-    await h.backend.submit(task);
-    expect(h.backend.activeCount()).toBe(1);
+    const [first, second] = await Promise.all([h.backend.submit(task), h.backend.submit(task)]);
+    expect(second).toEqual(first);
     const updates = await h.finished(task.id);
     expect(updates.filter(started)).toHaveLength(1);
     expect(exitsOf(updates)[0].stdout).toBe('once\n');
   });
 
-  it('cancels a running task: the container is gone within 5 s', async () => {
+  it('cancels a running task: the killed executor reports its exit, the container and task directory are gone', async () => {
     // sleep as PID 1 ignores SIGTERM, so this also waits out the stop timeout before the kill.
-    const task = makeTask({ executors: [{ image: 'alpine:latest', command: ['sleep', '600'] }] });
+    const task = makeTask({ executors: [{ image: 'alpine:latest', command: ['sleep', '600'] }, alpine('echo never')] });
     await h.backend.submit(task);
     await h.until(task.id, started);
     expect(containersOf(task.id)).toHaveLength(1);
-    const before = Date.now();
-    await h.backend.cancel(task.id);
-    expect(Date.now() - before).toBeLessThan(5000);
+    expect(await h.backend.cancel(task)).toBe('its executors were stopped and removed');
     expect(containersOf(task.id)).toEqual([]);
-    expect(h.backend.activeCount()).toBe(0);
     expect(existsSync(h.taskDir(task.id))).toBe(false);
+    // SIGKILL after the stop timeout: 128 + 9. Nothing more runs, and the cancel, not the run, ends the task.
+    expect(exitsOf(h.of(task.id)).map((e) => [e.index, e.exitCode])).toEqual([[0, 137]]);
+    expect(h.of(task.id).some((u) => u.kind === 'finished')).toBe(false);
   });
 
   it('cancels containers it does not track (left by an earlier process)', async () => {
     const task = makeTask({ executors: [{ image: 'alpine:latest', command: ['sleep', '600'] }] });
     execFileSync('docker', ['run', '-d', '--network', 'none', '--name', `tesp-${task.id}-0`, '--label', `tesp.task=${task.id}`, '--label', 'tesp.executor=0', 'alpine:latest', 'sleep', '600'], { stdio: 'ignore' });
-    await h.backend.cancel(task.id);
+    expect(await h.backend.cancel(task)).toBe('stopped 1 executor(s) no run in this process followed');
     expect(containersOf(task.id)).toEqual([]);
+  });
+
+  it('hands out a reference naming the engine and task directory, and adopts nothing another engine ran', async () => {
+    const task = makeTask({ executors: [alpine('echo ref')] });
+    const ref = await h.backend.submit(task);
+    expect(ref).toEqual({
+      backend: 'local',
+      runtime: 'docker',
+      location: expect.stringMatching(/^docker engine \S+$/),
+      task_dir: h.taskDir(task.id),
+      executors: `containers labelled tesp.task=${task.id}`,
+    });
+    await h.finished(task.id);
+    const elsewhere = { ...task, state: TesState.RUNNING, control: { attempt: 1, update_seq: 3, backend_ref: { ...ref, location: 'docker engine SOMEWHERE-ELSE' } } };
+    const outcome = await h.backend.resume(elsewhere);
+    expect(outcome).toEqual({ kind: 'lost', reason: expect.stringContaining('it ran with the docker runtime at docker engine SOMEWHERE-ELSE') });
+  });
+
+  it('numbers updates on from the sequence the task already has', async () => {
+    const task = makeTask({ executors: [alpine('true')], control: { attempt: 1, update_seq: 41 } });
+    await h.backend.submit(task);
+    await h.finished(task.id);
+    const seqs = h.seqs.get(task.id)!;
+    expect(seqs[0]).toBe(42);
+    expect(seqs).toEqual(seqs.map((_, i) => 42 + i));
   });
 
   it('adopts containers after detach, as a restarted tesp does, and runs the remaining executors', async () => {
@@ -342,7 +369,6 @@ describeWithDocker('LocalComputeBackend with the Docker runtime', () => {
     await h.backend.submit(task);
     await h.until(task.id, (u) => u.kind === 'executor-started' && u.index === 1);
     await h.backend.detach();
-    expect(h.backend.activeCount()).toBe(0);
     expect(containersOf(task.id).sort()).toEqual([`tesp-${task.id}-0`, `tesp-${task.id}-1`]);
     h.updates.delete(task.id);
 
@@ -423,22 +449,100 @@ describe('LocalComputeBackend with the process runtime', () => {
     expect(exitsOf(updates).map((e) => e.exitCode)).toEqual([4]);
   });
 
-  it('cancels a running process group', async () => {
+  it('cancels a running process group: the executor reports the SIGTERM it got', async () => {
     const task = makeTask({ executors: [{ image: 'ignored', command: ['sh', '-c', 'sleep 600 & wait'] }] });
     await h.backend.submit(task);
     await h.until(task.id, started);
-    const before = Date.now();
-    await h.backend.cancel(task.id);
-    expect(Date.now() - before).toBeLessThan(5000);
-    expect(h.backend.activeCount()).toBe(0);
+    await h.backend.cancel(task);
+    expect(exitsOf(h.of(task.id)).map((e) => e.exitCode)).toEqual([143]);
     expect(existsSync(h.taskDir(task.id))).toBe(false);
   });
 
   it('cannot adopt a RUNNING task after a restart, and restarts an INITIALIZING one', async () => {
     const running = makeTask({ state: TesState.RUNNING, executors: [{ image: 'ignored', command: ['true'] }] });
-    expect(await h.backend.resume(running)).toEqual({ kind: 'lost', reason: 'the process runtime cannot adopt executors after a restart' });
+    expect(await h.backend.resume(running)).toEqual({ kind: 'lost', reason: 'the process runtime cannot adopt executors another process started' });
     const initializing = makeTask({ executors: [{ image: 'ignored', command: ['echo', 'restarted'] }] });
     expect(await h.backend.resume(initializing)).toMatchObject({ kind: 'resumed' });
     expect(exitsOf(await h.finished(initializing.id))[0].stdout).toBe('restarted\n');
   });
 });
+
+describe('LocalComputeBackend with the process runtime, after a process died', () => {
+  let h: Harness;
+
+  beforeEach(() => {
+    h = new Harness({ 'compute.local.runtime': 'process' });
+  });
+
+  afterEach(async () => {
+    await h.backend.detach();
+    h.cleanup();
+  });
+
+  it('ends what a lost run left running before the task runs again', async () => {
+    const task = makeTask({ state: TesState.RUNNING, executors: [{ image: 'ignored', command: ['sleep', '600'] }] });
+    // What a killed tesp leaves: an executor in its own process group, its task root in its environment.
+    const root = path.join(h.taskDir(task.id), 'root');
+    const leftover = spawn('sleep', ['600'], { detached: true, stdio: 'ignore', env: { PATH: process.env.PATH, TESP_TASK_ROOT: root } });
+    leftover.unref();
+    const gone = new Promise((resolve) => leftover.once('exit', (_code, signal) => resolve(signal)));
+    const outcome = await h.backend.resume(task);
+    expect(outcome).toEqual({ kind: 'lost', reason: 'the process runtime cannot adopt executors another process started (ended 1 process(es) its earlier run left)' });
+    expect(await gone).toBe('SIGTERM');
+  });
+});
+
+/**
+ * An earlier executor plants links at the paths later executors name as stdin, stdout and stderr, pointing at host
+ * files outside the task root. tesp opens those files itself (as root where it talks to docker.sock): it must
+ * neither read nor write through the links.
+ */
+function plantedLinkCases(runtime: 'docker' | 'process', describeIt: (name: string, body: () => void) => void): void {
+  describeIt(`executor files behind planted links (${runtime} runtime)`, () => {
+    let h: Harness;
+
+    beforeEach(() => {
+      h = new Harness({ 'compute.local.runtime': runtime, 'compute.local.pull_images': false });
+    });
+
+    afterEach(async () => {
+      await h.backend.detach();
+      h.cleanup();
+    });
+
+    it('neither reads nor writes outside the task root', async () => {
+      const secret = path.join(h.dir, 'host-secret.txt');
+      const targetOut = path.join(h.dir, 'host-stdout.txt');
+      const targetErr = path.join(h.dir, 'host-stderr.txt');
+      writeFileSync(secret, 'the host secret\n');
+      writeFileSync(targetErr, 'keep me\n');
+      // In a container the links live in the /io volume; with the process runtime under $TESP_TASK_ROOT.
+      const io = runtime === 'docker' ? '/io' : '"$TESP_TASK_ROOT/io"';
+      const plant = `mkdir -p ${io} && ln -s ${secret} ${io}/in && ln -s ${targetOut} ${io}/out && ln -s ${targetErr} ${io}/err`;
+      const image = 'alpine:latest';
+      const task = makeTask({
+        volumes: ['/io'],
+        executors: [
+          { image, command: ['sh', '-c', plant] },
+          { image, command: ['cat'], stdin: '/io/in', ignore_error: true },
+          { image, command: ['echo', 'overwritten'], stdout: '/io/out', ignore_error: true },
+          { image, command: ['sh', '-c', 'echo overwritten >&2'], stderr: '/io/err', ignore_error: true },
+        ],
+      });
+      await h.backend.submit(task);
+      const updates = await h.finished(task.id);
+      expect(finishedOf(updates).state).toBe('COMPLETE');
+      const exits = exitsOf(updates);
+      expect(exits.map((e) => e.exitCode)).toEqual([0, 1, 1, 1]);
+      expect(exits[1].stderr).toBe('tesp: executors[1]: stdin /io/in does not exist in the task\n');
+      expect(exits[2].stderr).toMatch(/^tesp: executors\[2\]: stdout \/io\/out is a symbolic link/);
+      expect(exits[3].stderr).toMatch(/^tesp: executors\[3\]: stderr \/io\/err is a symbolic link/);
+      expect(JSON.stringify(updates)).not.toContain('the host secret');
+      expect(existsSync(targetOut)).toBe(false);
+      expect(readFileSync(targetErr, 'utf8')).toBe('keep me\n');
+    });
+  });
+}
+
+plantedLinkCases('docker', describeWithDocker);
+plantedLinkCases('process', describe);

@@ -107,6 +107,11 @@ export class LocalComputeBackend implements ComputeBackend {
     await run.done;
   }
 
+  /** Resolves when this process follows no run of the task any more (its clean-up included). */
+  async settled(taskId: string): Promise<void> {
+    await this.runs.get(taskId)?.done;
+  }
+
   async detach(): Promise<void> {
     const runs = [...this.runs.entries()];
     for (const [, run] of runs) run.detach.abort();
