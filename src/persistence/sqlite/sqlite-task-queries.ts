@@ -29,12 +29,7 @@ export const CLAIM_NEXT_SQL = `UPDATE tasks SET
     state = '${TesState.INITIALIZING}', attempt = 1, update_seq = 0,
     lease_holder = @holder, lease_until = @until, lease_token = @token,
     doc = json_set(
-      json_insert(doc,
-        '$.logs', json('[]'),
-        '$.logs[0]', ${EMPTY_LOG},
-        '$.logs[0].logs', json('[]'),
-        '$.logs[0].outputs', json('[]'),
-        '$.logs[0].system_logs', json('[]')),
+      json_insert(doc, '$.logs', json('[]'), '$.logs[0]', ${EMPTY_LOG}),
       '$.state', '${TesState.INITIALIZING}',
       '$.logs[0].start_time', @now),
     version = version + 1
