@@ -57,7 +57,7 @@ export const EXPIRED_LEASES_SQL = `SELECT ${STORED_TASK_COLUMNS} FROM tasks
  * Compare-and-set on the lease token (IS: an absent token matches NULL). Parameters: @id, @expected, @now,
  * @holder, @until, @token.
  */
-export const TAKE_OVER_SQL = `UPDATE tasks SET lease_holder = @holder, lease_until = @until, lease_token = @token, version = version + 1
+export const TAKE_OVER_SQL = `UPDATE tasks SET lease_holder = @holder, lease_until = @until, lease_token = @token
   WHERE id = @id AND state IN (${HELD}) AND lease_until < @now AND lease_token IS @expected
   RETURNING ${STORED_TASK_COLUMNS}`;
 
