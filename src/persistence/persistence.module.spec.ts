@@ -2,11 +2,12 @@ import { Test } from '@nestjs/testing';
 import { existsSync, mkdtempSync, rmSync } from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import { ErrorCode } from '../common/domain-error';
+import { ErrorCode } from '../domain/domain-error';
+import { TesState } from '../domain/tes-task';
 import { loadSettings } from '../config/settings.loader';
 import { SettingsModule } from '../config/settings.module';
-import { TesState } from '../tasks/tes-task';
-import { PersistenceModule } from './persistence.module';
+import type { Settings } from '../config/settings.schema';
+import { createTaskRepository, PersistenceModule } from './persistence.module';
 import { TASK_REPOSITORY, TaskRepository } from './task-repository';
 
 describe('PersistenceModule', () => {
@@ -25,5 +26,18 @@ describe('PersistenceModule', () => {
     expect(existsSync(path.join(dataDir, 'tasks.db'))).toBe(true);
     await app.close();
     await expect(repo.get('t1')).rejects.toMatchObject({ code: ErrorCode.Unavailable });
+  });
+
+  it('builds the store from the store settings and the data dir it is given', async () => {
+    const store = loadSettings({ env: {}, overrides: { 'store.sqlite.file': 'given.db' } }).store;
+    const repo = createTaskRepository(store, path.join(dir, 'given'));
+    try {
+      await repo.insert({ id: 't1', state: TesState.QUEUED, creation_time: '2026-01-01T00:00:00Z', executors: [], logs: [] });
+    } finally {
+      await repo.close();
+    }
+    expect(existsSync(path.join(dir, 'given', 'given.db'))).toBe(true);
+    const unknown = { ...store, kind: 'mongodb' } as unknown as Settings['store'];
+    expect(() => createTaskRepository(unknown, dir)).toThrow('store.kind "mongodb" has no implementation');
   });
 });

@@ -7,21 +7,20 @@ import { dataDir } from '../config/settings.loader';
 import { TASK_REPOSITORY, TaskRepository } from './task-repository';
 import { SqliteTaskRepository } from './sqlite/sqlite-task.repository';
 
-/** The one factory for the task store port. */
-export function createTaskRepository(settings: Settings): TaskRepository {
-  switch (settings.store.kind) {
+/** The one factory for the task store port: the store settings and the data directory its files go in. */
+export function createTaskRepository(store: Settings['store'], dataDir: string): TaskRepository {
+  switch (store.kind) {
     case 'sqlite': {
-      const dir = dataDir(settings);
-      mkdirSync(dir, { recursive: true });
-      return new SqliteTaskRepository(path.join(dir, settings.store.sqlite.file));
+      mkdirSync(dataDir, { recursive: true });
+      return new SqliteTaskRepository(path.join(dataDir, store.sqlite.file));
     }
     default:
-      throw new Error(`store.kind "${settings.store.kind as string}" has no implementation`);
+      throw new Error(`store.kind "${store.kind as string}" has no implementation`);
   }
 }
 
 @Module({
-  providers: [{ provide: TASK_REPOSITORY, inject: [SETTINGS], useFactory: createTaskRepository }],
+  providers: [{ provide: TASK_REPOSITORY, inject: [SETTINGS], useFactory: (settings: Settings) => createTaskRepository(settings.store, dataDir(settings)) }],
   exports: [TASK_REPOSITORY],
 })
 export class PersistenceModule implements OnApplicationShutdown {

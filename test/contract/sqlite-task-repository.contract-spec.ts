@@ -8,6 +8,7 @@ describeTaskRepositoryContract('SQLite', async () => {
   const dir = mkdtempSync(path.join(os.tmpdir(), 'tesp-sqlite-'));
   const file = path.join(dir, 'tesp.sqlite');
   let repo = new SqliteTaskRepository(file);
+  const others: SqliteTaskRepository[] = [];
   return {
     repo,
     reopen: async () => {
@@ -15,8 +16,15 @@ describeTaskRepositoryContract('SQLite', async () => {
       repo = new SqliteTaskRepository(file);
       return repo;
     },
+    // A second connection to the file, as a second API process would open.
+    openSecond: async () => {
+      const second = new SqliteTaskRepository(file);
+      others.push(second);
+      return second;
+    },
     cleanup: async () => {
       await repo.close();
+      for (const other of others) await other.close();
       rmSync(dir, { recursive: true, force: true });
     },
   };

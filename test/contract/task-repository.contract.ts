@@ -1,12 +1,16 @@
-// The TaskRepository contract: every store implementation runs this suite unchanged.
-import { DomainError, ErrorCode } from '../../src/common/domain-error';
-import type { TaskListQuery, TaskRepository } from '../../src/persistence/task-repository';
-import { TaskRecord, TesState } from '../../src/tasks/tes-task';
+// The TaskRepository contract: every store implementation runs this suite unchanged, through the port only.
+import { DomainError, ErrorCode } from '../../src/domain/domain-error';
+import type { TaskPatch } from '../../src/domain/task-patch';
+import { HELD_STATES } from '../../src/domain/task-state-machine';
+import { StoredTask, TaskRecord, TesState, TesTaskLog } from '../../src/domain/tes-task';
+import type { HeldTask, TaskListQuery, TaskRepository } from '../../src/persistence/task-repository';
 
 export interface RepositoryHarness {
   repo: TaskRepository;
   /** Closes the store and opens it again on the same data. */
   reopen(): Promise<TaskRepository>;
+  /** Another store instance on the same data, as a second API process has; cleanup closes it. */
+  openSecond(): Promise<TaskRepository>;
   cleanup(): Promise<void>;
 }
 
@@ -23,6 +27,22 @@ export function makeTask(overrides: Partial<TaskRecord> = {}): TaskRecord {
     ...overrides,
   };
 }
+
+/** A task as the store returns it right after insert: attempt 0, nothing applied, no lease. */
+function fresh(task: TaskRecord): StoredTask {
+  return { ...structuredClone(task), control: { attempt: 0, update_seq: 0 } };
+}
+
+/** A lease long enough never to expire during a test, and one that has surely expired after `expire()`. */
+const LONG_LEASE_MS = 60_000;
+const SHORT_LEASE_MS = 20;
+const expire = () => new Promise((resolve) => setTimeout(resolve, SHORT_LEASE_MS * 3));
+
+function log(systemLogs: string[] = []): TesTaskLog {
+  return { logs: [], outputs: [], system_logs: systemLogs };
+}
+
+const byId = (tasks: HeldTask[]) => [...tasks].sort((a, b) => a.id.localeCompare(b.id));
 
 async function expectDomainError(promise: Promise<unknown>, code: ErrorCode): Promise<void> {
   await expect(promise).rejects.toBeInstanceOf(DomainError);
@@ -45,6 +65,20 @@ export function describeTaskRepositoryContract(name: string, open: () => Promise
 
     async function insertAll(tasks: TaskRecord[]): Promise<void> {
       for (const task of tasks) await repo.insert(task);
+    }
+
+    /** Inserts a task and claims it (it must be the only QUEUED one). */
+    async function claimed(holder: string, leaseMs: number, overrides: Partial<TaskRecord> = {}): Promise<StoredTask> {
+      const task = makeTask(overrides);
+      await repo.insert(task);
+      const claim = await repo.claimNext(holder, leaseMs);
+      expect(claim?.id).toBe(task.id);
+      return claim!;
+    }
+
+    /** A patch by the holder of `task`'s current lease and attempt. */
+    function byHolder(task: StoredTask, patch: Partial<TaskPatch>): TaskPatch {
+      return { from: HELD_STATES, attempt: task.control.attempt, lease_token: task.control.lease?.token, ops: [], ...patch };
     }
 
     it('stores and returns every field of a task', async () => {
@@ -75,7 +109,7 @@ export function describeTaskRepositoryContract(name: string, open: () => Promise
         ],
       });
       await repo.insert(task);
-      expect(await repo.get(task.id)).toEqual(task);
+      expect(await repo.get(task.id)).toEqual(fresh(task));
     });
 
     it('refuses a second task with the same id', async () => {
@@ -91,7 +125,7 @@ export function describeTaskRepositoryContract(name: string, open: () => Promise
       expect(results.filter((r) => r.status === 'fulfilled')).toHaveLength(1);
       const failed = results.find((r): r is PromiseRejectedResult => r.status === 'rejected');
       expect(failed?.reason).toMatchObject({ code: ErrorCode.Conflict });
-      expect(await repo.get(task.id)).toEqual(results[0].status === 'fulfilled' ? task : twin);
+      expect(await repo.get(task.id)).toEqual(fresh(results[0].status === 'fulfilled' ? task : twin));
     });
 
     it('stores the task as it was when insert was called', async () => {
@@ -101,16 +135,16 @@ export function describeTaskRepositoryContract(name: string, open: () => Promise
       task.name = 'changed later';
       task.tags!.a = '2';
       await stored;
-      expect(await repo.get(task.id)).toEqual(copy);
+      expect(await repo.get(task.id)).toEqual(fresh(copy));
     });
 
     it('keeps the other tasks of a batch when one id is a duplicate', async () => {
       const existing = makeTask();
       await repo.insert(existing);
-      const fresh = makeTask();
-      const results = await Promise.allSettled([repo.insert({ ...existing }), repo.insert(fresh)]);
+      const other = makeTask();
+      const results = await Promise.allSettled([repo.insert({ ...existing }), repo.insert(other)]);
       expect(results.map((r) => r.status)).toEqual(['rejected', 'fulfilled']);
-      expect(await repo.get(fresh.id)).toEqual(fresh);
+      expect(await repo.get(other.id)).toEqual(fresh(other));
     });
 
     it('returns undefined for an unknown id', async () => {
@@ -243,90 +277,220 @@ export function describeTaskRepositoryContract(name: string, open: () => Promise
       expect(await ids([{ key: 'foo', value: 'bar' }, { key: 'foo', value: 'x' }])).toEqual([]);
     });
 
-    it('lists by the name and tags a task has after an update', async () => {
-      const task = makeTask({ name: 'before', tags: { phase: 'one', keep: 'k' } });
-      await repo.insert(task);
-      await repo.update(task.id, [TesState.QUEUED], (t) => {
-        t.name = 'after';
-        t.tags = { phase: 'two', keep: 'k', added: '' };
-      });
-      const ids = async (query: Partial<TaskListQuery>) => (await repo.list({ tags: [], pageSize: 10, fields: 'minimal', ...query })).tasks.map((t) => t.id);
-      expect(await ids({ namePrefix: 'before' })).toEqual([]);
-      expect(await ids({ namePrefix: 'after' })).toEqual([task.id]);
-      expect(await ids({ tags: [{ key: 'phase', value: 'one' }] })).toEqual([]);
-      expect(await ids({ tags: [{ key: 'phase', value: 'two' }, { key: 'keep', value: 'k' }, { key: 'added' }] })).toEqual([task.id]);
-    });
-
-    it('reads only id and state for minimal lists', async () => {
+    it('reads only id and state for minimal lists, and no control fields for full ones', async () => {
       const task = makeTask({ name: 'n', tags: { a: 'b' } });
       await repo.insert(task);
       expect((await repo.list({ tags: [], pageSize: 1, fields: 'minimal' })).tasks[0]).toEqual({ id: task.id, state: TesState.QUEUED });
       expect((await repo.list({ tags: [], pageSize: 1, fields: 'full' })).tasks[0]).toEqual(task);
     });
 
-    it('transitions with compare-and-set', async () => {
-      const task = makeTask();
-      await repo.insert(task);
-      const moved = await repo.transition(task.id, [TesState.QUEUED], TesState.INITIALIZING, (t) => {
-        t.logs.push({ logs: [], outputs: [], system_logs: ['claimed'] });
+    it('stores a new task with attempt 0 and no lease, whatever control the object carries', async () => {
+      const task = makeTask({ state: TesState.RUNNING });
+      const carrying: StoredTask = { ...task, control: { attempt: 3, update_seq: 7, lease: { holder: 'h', until: Date.now() + LONG_LEASE_MS, token: 't' }, backend_ref: { a: 1 } } };
+      await repo.insert(carrying);
+      expect(await repo.get(task.id)).toEqual(fresh(task));
+      expect(await repo.heldBy('h')).toEqual([]);
+    });
+
+    describe('patch', () => {
+      it('applies when its state guard holds and refuses once the state has moved on', async () => {
+        const task = makeTask();
+        await repo.insert(task);
+        const cancel: TaskPatch = { from: [TesState.QUEUED], to: TesState.CANCELED, attempt: 0, ops: [{ op: 'add_system_log', line: 'canceled by the user' }] };
+        const result = await repo.patch(task.id, cancel);
+        const expected: StoredTask = { ...fresh(task), state: TesState.CANCELED, logs: [log(['canceled by the user'])] };
+        expect(result).toEqual({ applied: true, task: expected });
+        expect(await repo.get(task.id)).toEqual(expected);
+        expect(await repo.patch(task.id, cancel)).toEqual({ applied: false, reason: 'state' });
+        expect(await repo.patch('no-such-task', cancel)).toEqual({ applied: false, reason: 'missing' });
+        expect(await repo.get(task.id)).toEqual(expected);
       });
-      expect(moved?.state).toBe(TesState.INITIALIZING);
-      expect(moved?.logs[0].system_logs).toEqual(['claimed']);
-      expect(await repo.transition(task.id, [TesState.QUEUED], TesState.INITIALIZING)).toBeUndefined();
-      expect(await repo.transition('missing', [TesState.QUEUED], TesState.INITIALIZING)).toBeUndefined();
-      expect((await repo.get(task.id))?.state).toBe(TesState.INITIALIZING);
-    });
 
-    it('lets exactly one of many concurrent claims win', async () => {
-      const task = makeTask();
-      await repo.insert(task);
-      const results = await Promise.all(Array.from({ length: 10 }, () => repo.transition(task.id, [TesState.QUEUED], TesState.INITIALIZING)));
-      expect(results.filter(Boolean)).toHaveLength(1);
-      expect((await repo.get(task.id))?.state).toBe(TesState.INITIALIZING);
-    });
-
-    it('applies every one of many concurrent updates', async () => {
-      const task = makeTask({ logs: [{ logs: [], outputs: [], system_logs: [] }] });
-      await repo.insert(task);
-      await Promise.all(Array.from({ length: 20 }, (_, i) => repo.update(task.id, [TesState.QUEUED], (t) => t.logs[0].system_logs.push(`line ${i}`))));
-      expect((await repo.get(task.id))?.logs[0].system_logs.sort()).toEqual(Array.from({ length: 20 }, (_, i) => `line ${i}`).sort());
-    });
-
-    it('ignores id and state changes made by a mutation', async () => {
-      const task = makeTask();
-      await repo.insert(task);
-      await repo.update(task.id, [TesState.QUEUED], (t) => {
-        t.id = 'other';
-        t.state = TesState.COMPLETE;
-        t.name = 'renamed';
+      it('refuses a state change the state machine does not allow', async () => {
+        const task = makeTask();
+        await repo.insert(task);
+        expect(await repo.patch(task.id, { from: [TesState.QUEUED], to: TesState.RUNNING, attempt: 0, ops: [] })).toEqual({ applied: false, reason: 'state' });
+        expect(await repo.get(task.id)).toEqual(fresh(task));
       });
-      expect(await repo.get(task.id)).toMatchObject({ id: task.id, state: TesState.QUEUED, name: 'renamed' });
-      expect(await repo.get('other')).toBeUndefined();
+
+      it('lists a task by the state a patch gave it', async () => {
+        const task = makeTask({ name: 'patched', tags: { keep: 'k' } });
+        await insertAll([task, makeTask()]);
+        await repo.patch(task.id, { from: [TesState.QUEUED], to: TesState.CANCELED, attempt: 0, ops: [] });
+        const ids = async (query: Partial<TaskListQuery>) => (await repo.list({ tags: [], pageSize: 10, fields: 'minimal', ...query })).tasks.map((t) => t.id);
+        expect(await ids({ state: TesState.CANCELED })).toEqual([task.id]);
+        expect(await ids({ state: TesState.QUEUED })).not.toContain(task.id);
+        expect(await ids({ namePrefix: 'patched', tags: [{ key: 'keep', value: 'k' }] })).toEqual([task.id]);
+        expect((await repo.findByState([TesState.CANCELED], 10)).map((t) => t.id)).toEqual([task.id]);
+      });
+
+      it('lets exactly one of many concurrent state changes win, across instances', async () => {
+        const second = await harness.openSecond();
+        const task = makeTask();
+        await repo.insert(task);
+        const cancel: TaskPatch = { from: [TesState.QUEUED], to: TesState.CANCELED, attempt: 0, ops: [] };
+        const results = await Promise.all(Array.from({ length: 10 }, (_, i) => (i % 2 ? second : repo).patch(task.id, cancel)));
+        expect(results.filter((r) => r.applied)).toHaveLength(1);
+        expect(results.filter((r) => !r.applied)).toEqual(Array.from({ length: 9 }, () => ({ applied: false, reason: 'state' })));
+      });
+
+      it('applies every one of many concurrent patches, across instances', async () => {
+        const second = await harness.openSecond();
+        const task = makeTask();
+        await repo.insert(task);
+        const lines = Array.from({ length: 20 }, (_, i) => `line ${i}`);
+        const results = await Promise.all(
+          lines.map((line, i) => (i % 2 ? second : repo).patch(task.id, { from: [TesState.QUEUED], attempt: 0, ops: [{ op: 'add_system_log', line }] })),
+        );
+        expect(results.every((r) => r.applied)).toBe(true);
+        expect((await repo.get(task.id))?.logs[0].system_logs.sort()).toEqual([...lines].sort());
+      });
+
+      it('applies only in the current attempt', async () => {
+        const task = await claimed('replica-a', LONG_LEASE_MS);
+        const line = { op: 'add_system_log', line: 'x' } as const;
+        expect(await repo.patch(task.id, byHolder(task, { attempt: 0, ops: [line] }))).toEqual({ applied: false, reason: 'attempt' });
+        expect(await repo.patch(task.id, byHolder(task, { attempt: 2, ops: [line] }))).toEqual({ applied: false, reason: 'attempt' });
+        expect(await repo.get(task.id)).toEqual(task);
+        expect((await repo.patch(task.id, byHolder(task, { ops: [line] }))).applied).toBe(true);
+      });
+
+      it('refuses a writer whose lease token is not the task\'s', async () => {
+        const task = await claimed('replica-a', LONG_LEASE_MS);
+        const running = byHolder(task, { from: [TesState.INITIALIZING], to: TesState.RUNNING });
+        expect(await repo.patch(task.id, { ...running, lease_token: 'someone-else' })).toEqual({ applied: false, reason: 'fenced' });
+        expect(await repo.get(task.id)).toEqual(task);
+        const result = await repo.patch(task.id, running);
+        expect(result).toEqual({ applied: true, task: { ...task, state: TesState.RUNNING } });
+      });
+
+      it('changes nothing when an update is replayed or arrives out of order, across instances', async () => {
+        const second = await harness.openSecond();
+        const task = await claimed('replica-a', LONG_LEASE_MS);
+        const update = (seq: number, line: string) => byHolder(task, { seq, ops: [{ op: 'add_system_log', line }] });
+        const applied = await repo.patch(task.id, update(3, 'third'));
+        expect(applied).toMatchObject({ applied: true, task: { control: { update_seq: 3 } } });
+        const after = await repo.get(task.id);
+        expect(await second.patch(task.id, update(3, 'third again'))).toEqual({ applied: false, reason: 'stale' });
+        expect(await second.patch(task.id, update(2, 'second, late'))).toEqual({ applied: false, reason: 'stale' });
+        expect(await repo.get(task.id)).toEqual(after);
+        expect(after?.logs[0].system_logs).toEqual(['third']);
+        expect(await second.patch(task.id, update(4, 'fourth'))).toMatchObject({ applied: true, task: { control: { update_seq: 4 } } });
+      });
+
+      it('adds system log lines and outputs as sets', async () => {
+        const task = await claimed('replica-a', LONG_LEASE_MS);
+        const outputs = [
+          { url: 's3://b/o1', path: '/out/1', size_bytes: '1' },
+          { url: 's3://b/o2', path: '/out/2', size_bytes: '2' },
+        ];
+        const adds = byHolder(task, { ops: [{ op: 'add_system_log', line: 'same' }, { op: 'add_system_log', line: 'same' }, { op: 'add_outputs', outputs: [outputs[0], outputs[0]] }] });
+        expect((await repo.patch(task.id, adds)).applied).toBe(true);
+        expect((await repo.patch(task.id, adds)).applied).toBe(true);
+        const more = byHolder(task, { ops: [{ op: 'add_system_log', line: 'other' }, { op: 'add_outputs', outputs }] });
+        expect((await repo.patch(task.id, more)).applied).toBe(true);
+        const stored = await repo.get(task.id);
+        expect(stored?.logs[0].system_logs).toEqual(['same', 'other']);
+        expect(stored?.logs[0].outputs).toEqual(outputs);
+      });
+
+      it('writes executor logs, metadata, times and the backend ref of the attempt', async () => {
+        const task = await claimed('replica-a', LONG_LEASE_MS);
+        const result = await repo.patch(
+          task.id,
+          byHolder(task, {
+            ops: [
+              { op: 'set_executor_log', index: 1, fields: { start_time: 's1' } },
+              { op: 'set_executor_log', index: 1, fields: { exit_code: 0, stdout: 'out' } },
+              { op: 'merge_metadata', values: { a: '1' } },
+              { op: 'merge_metadata', values: { b: '2' } },
+              { op: 'set_times', end_time: 'e' },
+              { op: 'set_backend_ref', ref: { container: 'c1', port: 5, detached: true } },
+            ],
+          }),
+        );
+        const expected: StoredTask = {
+          ...task,
+          logs: [{ ...task.logs[0], logs: [{}, { start_time: 's1', exit_code: 0, stdout: 'out' }], metadata: { a: '1', b: '2' }, end_time: 'e' }],
+          control: { ...task.control, backend_ref: { container: 'c1', port: 5, detached: true } },
+        };
+        expect(result).toEqual({ applied: true, task: expected });
+        expect(await repo.get(task.id)).toEqual(expected);
+      });
+
+      it('opens a new attempt with its own log and update numbers', async () => {
+        const task = await claimed('replica-a', LONG_LEASE_MS);
+        await repo.patch(task.id, byHolder(task, { seq: 5, ops: [{ op: 'set_backend_ref', ref: { container: 'lost' } }] }));
+        const retry = await repo.patch(
+          task.id,
+          byHolder(task, { from: [TesState.RUNNING, TesState.INITIALIZING], to: TesState.INITIALIZING, ops: [{ op: 'add_system_log', line: 'the run was lost' }], next_attempt: { log: log(['attempt 2']) } }),
+        );
+        expect(retry.applied).toBe(true);
+        const second = await repo.get(task.id);
+        expect(second?.control).toEqual({ attempt: 2, update_seq: 0, lease: task.control.lease });
+        expect(second?.logs).toEqual([{ ...task.logs[0], system_logs: ['the run was lost'] }, log(['attempt 2'])]);
+        expect(await repo.patch(task.id, byHolder(task, { seq: 6 }))).toEqual({ applied: false, reason: 'attempt' });
+        const first = await repo.patch(task.id, byHolder(second!, { seq: 1, ops: [{ op: 'add_system_log', line: 'second run' }] }));
+        expect(first).toMatchObject({ applied: true, task: { control: { attempt: 2, update_seq: 1 }, logs: [{}, { system_logs: ['attempt 2', 'second run'] }] } });
+      });
+
+      it('ends the lease with a terminal state', async () => {
+        const task = await claimed('replica-a', SHORT_LEASE_MS);
+        const done = await repo.patch(task.id, byHolder(task, { from: [TesState.INITIALIZING], to: TesState.COMPLETE, ops: [{ op: 'set_times', end_time: 'e' }] }));
+        expect(done.applied && done.task.control).toEqual({ attempt: 1, update_seq: 0 });
+        expect((await repo.get(task.id))?.control).toEqual({ attempt: 1, update_seq: 0 });
+        expect(await repo.heldBy('replica-a')).toEqual([]);
+        expect(await repo.countHeld('replica-a')).toBe(0);
+        expect(await repo.renewLeases('replica-a', LONG_LEASE_MS)).toEqual([]);
+        await expire();
+        expect(await repo.findExpiredLeases(Date.now(), 10)).toEqual([]);
+        expect(await repo.takeOver(task.id, task.control.lease?.token, 'replica-b', LONG_LEASE_MS)).toBeUndefined();
+        expect(await repo.takeOver(task.id, undefined, 'replica-b', LONG_LEASE_MS)).toBeUndefined();
+      });
+
+      it('uses the patch as it was when patch was called', async () => {
+        const task = makeTask();
+        await repo.insert(task);
+        const patch: TaskPatch = { from: [TesState.QUEUED], attempt: 0, ops: [{ op: 'add_system_log', line: 'as called' }] };
+        const pending = repo.patch(task.id, patch);
+        (patch.ops as Array<{ op: 'add_system_log'; line: string }>)[0].line = 'changed later';
+        await pending;
+        expect((await repo.get(task.id))?.logs[0].system_logs).toEqual(['as called']);
+      });
     });
 
-    it('changes nothing when a mutation throws, and hands out copies', async () => {
-      const task = makeTask({ tags: { a: 'b' } });
+    it('hands out copies: changing a returned task changes nothing stored', async () => {
+      const task = makeTask({ tags: { a: 'b' }, logs: [log(['created'])] });
       await repo.insert(task);
-      const boom = new Error('mutation failed');
-      await expect(
-        repo.update(task.id, [TesState.QUEUED], (t) => {
-          t.name = 'half-done';
-          throw boom;
-        }),
-      ).rejects.toBe(boom);
-      expect(await repo.get(task.id)).toEqual(task);
-      const updated = await repo.update(task.id, [TesState.QUEUED], (t) => (t.description = 'd'));
-      expect(updated).toEqual({ ...task, description: 'd' });
-      updated!.description = 'changed by the caller';
       (await repo.get(task.id))!.tags!.a = 'changed by the caller';
-      expect(await repo.get(task.id)).toEqual({ ...task, description: 'd' });
+      const claim = await repo.claimNext('replica-a', LONG_LEASE_MS);
+      const stored = await repo.get(task.id);
+      claim!.logs[0].system_logs.push('changed by the caller');
+      claim!.control.lease!.token = 'changed by the caller';
+      const result = await repo.patch(task.id, byHolder(stored!, { ops: [{ op: 'add_system_log', line: 'patched' }] }));
+      const patched = await repo.get(task.id);
+      if (result.applied) result.task.logs[0].system_logs.push('changed by the caller');
+      (await repo.findByState([TesState.INITIALIZING], 1))[0].control.attempt = 9;
+      expect(stored).toMatchObject({ tags: { a: 'b' }, logs: [{ system_logs: ['created'] }] });
+      expect(await repo.get(task.id)).toEqual(patched);
+      expect(patched?.logs[0].system_logs).toEqual(['created', 'patched']);
+      expect(patched?.control).toEqual(stored?.control);
     });
 
-    it('updates only in the given states', async () => {
-      const task = makeTask({ state: TesState.COMPLETE });
-      await repo.insert(task);
-      expect(await repo.update(task.id, [TesState.RUNNING], (t) => (t.name = 'x'))).toBeUndefined();
-      expect((await repo.get(task.id))?.name).toBeUndefined();
+    it('keeps the other writes of a batch when one fails', async () => {
+      const existing = makeTask();
+      await insertAll([existing, makeTask()]);
+      const other = makeTask();
+      const results = await Promise.allSettled([
+        repo.insert({ ...existing }),
+        repo.patch(existing.id, { from: [TesState.QUEUED], attempt: 0, ops: [{ op: 'add_system_log', line: 'kept' }] }),
+        repo.claimNext('replica-a', LONG_LEASE_MS),
+        repo.insert(other),
+      ]);
+      expect(results.map((r) => r.status)).toEqual(['rejected', 'fulfilled', 'fulfilled', 'fulfilled']);
+      expect((await repo.get(existing.id))?.logs[0].system_logs).toEqual(['kept']);
+      expect(await repo.countHeld('replica-a')).toBe(1);
+      expect(await repo.get(other.id)).toEqual(fresh(other));
     });
 
     it('finds tasks by state, oldest first, up to a limit', async () => {
@@ -336,17 +500,186 @@ export function describeTaskRepositoryContract(name: string, open: () => Promise
       expect(await repo.findByState([], 5)).toEqual([]);
       const active = await repo.findByState([TesState.RUNNING, TesState.QUEUED], 10);
       expect(active.map((t) => t.state)).toEqual([TesState.QUEUED, TesState.RUNNING, TesState.QUEUED, TesState.QUEUED]);
-      expect(active[0]).toEqual(queued[0]);
+      expect(active[0]).toEqual(fresh(queued[0]));
+    });
+
+    describe('leases', () => {
+      it('claims the oldest QUEUED task as attempt 1 under a new lease', async () => {
+        const warned = makeTask({ logs: [{ ...log(['creation warning']), metadata: { m: '1' } }] });
+        const plain = makeTask();
+        await insertAll([makeTask({ state: TesState.RUNNING }), warned, makeTask({ state: TesState.COMPLETE }), plain]);
+        const before = Date.now();
+        const first = await repo.claimNext('replica-a', LONG_LEASE_MS);
+        expect(first).toEqual({
+          ...warned,
+          state: TesState.INITIALIZING,
+          logs: [{ ...warned.logs[0], start_time: expect.any(String) }],
+          control: { attempt: 1, update_seq: 0, lease: { holder: 'replica-a', until: expect.any(Number), token: expect.any(String) } },
+        });
+        expect(new Date(first!.logs[0].start_time!).toISOString()).toBe(first!.logs[0].start_time);
+        expect(first!.control.lease!.until).toBeGreaterThanOrEqual(before + LONG_LEASE_MS);
+        expect(await repo.get(warned.id)).toEqual(first);
+        const second = await repo.claimNext('replica-b', LONG_LEASE_MS);
+        expect(second).toMatchObject({ id: plain.id, state: TesState.INITIALIZING, logs: [{ ...log(), start_time: expect.any(String) }] });
+        expect(second!.logs).toHaveLength(1);
+        expect(second!.control.lease!.token).not.toBe(first!.control.lease!.token);
+        expect(await repo.claimNext('replica-a', LONG_LEASE_MS)).toBeUndefined();
+      });
+
+      it('never hands one task to two holders under 20 concurrent claimers on two instances', async () => {
+        const second = await harness.openSecond();
+        const tasks = Array.from({ length: 25 }, (_, i) => makeTask(i % 5 === 0 ? { logs: [log([`warning ${i}`])] } : {}));
+        await insertAll(tasks);
+        const order = new Map(tasks.map((t, i) => [t.id, i]));
+        const claimsBy = new Map<string, StoredTask[]>();
+        await Promise.all(
+          Array.from({ length: 20 }, async (_, c) => {
+            const store = c % 2 ? second : repo;
+            const holder = `replica-${c % 2}-claimer-${c}`;
+            const mine: StoredTask[] = [];
+            claimsBy.set(holder, mine);
+            for (let claim = await store.claimNext(holder, LONG_LEASE_MS); claim; claim = await store.claimNext(holder, LONG_LEASE_MS)) mine.push(claim);
+          }),
+        );
+        const all = [...claimsBy.values()].flat();
+        expect(all.map((t) => t.id).sort()).toEqual(tasks.map((t) => t.id).sort());
+        expect(new Set(all.map((t) => t.control.lease?.token)).size).toBe(tasks.length);
+        for (const [holder, mine] of claimsBy) {
+          // Each claim takes the oldest task still QUEUED, so one claimer's claims follow the insertion order.
+          const positions = mine.map((t) => order.get(t.id)!);
+          expect(positions).toEqual([...positions].sort((a, b) => a - b));
+          for (const claim of mine) {
+            const task = tasks[order.get(claim.id)!];
+            expect(claim.control).toEqual({ attempt: 1, update_seq: 0, lease: { holder, until: expect.any(Number), token: expect.any(String) } });
+            expect(claim.logs).toEqual([{ ...log(task.logs[0]?.system_logs ?? []), start_time: expect.any(String) }]);
+            expect(await second.get(claim.id)).toEqual(claim);
+          }
+        }
+        expect(await repo.claimNext('late', LONG_LEASE_MS)).toBeUndefined();
+        expect(await repo.findByState([TesState.QUEUED], 100)).toEqual([]);
+      });
+
+      it('renews only the given holder\'s leases and lists what each holder has', async () => {
+        const second = await harness.openSecond();
+        await insertAll([makeTask(), makeTask(), makeTask()]);
+        const a1 = (await repo.claimNext('replica-a', SHORT_LEASE_MS))!;
+        const b1 = (await second.claimNext('replica-b', SHORT_LEASE_MS))!;
+        const a2 = (await second.claimNext('replica-a', SHORT_LEASE_MS))!;
+        const held = (task: StoredTask): HeldTask => ({ id: task.id, state: task.state, token: task.control.lease!.token });
+        const before = Date.now();
+        const renewed = await repo.renewLeases('replica-a', LONG_LEASE_MS);
+        expect(byId(renewed)).toEqual(byId([held(a1), held(a2)]));
+        for (const task of [a1, a2]) {
+          const lease = (await second.get(task.id))?.control.lease;
+          expect(lease).toEqual({ ...task.control.lease, until: expect.any(Number) });
+          expect(lease!.until).toBeGreaterThanOrEqual(before + LONG_LEASE_MS);
+        }
+        expect((await repo.get(b1.id))?.control).toEqual(b1.control);
+        expect(byId(await second.heldBy('replica-a'))).toEqual(byId(renewed));
+        expect(await repo.heldBy('replica-b')).toEqual([held(b1)]);
+        expect(await repo.countHeld('replica-a')).toBe(2);
+        expect(await second.countHeld('replica-b')).toBe(1);
+        expect(await repo.heldBy('nobody')).toEqual([]);
+        expect(await repo.countHeld('nobody')).toBe(0);
+        expect(await repo.renewLeases('nobody', LONG_LEASE_MS)).toEqual([]);
+        await repo.patch(a1.id, byHolder(a1, { from: [TesState.INITIALIZING], to: TesState.RUNNING }));
+        expect(byId(await repo.heldBy('replica-a'))).toEqual(byId([{ ...held(a1), state: TesState.RUNNING }, held(a2)]));
+        await expire();
+        expect((await repo.findExpiredLeases(Date.now(), 10)).map((t) => t.id)).toEqual([b1.id]);
+        // Held until taken over: an expired lease is still its holder's and still renews.
+        expect(await repo.heldBy('replica-b')).toEqual([held(b1)]);
+        expect(await second.renewLeases('replica-b', LONG_LEASE_MS)).toEqual([held(b1)]);
+        expect(await repo.findExpiredLeases(Date.now(), 10)).toEqual([]);
+      });
+
+      it('neither takes over nor lists a lease that has not expired; a release lists it at once', async () => {
+        const second = await harness.openSecond();
+        const task = await claimed('replica-a', LONG_LEASE_MS);
+        const token = task.control.lease!.token;
+        expect(await second.findExpiredLeases(Date.now(), 10)).toEqual([]);
+        expect(await second.takeOver(task.id, token, 'replica-b', LONG_LEASE_MS)).toBeUndefined();
+        expect(await repo.get(task.id)).toEqual(task);
+        expect(await repo.releaseLease(task.id, 'not-the-token')).toBe(false);
+        expect(await repo.releaseLease(task.id, token)).toBe(true);
+        const listed = await second.findExpiredLeases(Date.now(), 10);
+        expect(listed.map((t) => [t.id, t.control.lease?.token])).toEqual([[task.id, token]]);
+        // Released means no one holds it: a heartbeat does not bring it back.
+        expect(await repo.heldBy('replica-a')).toEqual([]);
+        expect(await repo.countHeld('replica-a')).toBe(0);
+        expect(await repo.renewLeases('replica-a', LONG_LEASE_MS)).toEqual([]);
+        expect((await second.findExpiredLeases(Date.now(), 10)).map((t) => t.id)).toEqual([task.id]);
+        const taken = await second.takeOver(task.id, token, 'replica-b', LONG_LEASE_MS);
+        expect(taken?.control.lease?.holder).toBe('replica-b');
+        expect(await repo.heldBy('replica-b')).toEqual([{ id: task.id, state: TesState.INITIALIZING, token: taken!.control.lease!.token }]);
+      });
+
+      it('takes an expired lease over exactly once under 20 concurrent attempts on two instances', async () => {
+        const second = await harness.openSecond();
+        const task = await claimed('replica-gone', SHORT_LEASE_MS);
+        const token = task.control.lease!.token;
+        await expire();
+        expect((await second.findExpiredLeases(Date.now(), 10)).map((t) => t.id)).toEqual([task.id]);
+        const results = await Promise.all(Array.from({ length: 20 }, (_, i) => (i % 2 ? second : repo).takeOver(task.id, token, `replica-${i}`, LONG_LEASE_MS)));
+        const winners = results.filter((r): r is StoredTask => r !== undefined);
+        expect(winners).toHaveLength(1);
+        const [winner] = winners;
+        const holder = `replica-${results.indexOf(winner)}`;
+        expect(winner).toEqual({ ...task, control: { ...task.control, lease: { holder, until: expect.any(Number), token: expect.any(String) } } });
+        expect(winner.control.lease!.token).not.toBe(token);
+        expect(await repo.get(task.id)).toEqual(winner);
+        expect(await second.heldBy('replica-gone')).toEqual([]);
+        expect(await second.heldBy(holder)).toEqual([{ id: task.id, state: TesState.INITIALIZING, token: winner.control.lease!.token }]);
+        expect(await repo.findExpiredLeases(Date.now(), 10)).toEqual([]);
+      });
+
+      it('refuses every use of a fencing token after a take-over', async () => {
+        const second = await harness.openSecond();
+        const lost = await claimed('replica-a', SHORT_LEASE_MS);
+        const oldToken = lost.control.lease!.token;
+        await expire();
+        const taken = (await second.takeOver(lost.id, oldToken, 'replica-b', SHORT_LEASE_MS))!;
+        const newToken = taken.control.lease!.token;
+        const update = { seq: 1, ops: [{ op: 'add_system_log', line: 'from the old holder' } as const] };
+        expect(await repo.patch(lost.id, byHolder(lost, update))).toEqual({ applied: false, reason: 'fenced' });
+        expect(await repo.get(lost.id)).toEqual(taken);
+        expect((await second.patch(lost.id, byHolder(taken, { ...update, ops: [{ op: 'add_system_log', line: 'from the new holder' }] }))).applied).toBe(true);
+        await expire();
+        // The new lease has expired too: only its own token may take it over.
+        expect(await repo.takeOver(lost.id, oldToken, 'replica-a', LONG_LEASE_MS)).toBeUndefined();
+        expect(await repo.takeOver(lost.id, undefined, 'replica-a', LONG_LEASE_MS)).toBeUndefined();
+        expect(await repo.releaseLease(lost.id, oldToken)).toBe(false);
+        expect((await repo.get(lost.id))?.control.lease?.token).toBe(newToken);
+        expect(await second.releaseLease(lost.id, newToken)).toBe(true);
+        expect((await repo.takeOver(lost.id, newToken, 'replica-a', LONG_LEASE_MS))?.control.lease?.holder).toBe('replica-a');
+      });
+
+      it('lists held tasks without a lease as expired, longest expired first, and takes them over by the absent token', async () => {
+        const leased = await claimed('replica-a', SHORT_LEASE_MS);
+        const unleased = makeTask({ state: TesState.RUNNING });
+        await insertAll([unleased, makeTask({ state: TesState.COMPLETE }), makeTask({ state: TesState.QUEUED })]);
+        await expire();
+        const now = Date.now();
+        expect((await repo.findExpiredLeases(now, 10)).map((t) => t.id)).toEqual([unleased.id, leased.id]);
+        expect(await repo.findExpiredLeases(now, 1)).toEqual([fresh(unleased)]);
+        expect(await repo.takeOver(unleased.id, 'some-token', 'replica-b', LONG_LEASE_MS)).toBeUndefined();
+        const taken = await repo.takeOver(unleased.id, undefined, 'replica-b', LONG_LEASE_MS);
+        expect(taken).toEqual({ ...fresh(unleased), control: { attempt: 0, update_seq: 0, lease: { holder: 'replica-b', until: expect.any(Number), token: expect.any(String) } } });
+        expect(await repo.takeOver(unleased.id, undefined, 'replica-c', LONG_LEASE_MS)).toBeUndefined();
+        expect((await repo.findExpiredLeases(Date.now(), 10)).map((t) => t.id)).toEqual([leased.id]);
+      });
     });
 
     it('keeps what it stored across a close and reopen', async () => {
       const task = makeTask({ tags: { durable: 'yes' } });
       const second = makeTask();
       await insertAll([task, second]);
-      await repo.transition(task.id, [TesState.QUEUED], TesState.INITIALIZING, (t) => (t.description = 'claimed'));
+      const claim = (await repo.claimNext('replica-a', LONG_LEASE_MS))!;
+      const patched = await repo.patch(task.id, byHolder(claim, { seq: 2, ops: [{ op: 'set_backend_ref', ref: { container: 'c1' } }] }));
       const token = (await repo.list({ tags: [], pageSize: 1, fields: 'minimal' })).nextPageToken;
       repo = await harness.reopen();
-      expect(await repo.get(task.id)).toEqual({ ...task, state: TesState.INITIALIZING, description: 'claimed' });
+      expect(patched.applied && (await repo.get(task.id))).toEqual(patched.applied && patched.task);
+      expect((await repo.get(task.id))?.control).toEqual({ attempt: 1, update_seq: 2, lease: claim.control.lease, backend_ref: { container: 'c1' } });
+      expect(await repo.heldBy('replica-a')).toEqual([{ id: task.id, state: TesState.INITIALIZING, token: claim.control.lease!.token }]);
       expect((await repo.list({ tags: [{ key: 'durable', value: 'yes' }], pageSize: 5, fields: 'minimal' })).tasks).toHaveLength(1);
       // A token issued before the restart still continues where it left off, and new tasks still list first.
       expect((await repo.list({ tags: [], pageSize: 5, pageToken: token, fields: 'minimal' })).tasks.map((t) => t.id)).toEqual([task.id]);

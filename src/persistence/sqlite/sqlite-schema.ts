@@ -27,6 +27,20 @@ const MIGRATIONS: readonly string[] = [
   ) WITHOUT ROWID;
   CREATE INDEX task_tags_key_value ON task_tags (key, value, task_seq);
   `,
+  // Leases. The control fields of a task (tes-task.ts TaskControl) live in columns, not in doc, so a claim, a
+  // renewal and a take-over are single UPDATE statements. lease_until 0 means no lease or an ended one; the lease
+  // holder index is partial because only held tasks (a few per replica) have one. A task the old schema moved past
+  // QUEUED had started its first attempt (its logs[0]). The step-1 version column goes on counting document writes.
+  `
+  ALTER TABLE tasks ADD COLUMN attempt INTEGER NOT NULL DEFAULT 0;
+  ALTER TABLE tasks ADD COLUMN update_seq INTEGER NOT NULL DEFAULT 0;
+  ALTER TABLE tasks ADD COLUMN lease_holder TEXT;
+  ALTER TABLE tasks ADD COLUMN lease_until INTEGER NOT NULL DEFAULT 0;
+  ALTER TABLE tasks ADD COLUMN lease_token TEXT;
+  ALTER TABLE tasks ADD COLUMN backend_ref TEXT;
+  UPDATE tasks SET attempt = 1 WHERE state <> 'QUEUED';
+  CREATE INDEX tasks_lease_holder ON tasks (lease_holder) WHERE lease_holder IS NOT NULL;
+  `,
 ];
 
 export const SCHEMA_VERSION = MIGRATIONS.length;

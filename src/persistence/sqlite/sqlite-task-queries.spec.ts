@@ -2,10 +2,23 @@ import Database from 'better-sqlite3';
 import { mkdtempSync, rmSync } from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import { ErrorCode } from '../../common/domain-error';
-import { TesState } from '../../tasks/tes-task';
+import { ErrorCode } from '../../domain/domain-error';
+import { TesState } from '../../domain/tes-task';
 import type { TaskListQuery } from '../task-repository';
-import { decodePageToken, encodePageToken, findByStateStatement, listStatement, SqlStatement } from './sqlite-task-queries';
+import {
+  CLAIM_NEXT_SQL,
+  COUNT_HELD_SQL,
+  decodePageToken,
+  encodePageToken,
+  EXPIRED_LEASES_SQL,
+  findByStateStatement,
+  HELD_BY_SQL,
+  listStatement,
+  RELEASE_LEASE_SQL,
+  RENEW_LEASES_SQL,
+  SqlStatement,
+  TAKE_OVER_SQL,
+} from './sqlite-task-queries';
 import { SqliteTaskRepository } from './sqlite-task.repository';
 
 describe('page tokens', () => {
@@ -61,6 +74,8 @@ describe('SQLite query plans', () => {
         }),
       ),
     );
+    // Some tasks under lease, held by a few replicas.
+    for (let i = 0; i < 60; i++) await repo.claimNext(`replica-${i % 3}`, 60_000);
     await repo.close();
     db = new Database(file, { readonly: true });
   });
@@ -72,6 +87,8 @@ describe('SQLite query plans', () => {
 
   const plan = ({ sql, params }: SqlStatement) =>
     (db.prepare(`EXPLAIN QUERY PLAN ${sql}`).all(...params) as Array<{ detail: string }>).map((row) => row.detail).join(' | ');
+  const leasePlan = (sql: string, params: Record<string, unknown>) =>
+    (db.prepare(`EXPLAIN QUERY PLAN ${sql}`).all(params) as Array<{ detail: string }>).map((row) => row.detail).join(' | ');
   const list = (query: Partial<TaskListQuery>, after?: number) =>
     plan(listStatement({ tags: [], pageSize: 256, fields: 'minimal', ...query }, after));
 
@@ -113,5 +130,25 @@ describe('SQLite query plans', () => {
     const several = plan(findByStateStatement([TesState.QUEUED, TesState.RUNNING, TesState.INITIALIZING, TesState.QUEUED], 10));
     expect(several).toMatch(/MERGE \(UNION ALL\)/);
     expect(several).not.toMatch(/TEMP B-TREE|SCAN/);
+  });
+
+  it('claims the oldest QUEUED task through (state, seq) and the primary key', () => {
+    expect(leasePlan(CLAIM_NEXT_SQL, { holder: 'replica-1', until: 1, token: 't', now: 'n' })).toBe(
+      'SEARCH tasks USING INTEGER PRIMARY KEY (rowid=?) | SCALAR SUBQUERY 1 | SEARCH tasks USING COVERING INDEX tasks_state_seq (state=?)',
+    );
+  });
+
+  it('reads a holder\'s leases from the partial lease_holder index', () => {
+    for (const sql of [RENEW_LEASES_SQL, HELD_BY_SQL, COUNT_HELD_SQL]) {
+      expect(leasePlan(sql, { holder: 'replica-1', until: 1 }).split(' | ')[0]).toBe('SEARCH tasks USING INDEX tasks_lease_holder (lease_holder=?)');
+    }
+  });
+
+  it('finds expired leases among held tasks only, and takes over or releases one task by id', () => {
+    // Held tasks are few (a replica's capacity), so sorting them by lease_until is cheap.
+    expect(leasePlan(EXPIRED_LEASES_SQL, { now: Date.now(), limit: 10 })).toBe('SEARCH tasks USING INDEX tasks_state_seq (state=?) | USE TEMP B-TREE FOR ORDER BY');
+    const byId = 'SEARCH tasks USING INDEX sqlite_autoindex_tasks_1 (id=?)';
+    expect(leasePlan(TAKE_OVER_SQL, { id: 'task-1', expected: null, now: 1, holder: 'h', until: 2, token: 't' })).toBe(byId);
+    expect(leasePlan(RELEASE_LEASE_SQL, { id: 'task-1', token: 't' })).toBe(byId);
   });
 });

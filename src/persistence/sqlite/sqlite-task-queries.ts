@@ -1,5 +1,6 @@
-import { DomainError, ErrorCode } from '../../common/domain-error';
-import type { TesState } from '../../tasks/tes-task';
+import { DomainError, ErrorCode } from '../../domain/domain-error';
+import { HELD_STATES } from '../../domain/task-state-machine';
+import { TesState } from '../../domain/tes-task';
 import type { TagFilter, TaskListQuery } from '../task-repository';
 
 export interface SqlStatement {
@@ -9,6 +10,59 @@ export interface SqlStatement {
 
 /** Tag filters beyond this many become EXISTS checks (SQLite joins at most 64 tables). */
 const MAX_TAG_JOINS = 16;
+
+/** The columns a StoredTask is read from: the document and the control fields. */
+export const STORED_TASK_COLUMNS = 'seq, id, state, doc, attempt, update_seq, lease_holder, lease_until, lease_token, backend_ref';
+
+// The lease statements. Each is one statement, so it is atomic on its own, in this process or across processes
+// sharing the file. Held states are literals (enum values), which keeps the statements few and cacheable.
+const HELD = HELD_STATES.map((state) => `'${state}'`).join(', ');
+
+/** An empty first log, as a claim creates it when the task was stored without one. */
+const EMPTY_LOG = `json_object('logs', json('[]'), 'outputs', json('[]'), 'system_logs', json('[]'))`;
+
+/**
+ * Claims the oldest QUEUED task: attempt 1 starts, logs[0] (created when missing, its system_logs from creation
+ * kept) gets its start_time. Parameters: @holder, @until, @token, @now (ISO time).
+ */
+export const CLAIM_NEXT_SQL = `UPDATE tasks SET
+    state = '${TesState.INITIALIZING}', attempt = 1, update_seq = 0,
+    lease_holder = @holder, lease_until = @until, lease_token = @token,
+    doc = json_set(
+      json_insert(doc, '$.logs', json('[]'), '$.logs[0]', ${EMPTY_LOG}),
+      '$.state', '${TesState.INITIALIZING}',
+      '$.logs[0].start_time', @now),
+    version = version + 1
+  WHERE seq = (SELECT seq FROM tasks WHERE state = '${TesState.QUEUED}' ORDER BY seq LIMIT 1)
+  RETURNING ${STORED_TASK_COLUMNS}`;
+
+// A released lease (lease_until 0) belongs to no one any more: it is neither renewed nor counted, so a heartbeat
+// cannot undo a release.
+const HOLDS = 'lease_holder = @holder AND lease_until > 0';
+
+/** Parameters: @holder, @until. */
+export const RENEW_LEASES_SQL = `UPDATE tasks SET lease_until = @until WHERE ${HOLDS} RETURNING id, state, lease_token AS token`;
+
+/** Parameters: @holder. */
+export const HELD_BY_SQL = `SELECT id, state, lease_token AS token FROM tasks WHERE ${HOLDS} ORDER BY seq`;
+
+/** Parameters: @holder. */
+export const COUNT_HELD_SQL = `SELECT count(*) AS n FROM tasks WHERE ${HOLDS}`;
+
+/** Held tasks whose lease ended (or that have none: lease_until 0), longest expired first. Parameters: @now, @limit. */
+export const EXPIRED_LEASES_SQL = `SELECT ${STORED_TASK_COLUMNS} FROM tasks
+  WHERE state IN (${HELD}) AND lease_until < @now ORDER BY lease_until, seq LIMIT @limit`;
+
+/**
+ * Compare-and-set on the lease token (IS: an absent token matches NULL). Parameters: @id, @expected, @now,
+ * @holder, @until, @token.
+ */
+export const TAKE_OVER_SQL = `UPDATE tasks SET lease_holder = @holder, lease_until = @until, lease_token = @token
+  WHERE id = @id AND state IN (${HELD}) AND lease_until < @now AND lease_token IS @expected
+  RETURNING ${STORED_TASK_COLUMNS}`;
+
+/** Ends the lease now; holder and token stay, so a take-over still names the token it replaces. Parameters: @id, @token. */
+export const RELEASE_LEASE_SQL = `UPDATE tasks SET lease_until = 0 WHERE id = @id AND lease_token = @token AND state IN (${HELD})`;
 
 /**
  * The SELECT for one page of `list`: rows newer than `afterSeq` matching every filter, newest first, one row more
@@ -60,7 +114,7 @@ export function listStatement(query: TaskListQuery, afterSeq: number | undefined
  */
 export function findByStateStatement(states: readonly TesState[], limit: number): SqlStatement {
   const wanted = [...new Set(states)];
-  const branches = wanted.map(() => 'SELECT seq, id, state, doc FROM tasks WHERE state = ?');
+  const branches = wanted.map(() => `SELECT ${STORED_TASK_COLUMNS} FROM tasks WHERE state = ?`);
   return { sql: `${branches.join(' UNION ALL ')} ORDER BY seq ASC LIMIT ?`, params: [...wanted, limit] };
 }
 

@@ -1,19 +1,22 @@
 import Database from 'better-sqlite3';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { ChildProcess, spawn } from 'node:child_process';
+import { existsSync, mkdtempSync, readdirSync, rmSync, statSync } from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import { ErrorCode } from '../../common/domain-error';
-import { TaskRecord, TesState } from '../../tasks/tes-task';
+import { ErrorCode } from '../../domain/domain-error';
+import { TaskRecord, TesState } from '../../domain/tes-task';
 import { SCHEMA_VERSION } from './sqlite-schema';
 import { SqliteTaskRepository } from './sqlite-task.repository';
 
-const task = (id: string): TaskRecord => ({
+const task = (id: string, state = TesState.QUEUED): TaskRecord => ({
   id,
-  state: TesState.QUEUED,
+  state,
   creation_time: '2026-01-01T00:00:00Z',
   executors: [{ image: 'alpine', command: ['true'] }],
   logs: [],
 });
+
+const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 
 describe('SqliteTaskRepository (file and lifecycle)', () => {
   let dir: string;
@@ -25,6 +28,16 @@ describe('SqliteTaskRepository (file and lifecycle)', () => {
   });
 
   afterEach(() => rmSync(dir, { recursive: true, force: true }));
+
+  /** A read-only look at the file beside the repository, as SQLite stores it. */
+  function rawRow(id: string): Record<string, unknown> {
+    const db = new Database(file, { readonly: true });
+    try {
+      return db.prepare('SELECT * FROM tasks WHERE id = ?').get(id) as Record<string, unknown>;
+    } finally {
+      db.close();
+    }
+  }
 
   it('opens its file in WAL mode with fsync on commit and a versioned schema', async () => {
     const repo = new SqliteTaskRepository(file);
@@ -48,17 +61,52 @@ describe('SqliteTaskRepository (file and lifecycle)', () => {
     expect(() => new SqliteTaskRepository(file)).toThrow(/newer tesp/);
   });
 
-  it('commits inserts queued in the same turn as close, then refuses work', async () => {
+  it('commits every write queued in the same turn as close, in order, then refuses work', async () => {
     const repo = new SqliteTaskRepository(file);
+    await repo.insert(task('expired'));
+    await repo.insert(task('waiting'));
+    const expired = (await repo.claimNext('replica-gone', 1))!;
+    await sleep(20);
+    // Queued in one turn and committed by close in the order given: the claim sees the patch before it, the
+    // renewal the take-over before it.
     const inserted = repo.insert(task('last-one'));
+    const patched = repo.patch('waiting', { from: [TesState.QUEUED], attempt: 0, ops: [{ op: 'add_system_log', line: 'before the claim' }] });
+    const claimed = repo.claimNext('replica-a', 60_000);
+    const taken = repo.takeOver('expired', expired.control.lease!.token, 'replica-b', 60_000);
+    const renewed = repo.renewLeases('replica-b', 60_000);
+    const released = repo.releaseLease('waiting', 'not-its-token');
     await repo.close();
     await expect(inserted).resolves.toBeUndefined();
-    await expect(repo.insert(task('too-late'))).rejects.toMatchObject({ code: ErrorCode.Unavailable });
-    await expect(repo.get('last-one')).rejects.toMatchObject({ code: ErrorCode.Unavailable });
+    await expect(patched).resolves.toMatchObject({ applied: true });
+    await expect(claimed).resolves.toMatchObject({ id: 'waiting', logs: [{ system_logs: ['before the claim'] }] });
+    const takeOver = await taken;
+    expect(takeOver?.control.lease?.holder).toBe('replica-b');
+    await expect(renewed).resolves.toEqual([{ id: 'expired', state: TesState.INITIALIZING, token: takeOver!.control.lease!.token }]);
+    await expect(released).resolves.toBe(false);
+
+    const closed = { code: ErrorCode.Unavailable };
+    await expect(repo.insert(task('too-late'))).rejects.toMatchObject(closed);
+    await expect(repo.get('last-one')).rejects.toMatchObject(closed);
+    await expect(repo.list({ tags: [], pageSize: 1, fields: 'minimal' })).rejects.toMatchObject(closed);
+    await expect(repo.findByState([TesState.QUEUED], 1)).rejects.toMatchObject(closed);
+    await expect(repo.patch('last-one', { from: [TesState.QUEUED], attempt: 0, ops: [] })).rejects.toMatchObject(closed);
+    await expect(repo.claimNext('replica-a', 1)).rejects.toMatchObject(closed);
+    await expect(repo.renewLeases('replica-a', 1)).rejects.toMatchObject(closed);
+    await expect(repo.heldBy('replica-a')).rejects.toMatchObject(closed);
+    await expect(repo.countHeld('replica-a')).rejects.toMatchObject(closed);
+    await expect(repo.findExpiredLeases(Date.now(), 1)).rejects.toMatchObject(closed);
+    await expect(repo.takeOver('expired', undefined, 'replica-a', 1)).rejects.toMatchObject(closed);
+    await expect(repo.releaseLease('expired', 't')).rejects.toMatchObject(closed);
     await repo.close();
+
     const reopened = new SqliteTaskRepository(file);
     try {
-      expect(await reopened.get('last-one')).toEqual(task('last-one'));
+      expect(await reopened.get('last-one')).toEqual({ ...task('last-one'), control: { attempt: 0, update_seq: 0 } });
+      // The renewal after the take-over extended the new lease.
+      const renewedLease = (await reopened.get('expired'))?.control.lease;
+      expect(renewedLease).toEqual({ ...takeOver!.control.lease, until: expect.any(Number) });
+      expect(renewedLease!.until).toBeGreaterThanOrEqual(takeOver!.control.lease!.until);
+      expect((await reopened.get('waiting'))?.control.lease?.holder).toBe('replica-a');
     } finally {
       await reopened.close();
     }
@@ -69,12 +117,169 @@ describe('SqliteTaskRepository (file and lifecycle)', () => {
     const b = new SqliteTaskRepository(file);
     try {
       await a.insert(task('shared'));
-      expect(await b.transition('shared', [TesState.QUEUED], TesState.INITIALIZING)).toMatchObject({ state: TesState.INITIALIZING });
-      expect(await a.transition('shared', [TesState.QUEUED], TesState.INITIALIZING)).toBeUndefined();
+      expect(await b.claimNext('replica-b', 60_000)).toMatchObject({ id: 'shared', state: TesState.INITIALIZING });
+      expect(await a.claimNext('replica-a', 60_000)).toBeUndefined();
+      expect(await a.heldBy('replica-b')).toEqual([{ id: 'shared', state: TesState.INITIALIZING, token: expect.any(String) }]);
       await expect(b.insert(task('shared'))).rejects.toMatchObject({ code: ErrorCode.Conflict });
     } finally {
       await a.close();
       await b.close();
+    }
+  });
+
+  it('keeps the control fields in columns, not in the document, and clears the lease columns at the end', async () => {
+    const repo = new SqliteTaskRepository(file);
+    try {
+      await repo.insert(task('t1'));
+      const claim = (await repo.claimNext('replica-a', 60_000))!;
+      const lease = claim.control.lease!;
+      await repo.patch('t1', { from: [TesState.INITIALIZING], attempt: 1, seq: 4, lease_token: lease.token, ops: [{ op: 'set_backend_ref', ref: { container: 'c1' } }] });
+      let row = rawRow('t1');
+      expect(JSON.parse(row.doc as string)).not.toHaveProperty('control');
+      expect(row).toMatchObject({ state: 'INITIALIZING', attempt: 1, update_seq: 4, lease_holder: 'replica-a', lease_until: lease.until, lease_token: lease.token });
+      expect(JSON.parse(row.backend_ref as string)).toEqual({ container: 'c1' });
+      await repo.patch('t1', { from: [TesState.INITIALIZING], to: TesState.COMPLETE, attempt: 1, lease_token: lease.token, ops: [] });
+      row = rawRow('t1');
+      expect(row).toMatchObject({ state: 'COMPLETE', lease_holder: null, lease_until: 0, lease_token: null });
+      expect(JSON.parse(row.doc as string)).toMatchObject({ id: 't1', state: 'COMPLETE' });
+      expect(JSON.parse(row.doc as string)).not.toHaveProperty('control');
+    } finally {
+      await repo.close();
+    }
+  });
+
+  it('upgrades a file of schema step 1: started tasks become attempt 1 without a lease', async () => {
+    // The step-1 schema as released; a file written by that tesp holds tasks in these tables only.
+    const old = new Database(file);
+    old.exec(`
+      CREATE TABLE tasks (
+        seq INTEGER PRIMARY KEY AUTOINCREMENT,
+        id TEXT NOT NULL UNIQUE,
+        state TEXT NOT NULL,
+        name TEXT,
+        creation_time TEXT NOT NULL,
+        version INTEGER NOT NULL DEFAULT 0,
+        doc TEXT NOT NULL
+      );
+      CREATE INDEX tasks_state_seq ON tasks (state, seq);
+      CREATE INDEX tasks_name ON tasks (name);
+      CREATE TABLE task_tags (
+        key TEXT NOT NULL,
+        task_seq INTEGER NOT NULL,
+        value TEXT NOT NULL,
+        PRIMARY KEY (key, task_seq)
+      ) WITHOUT ROWID;
+      CREATE INDEX task_tags_key_value ON task_tags (key, value, task_seq);
+    `);
+    old.pragma('user_version = 1');
+    const running: TaskRecord = { ...task('running', TesState.RUNNING), name: 'old run', logs: [{ logs: [{ start_time: 's' }], outputs: [], system_logs: [], start_time: 's' }] };
+    const insert = old.prepare('INSERT INTO tasks (id, state, name, creation_time, version, doc) VALUES (?, ?, ?, ?, ?, ?)');
+    insert.run('running', 'RUNNING', 'old run', running.creation_time, 3, JSON.stringify(running));
+    insert.run('queued', 'QUEUED', null, running.creation_time, 0, JSON.stringify(task('queued')));
+    insert.run('done', 'COMPLETE', null, running.creation_time, 4, JSON.stringify(task('done', TesState.COMPLETE)));
+    old.prepare('INSERT INTO task_tags (key, task_seq, value) VALUES (?, ?, ?)').run('origin', 1, 'step-1');
+    old.close();
+
+    const repo = new SqliteTaskRepository(file);
+    try {
+      expect(await repo.get('running')).toEqual({ ...running, control: { attempt: 1, update_seq: 0 } });
+      expect((await repo.get('queued'))?.control).toEqual({ attempt: 0, update_seq: 0 });
+      expect((await repo.get('done'))?.control).toEqual({ attempt: 1, update_seq: 0 });
+      expect((await repo.findExpiredLeases(Date.now(), 10)).map((t) => t.id)).toEqual(['running']);
+      expect((await repo.list({ tags: [{ key: 'origin', value: 'step-1' }], pageSize: 5, fields: 'full' })).tasks).toEqual([running]);
+      expect((await repo.takeOver('running', undefined, 'replica-a', 60_000))?.control).toMatchObject({ attempt: 1, lease: { holder: 'replica-a' } });
+      expect((await repo.claimNext('replica-a', 60_000))?.id).toBe('queued');
+    } finally {
+      await repo.close();
+    }
+    const db = new Database(file, { readonly: true });
+    try {
+      expect(db.pragma('user_version', { simple: true })).toBe(SCHEMA_VERSION);
+    } finally {
+      db.close();
+    }
+  });
+});
+
+describe('SqliteTaskRepository (several processes on one file)', () => {
+  // Child processes run JavaScript: the compiled store in dist/, which `npm test` builds first (pretest).
+  const sources = path.resolve(__dirname);
+  const compiled = path.resolve(__dirname, '../../../dist/persistence/sqlite');
+  const worker = path.resolve(__dirname, '../../../test/support/store-claim-worker.js');
+  let dir: string;
+  let children: ChildProcess[];
+
+  beforeEach(() => {
+    dir = mkdtempSync(path.join(os.tmpdir(), 'tesp-sqlite-processes-'));
+    children = [];
+  });
+
+  afterEach(() => {
+    // Workers of a failed test may still wait for "go".
+    for (const child of children) if (child.exitCode === null && child.signalCode === null) child.kill();
+    rmSync(dir, { recursive: true, force: true });
+  });
+
+  function assertBuilt(): void {
+    for (const source of readdirSync(sources).filter((name) => name.endsWith('.ts') && !name.endsWith('.spec.ts'))) {
+      const output = path.join(compiled, source.replace(/\.ts$/, '.js'));
+      if (!existsSync(output)) throw new Error(`${output} is missing: build first (npm run build; npm test does it as pretest)`);
+      if (statSync(output).mtimeMs < statSync(path.join(sources, source)).mtimeMs) {
+        throw new Error(`${output} is older than ${source}: build again (npm run build; npm test does it as pretest)`);
+      }
+    }
+  }
+
+  /** Starts a worker and resolves once it has opened the store; `go` lets it claim, `done` gives what it claimed. */
+  function startWorker(file: string, holder: string): Promise<{ go: () => void; done: Promise<{ holder: string; claimed: string[] }> }> {
+    const child = spawn(process.execPath, [worker, path.join(compiled, 'sqlite-task.repository.js'), file, holder], { stdio: ['pipe', 'pipe', 'pipe'] });
+    children.push(child);
+    let stdout = '';
+    let stderr = '';
+    child.stderr.on('data', (chunk) => (stderr += String(chunk)));
+    // 'close' comes after the child exited and its output was read to the end.
+    const ended = new Promise<number | null>((resolve, reject) => {
+      child.on('error', reject);
+      child.on('close', resolve);
+    });
+    const ready = new Promise<void>((resolve, reject) => {
+      child.stdout.on('data', (chunk) => {
+        stdout += String(chunk);
+        if (stdout.startsWith('ready\n')) resolve();
+      });
+      ended.then((code) => reject(new Error(`worker ${holder} ended before it was ready (exit ${code}): ${stderr}`)), reject);
+    });
+    const done = ended.then((code) => {
+      if (code !== 0) throw new Error(`worker ${holder} failed (exit ${code}): ${stderr}`);
+      return JSON.parse(stdout.slice('ready\n'.length)) as { holder: string; claimed: string[] };
+    });
+    done.catch(() => undefined); // Awaited by the test once every worker is started.
+    return ready.then(() => ({ go: () => child.stdin.end('go\n'), done }));
+  }
+
+  it('hands every task to exactly one of 4 processes claiming at once', async () => {
+    assertBuilt();
+    const file = path.join(dir, 'tesp.sqlite');
+    const ids = Array.from({ length: 200 }, (_, i) => `task-${String(i).padStart(3, '0')}`);
+    const repo = new SqliteTaskRepository(file);
+    await Promise.all(ids.map((id) => repo.insert(task(id))));
+    await repo.close();
+
+    const workers = await Promise.all(['p1', 'p2', 'p3', 'p4'].map((holder) => startWorker(file, holder)));
+    workers.forEach((w) => w.go());
+    const results = await Promise.all(workers.map((w) => w.done));
+
+    const claimed = results.flatMap((r) => r.claimed);
+    expect([...claimed].sort()).toEqual(ids);
+    for (const { claimed: mine } of results) expect(mine).toEqual([...mine].sort());
+    const check = new SqliteTaskRepository(file);
+    try {
+      for (const { holder, claimed: mine } of results) {
+        expect((await check.heldBy(holder)).map((t) => t.id).sort()).toEqual([...mine].sort());
+      }
+      expect(await check.findByState([TesState.QUEUED], 10)).toEqual([]);
+    } finally {
+      await check.close();
     }
   });
 });

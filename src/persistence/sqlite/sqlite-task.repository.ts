@@ -1,15 +1,42 @@
 import Database from 'better-sqlite3';
-import { DomainError, ErrorCode } from '../../common/domain-error';
-import type { TaskRecord, TesState } from '../../tasks/tes-task';
-import type { TaskListPage, TaskListQuery, TaskMutation, TaskRepository } from '../task-repository';
-import { decodePageToken, encodePageToken, findByStateStatement, listStatement } from './sqlite-task-queries';
+import { randomUUID } from 'node:crypto';
+import { DomainError, ErrorCode } from '../../domain/domain-error';
+import { applyTaskPatch, PatchResult, TaskPatch } from '../../domain/task-patch';
+import type { BackendRef, StoredTask, TaskControl, TaskRecord, TesState } from '../../domain/tes-task';
+import type { HeldTask, TaskListPage, TaskListQuery, TaskRepository } from '../task-repository';
+import {
+  CLAIM_NEXT_SQL,
+  COUNT_HELD_SQL,
+  decodePageToken,
+  encodePageToken,
+  EXPIRED_LEASES_SQL,
+  findByStateStatement,
+  HELD_BY_SQL,
+  listStatement,
+  RELEASE_LEASE_SQL,
+  RENEW_LEASES_SQL,
+  STORED_TASK_COLUMNS,
+  TAKE_OVER_SQL,
+} from './sqlite-task-queries';
 import { openTaskDatabase } from './sqlite-schema';
+import { SqliteWriteQueue } from './sqlite-write-queue';
 
-interface TaskRow {
+/** A list row: doc only on full pages. */
+interface ListRow {
   seq: number;
   id: string;
   state: TesState;
   doc: string;
+}
+
+/** A row read with STORED_TASK_COLUMNS. */
+interface StoredRow extends ListRow {
+  attempt: number;
+  update_seq: number;
+  lease_holder: string | null;
+  lease_until: number;
+  lease_token: string | null;
+  backend_ref: string | null;
 }
 
 /** What an insert writes, taken when insert() is called: later changes to the caller's object do not leak in. */
@@ -22,159 +49,155 @@ interface NewTask {
   doc: string;
 }
 
-interface PendingInsert {
-  task: NewTask;
-  resolve: () => void;
-  reject: (err: unknown) => void;
-}
-
 /** Distinct list and findByState shapes are few; the cap only guards against a flood of odd tag combinations. */
 const MAX_CACHED_STATEMENTS = 256;
 
-/** The embedded task store: one SQLite file in WAL mode, fsynced on every commit. */
+/**
+ * The embedded task store: one SQLite file in WAL mode, fsynced on every commit. Several processes may share the
+ * file: every write is one IMMEDIATE transaction, and the lease operations are single statements inside it.
+ */
 export class SqliteTaskRepository implements TaskRepository {
   private readonly db: Database.Database;
   private readonly statements = new Map<string, Database.Statement>();
-  private readonly insertOne: Database.Transaction<(task: NewTask) => void>;
-  private pending: PendingInsert[] = [];
-  private flushScheduled = false;
+  private readonly writes: SqliteWriteQueue;
   private closed = false;
 
   constructor(file: string) {
     this.db = openTaskDatabase(file);
-    // Used inside the batch transaction, where better-sqlite3 turns it into a savepoint: a duplicate id fails
-    // alone and the rest of its batch still commits.
-    this.insertOne = this.db.transaction((task: NewTask) => {
-      const { lastInsertRowid } = this.statement('INSERT INTO tasks (id, state, name, creation_time, doc) VALUES (?, ?, ?, ?, ?)')
-        .run(task.id, task.state, task.name, task.creationTime, task.doc);
-      this.insertTags(Number(lastInsertRowid), task.tags);
-    });
+    this.writes = new SqliteWriteQueue(this.db, toDomainError);
   }
 
   insert(task: TaskRecord): Promise<void> {
     if (this.closed) return Promise.reject(storeClosed());
-    // Group commit: inserts from the same event-loop turn share one transaction and one fsync; each promise
-    // settles only after that commit.
-    return new Promise((resolve, reject) => {
-      const snapshot: NewTask = {
-        id: task.id,
-        state: task.state,
-        name: task.name ?? null,
-        creationTime: task.creation_time,
-        tags: { ...task.tags },
-        doc: JSON.stringify(task),
-      };
-      this.pending.push({ task: snapshot, resolve, reject });
-      if (!this.flushScheduled) {
-        this.flushScheduled = true;
-        setImmediate(() => this.flushInserts());
+    const snapshot: NewTask = {
+      id: task.id,
+      state: task.state,
+      name: task.name ?? null,
+      creationTime: task.creation_time,
+      tags: { ...task.tags },
+      doc: recordJson(task),
+    };
+    return this.writes.enqueue(() => {
+      let seq: number;
+      try {
+        const inserted = this.statement('INSERT INTO tasks (id, state, name, creation_time, doc) VALUES (?, ?, ?, ?, ?)')
+          .run(snapshot.id, snapshot.state, snapshot.name, snapshot.creationTime, snapshot.doc);
+        seq = Number(inserted.lastInsertRowid);
+      } catch (err) {
+        if (sqliteCode(err) === 'SQLITE_CONSTRAINT_UNIQUE') throw new DomainError(ErrorCode.Conflict, `task ${snapshot.id} already exists`);
+        throw err;
       }
+      const insertTag = this.statement('INSERT INTO task_tags (key, task_seq, value) VALUES (?, ?, ?)');
+      for (const [key, value] of Object.entries(snapshot.tags)) insertTag.run(key, seq, value);
     });
   }
 
-  private flushInserts(): void {
-    const batch = this.pending;
-    this.pending = [];
-    this.flushScheduled = false;
-    if (batch.length === 0) return;
-    const outcomes: unknown[] = [];
-    try {
-      this.db
-        .transaction(() => {
-          for (const item of batch) {
-            try {
-              this.insertOne(item.task);
-              outcomes.push(undefined);
-            } catch (err) {
-              outcomes.push(err);
-            }
-          }
-        })
-        .immediate();
-    } catch (err) {
-      const failure = toDomainError(err);
-      batch.forEach((item) => item.reject(failure));
-      return;
-    }
-    batch.forEach((item, i) => {
-      const err = outcomes[i];
-      if (err === undefined) item.resolve();
-      else if (isUniqueViolation(err)) item.reject(new DomainError(ErrorCode.Conflict, `task ${item.task.id} already exists`));
-      else item.reject(toDomainError(err));
-    });
-  }
-
-  async get(id: string): Promise<TaskRecord | undefined> {
-    const row = this.run(() => this.statement('SELECT seq, id, state, doc FROM tasks WHERE id = ?').get(id)) as TaskRow | undefined;
-    return row ? toRecord(row) : undefined;
+  async get(id: string): Promise<StoredTask | undefined> {
+    const row = this.run(() => this.statement(`SELECT ${STORED_TASK_COLUMNS} FROM tasks WHERE id = ?`).get(id)) as StoredRow | undefined;
+    return row ? toStoredTask(row) : undefined;
   }
 
   async list(query: TaskListQuery): Promise<TaskListPage> {
     const after = query.pageToken === undefined ? undefined : decodePageToken(query.pageToken);
     const { sql, params } = listStatement(query, after);
-    const rows = this.run(() => this.statement(sql).all(...params)) as TaskRow[];
+    const rows = this.run(() => this.statement(sql).all(...params)) as ListRow[];
     const more = rows.length > query.pageSize;
     const page = more ? rows.slice(0, query.pageSize) : rows;
     return {
+      // Lists feed the views: the control fields stay out.
       tasks: page.map((row) => (query.fields === 'minimal' ? { id: row.id, state: row.state } : toRecord(row))),
       ...(more ? { nextPageToken: encodePageToken(page[page.length - 1].seq) } : {}),
     };
   }
 
-  async transition(id: string, from: readonly TesState[], to: TesState, mutate?: TaskMutation): Promise<TaskRecord | undefined> {
-    return this.compareAndSet(id, from, to, mutate);
-  }
-
-  async update(id: string, inStates: readonly TesState[], mutate: TaskMutation): Promise<TaskRecord | undefined> {
-    return this.compareAndSet(id, inStates, undefined, mutate);
-  }
-
-  /** Read, check and write in one IMMEDIATE transaction: no other writer, in this process or another, slips in between. */
-  private compareAndSet(id: string, allowed: readonly TesState[], to: TesState | undefined, mutate?: TaskMutation): TaskRecord | undefined {
-    return this.run(() =>
-      this.db
-        .transaction((): TaskRecord | undefined => {
-          const row = this.statement('SELECT seq, id, state, doc FROM tasks WHERE id = ?').get(id) as TaskRow | undefined;
-          if (!row || !allowed.includes(row.state)) return undefined;
-          // A fresh parse is a deep copy: a mutation that throws leaves nothing changed.
-          const task = toRecord(row);
-          const tagsBefore = task.tags ?? {};
-          mutate?.(task);
-          // The store owns id and state: a mutation cannot rename a task or move it past the state machine.
-          task.id = row.id;
-          task.state = to ?? row.state;
-          this.statement('UPDATE tasks SET state = ?, name = ?, creation_time = ?, doc = ?, version = version + 1 WHERE seq = ?')
-            .run(task.state, task.name ?? null, task.creation_time, JSON.stringify(task), row.seq);
-          if (JSON.stringify(tagsBefore) !== JSON.stringify(task.tags ?? {})) {
-            const remove = this.statement('DELETE FROM task_tags WHERE key = ? AND task_seq = ?');
-            for (const key of Object.keys(tagsBefore)) remove.run(key, row.seq);
-            this.insertTags(row.seq, task.tags);
-          }
-          return task;
-        })
-        .immediate(),
-    );
-  }
-
-  async findByState(states: readonly TesState[], limit: number): Promise<TaskRecord[]> {
+  async findByState(states: readonly TesState[], limit: number): Promise<StoredTask[]> {
     if (states.length === 0 || limit < 1) return [];
     const { sql, params } = findByStateStatement(states, limit);
-    const rows = this.run(() => this.statement(sql).all(...params)) as TaskRow[];
-    return rows.map(toRecord);
+    const rows = this.run(() => this.statement(sql).all(...params)) as StoredRow[];
+    return rows.map(toStoredTask);
+  }
+
+  patch(id: string, patch: TaskPatch): Promise<PatchResult> {
+    if (this.closed) return Promise.reject(storeClosed());
+    const snapshot = structuredClone(patch);
+    // Read, check and write inside the batch's IMMEDIATE transaction: no other writer, in this process or another,
+    // slips in between. Patches never change name or tags, so the name column and task_tags stay as they are.
+    return this.writes.enqueue((): PatchResult => {
+      const row = this.statement(`SELECT ${STORED_TASK_COLUMNS} FROM tasks WHERE id = ?`).get(id) as StoredRow | undefined;
+      if (!row) return { applied: false, reason: 'missing' };
+      const result = applyTaskPatch(toStoredTask(row), snapshot);
+      if (!result.applied) return result;
+      const { state, control } = result.task;
+      this.statement(
+        `UPDATE tasks SET state = ?, doc = ?, attempt = ?, update_seq = ?, lease_holder = ?, lease_until = ?, lease_token = ?,
+           backend_ref = ?, version = version + 1 WHERE seq = ?`,
+      ).run(
+        state,
+        recordJson(result.task),
+        control.attempt,
+        control.update_seq,
+        // No lease (a terminal state drops it): NULL holder and token, until 0.
+        control.lease?.holder ?? null,
+        control.lease?.until ?? 0,
+        control.lease?.token ?? null,
+        control.backend_ref === undefined ? null : JSON.stringify(control.backend_ref),
+        row.seq,
+      );
+      return result;
+    });
+  }
+
+  claimNext(holder: string, leaseMs: number): Promise<StoredTask | undefined> {
+    if (this.closed) return Promise.reject(storeClosed());
+    return this.writes.enqueue(() => {
+      const now = Date.now();
+      const params = { holder, until: now + leaseMs, token: randomUUID(), now: new Date(now).toISOString() };
+      const [row] = this.statement(CLAIM_NEXT_SQL).all(params) as StoredRow[];
+      return row ? toStoredTask(row) : undefined;
+    });
+  }
+
+  renewLeases(holder: string, leaseMs: number): Promise<HeldTask[]> {
+    if (this.closed) return Promise.reject(storeClosed());
+    return this.writes.enqueue(() => this.statement(RENEW_LEASES_SQL).all({ holder, until: Date.now() + leaseMs }) as HeldTask[]);
+  }
+
+  async heldBy(holder: string): Promise<HeldTask[]> {
+    return this.run(() => this.statement(HELD_BY_SQL).all({ holder })) as HeldTask[];
+  }
+
+  async countHeld(holder: string): Promise<number> {
+    return (this.run(() => this.statement(COUNT_HELD_SQL).get({ holder })) as { n: number }).n;
+  }
+
+  async findExpiredLeases(now: number, limit: number): Promise<StoredTask[]> {
+    if (limit < 1) return [];
+    const rows = this.run(() => this.statement(EXPIRED_LEASES_SQL).all({ now, limit })) as StoredRow[];
+    return rows.map(toStoredTask);
+  }
+
+  takeOver(id: string, expectedToken: string | undefined, holder: string, leaseMs: number): Promise<StoredTask | undefined> {
+    if (this.closed) return Promise.reject(storeClosed());
+    return this.writes.enqueue(() => {
+      const now = Date.now();
+      const params = { id, expected: expectedToken ?? null, now, holder, until: now + leaseMs, token: randomUUID() };
+      const [row] = this.statement(TAKE_OVER_SQL).all(params) as StoredRow[];
+      return row ? toStoredTask(row) : undefined;
+    });
+  }
+
+  releaseLease(id: string, token: string): Promise<boolean> {
+    if (this.closed) return Promise.reject(storeClosed());
+    return this.writes.enqueue(() => this.statement(RELEASE_LEASE_SQL).run({ id, token }).changes > 0);
   }
 
   async close(): Promise<void> {
     if (this.closed) return;
-    // Inserts queued in this turn still commit; their promises resolve as usual.
-    this.flushInserts();
+    // Writes queued before close still commit; their promises settle as usual.
+    this.writes.flush();
     this.closed = true;
     this.statements.clear();
     this.db.close();
-  }
-
-  private insertTags(seq: number, tags: Record<string, string> | undefined): void {
-    const insert = this.statement('INSERT INTO task_tags (key, task_seq, value) VALUES (?, ?, ?)');
-    for (const [key, value] of Object.entries(tags ?? {})) insert.run(key, seq, value);
   }
 
   private statement(sql: string): Database.Statement {
@@ -187,7 +210,7 @@ export class SqliteTaskRepository implements TaskRepository {
     return stmt;
   }
 
-  /** Runs a synchronous database call, refusing after close and turning SQLite errors into domain errors. */
+  /** Runs a synchronous read, refusing after close and turning SQLite errors into domain errors. */
   private run<T>(work: () => T): T {
     if (this.closed) throw storeClosed();
     try {
@@ -198,14 +221,22 @@ export class SqliteTaskRepository implements TaskRepository {
   }
 }
 
-function toRecord(row: TaskRow): TaskRecord {
+/** The doc column: TaskRecord fields only; the control fields have their own columns. */
+function recordJson(task: TaskRecord | StoredTask): string {
+  return JSON.stringify({ ...task, control: undefined });
+}
+
+function toRecord(row: ListRow): TaskRecord {
   const task = JSON.parse(row.doc) as TaskRecord;
   task.state = row.state;
   return task;
 }
 
-function isUniqueViolation(err: unknown): boolean {
-  return sqliteCode(err) === 'SQLITE_CONSTRAINT_UNIQUE';
+function toStoredTask(row: StoredRow): StoredTask {
+  const control: TaskControl = { attempt: row.attempt, update_seq: row.update_seq };
+  if (row.lease_holder !== null) control.lease = { holder: row.lease_holder, until: row.lease_until, token: row.lease_token ?? '' };
+  if (row.backend_ref !== null) control.backend_ref = JSON.parse(row.backend_ref) as BackendRef;
+  return { ...toRecord(row), control };
 }
 
 /**
@@ -222,7 +253,7 @@ function storeClosed(): DomainError {
   return new DomainError(ErrorCode.Unavailable, 'the task store is closed');
 }
 
-/** SQLite errors become domain errors at this edge; anything else (a mutation's own error) passes through. */
+/** SQLite errors become domain errors at this edge; anything else passes through. */
 function toDomainError(err: unknown): unknown {
   const code = sqliteCode(err);
   if (code === undefined) return err;
