@@ -25,7 +25,7 @@ async function run() {
   let baseline;
   try {
     // The longest allowed dispatch delay keeps every created task QUEUED: no container runs during the load.
-    tesp = await startTesp({ TESP_DATA_DIR: dataDir, TESP_SCHEDULER__DISPATCH_DELAY_MS: '3600000', TESP_SCHEDULER__POLL_INTERVAL_MS: '60000' });
+    tesp = await startTesp({ TESP_DATA_DIR: dataDir, TESP_COMPUTE__LOCAL__MAX_CONCURRENT_TASKS: '0', TESP_SCHEDULER__POLL_INTERVAL_MS: '60000' });
     baseline = await startBaseline('__ID__');
     const ours = await measure(tesp.origin, '/ga4gh/tes/v1/tasks');
     const bare = await measure(baseline.origin, '/tasks');

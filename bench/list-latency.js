@@ -120,7 +120,7 @@ async function run() {
   let tesp;
   try {
     await populate(dataDir);
-    tesp = await startTesp({ TESP_DATA_DIR: dataDir, TESP_SCHEDULER__DISPATCH_DELAY_MS: '3600000', TESP_SCHEDULER__POLL_INTERVAL_MS: '60000' });
+    tesp = await startTesp({ TESP_DATA_DIR: dataDir, TESP_COMPUTE__LOCAL__MAX_CONCURRENT_TASKS: '0', TESP_SCHEDULER__POLL_INTERVAL_MS: '60000' });
     const cases = [
       ['MINIMAL, first page of 256', `${API}/tasks?view=MINIMAL`],
       ['FULL, first page of 256', `${API}/tasks?view=FULL`],

@@ -18,7 +18,6 @@ async function run() {
   try {
     tesp = await startTesp({
       TESP_DATA_DIR: dataDir,
-      TESP_SCHEDULER__DISPATCH_DELAY_MS: '0',
       TESP_SCHEDULER__POLL_INTERVAL_MS: '50',
       TESP_COMPUTE__LOCAL__RUNTIME: 'docker',
       TESP_COMPUTE__LOCAL__PULL_IMAGES: 'false',

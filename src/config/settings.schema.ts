@@ -70,8 +70,8 @@ export const settingsSchema = {
   compute: {
     backend: str('local', { oneOf: ['local'] }),
     local: {
-      // Tasks one replica runs at once; the rest wait QUEUED.
-      max_concurrent_tasks: int(4, 1, 10_000),
+      // Tasks one replica runs at once; the rest wait QUEUED. 0: this replica only serves the API.
+      max_concurrent_tasks: int(4, 0, 10_000),
       runtime: str('docker', { oneOf: ['docker', 'process'] }),
       docker_socket: str('/var/run/docker.sock'),
       allow_network: bool(false),

@@ -99,7 +99,8 @@ export class Dispatcher {
 
   /** A saturated replica tells the oldest QUEUED tasks why they wait (once each, at most once per poll). */
   private async noteWaiting(capacity: number): Promise<void> {
-    if (Date.now() - this.lastWaitingNote < this.waitingNoteEveryMs) return;
+    // A replica that runs no tasks (capacity 0) serves the API only: the others speak for the queue.
+    if (capacity === 0 || Date.now() - this.lastWaitingNote < this.waitingNoteEveryMs) return;
     this.lastWaitingNote = Date.now();
     const line = `waiting: ${capacity} task(s) already running on this replica (${this.backend.capacity.setting})`;
     const queued = await this.repo.findByState([TesState.QUEUED], WAITING_NOTE_WINDOW);

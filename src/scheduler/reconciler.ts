@@ -34,6 +34,8 @@ export class Reconciler {
   ) {}
 
   async reconcile(): Promise<void> {
+    // A replica that runs no tasks serves the API only; replicas with a backend to work with settle the rest.
+    if (this.backend.capacity.tasks === 0) return;
     const expired = await this.repo.findExpiredLeases(Date.now(), EXPIRED_PER_ROUND);
     if (expired.length === 0) return;
     // Taking a task over uses capacity like a claim does; a cancel does not need any.

@@ -34,7 +34,7 @@ describe('TES API with real client bodies', () => {
 
   beforeAll(async () => {
     host = mkdtempSync(path.join(os.tmpdir(), 'tesp-api-clients-'));
-    server = await startInProcessApp({ 'scheduler.dispatch_delay_ms': 600_000, 'storage.file.allowed_dirs': [host] });
+    server = await startInProcessApp({ 'compute.local.max_concurrent_tasks': 0, 'storage.file.allowed_dirs': [host] });
     root = server.root;
   });
 
@@ -244,7 +244,7 @@ describe('TES API body limit', () => {
   let server: InProcessApp;
 
   beforeAll(async () => {
-    server = await startInProcessApp({ 'scheduler.dispatch_delay_ms': 600_000, 'server.body_limit_mb': 16 });
+    server = await startInProcessApp({ 'compute.local.max_concurrent_tasks': 0, 'server.body_limit_mb': 16 });
   });
 
   afterAll(async () => {

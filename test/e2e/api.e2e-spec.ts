@@ -27,7 +27,7 @@ describe('TES API over HTTP', () => {
 
   beforeAll(async () => {
     allowed = mkdtempSync(path.join(os.tmpdir(), 'tesp-api-files-'));
-    server = await startInProcessApp({ 'scheduler.dispatch_delay_ms': 600_000, 'storage.file.allowed_dirs': [allowed] });
+    server = await startInProcessApp({ 'compute.local.max_concurrent_tasks': 0, 'storage.file.allowed_dirs': [allowed] });
     root = server.root;
   });
 

@@ -16,7 +16,6 @@ const HOME = '/tempZone/home/alice';
 const sha256 = (data: Buffer) => createHash('sha256').update(data).digest('hex');
 
 const appSettings = (double: IrodsHttpApiDouble, allowed: string, credentials: string) => ({
-  'scheduler.dispatch_delay_ms': 0,
   'scheduler.poll_interval_ms': 50,
   'compute.local.runtime': 'process',
   'storage.file.allowed_dirs': [allowed],

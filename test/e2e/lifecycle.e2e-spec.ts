@@ -18,7 +18,6 @@ describe('task lifecycle with the process runtime', () => {
 
   beforeAll(async () => {
     server = await startInProcessApp({
-      'scheduler.dispatch_delay_ms': 0,
       'scheduler.poll_interval_ms': 50,
       'compute.local.runtime': 'process',
     });
@@ -52,12 +51,70 @@ describe('task lifecycle with the process runtime', () => {
     expect(task.logs[0].logs[0]).toMatchObject({ exit_code: 0, stdout: 'from a process\n' });
   });
 
-  it('ends a task that is RUNNING without a run SYSTEM_ERROR with the reason', async () => {
+  /** A task claimed by a holder that then died, optionally after it had started its executors. */
+  async function heldByDeadHolder(repo: TaskRepository, command: string[], running: boolean): Promise<string> {
+    const id = `orphan-${running ? 'running' : 'staging'}-${Date.now()}`;
+    // Queued in the same store commit as the insert, so the live scheduler cannot claim the task first.
+    const inserted = repo.insert({ id, state: TesState.QUEUED, creation_time: new Date().toISOString(), executors: [{ image: 'x', command }], logs: [] });
+    const claimed = repo.claimNext('dead-holder', running ? 400 : 1);
+    await inserted;
+    const task = await claimed;
+    expect(task?.id).toBe(id);
+    if (running) {
+      const moved = await repo.patch(id, { from: [TesState.INITIALIZING], to: TesState.RUNNING, attempt: 1, lease_token: task!.control.lease!.token, ops: [] });
+      expect(moved.applied).toBe(true);
+    }
+    return id;
+  }
+
+  it('takes over a task whose holder died while staging and runs it from its inputs', async () => {
+    const id = await heldByDeadHolder(server.app.get<TaskRepository>(TASK_REPOSITORY), ['echo', 'taken over'], false);
+    const task = await waitForState(id, ['COMPLETE', 'EXECUTOR_ERROR', 'SYSTEM_ERROR']);
+    expect(task.state).toBe('COMPLETE');
+    expect(task.logs).toHaveLength(1);
+    expect(task.logs[0].logs[0].stdout).toBe('taken over\n');
+    expect(task.logs[0].system_logs.join('\n')).toMatch(/taken over by \S+ from dead-holder after its lease ended; resumed: no executor had started; staging the inputs again/);
+  });
+
+  it('runs a task again as a new attempt when the holder that ran it died and its processes cannot be adopted', async () => {
+    const id = await heldByDeadHolder(server.app.get<TaskRepository>(TASK_REPOSITORY), ['echo', 'second attempt'], true);
+    const task = await waitForState(id, ['COMPLETE', 'EXECUTOR_ERROR', 'SYSTEM_ERROR']);
+    expect(task.state).toBe('COMPLETE');
+    expect(task.logs).toHaveLength(2);
+    expect(task.logs[0].system_logs.join('\n')).toMatch(/attempt 1 was lost: taken over by \S+ from dead-holder after its lease ended; the process runtime cannot adopt executors another process started/);
+    expect(task.logs[0].end_time).toBeDefined();
+    expect(task.logs[1].system_logs[0]).toBe('attempt 2 of at most 3: the task runs again from the start');
+    expect(task.logs[1].logs[0]).toMatchObject({ exit_code: 0, stdout: 'second attempt\n' });
+  });
+});
+
+describe('task lifecycle when no attempt is left', () => {
+  let server: InProcessApp;
+
+  beforeAll(async () => {
+    server = await startInProcessApp({ 'scheduler.poll_interval_ms': 50, 'scheduler.max_attempts': 1, 'compute.local.runtime': 'process' });
+  });
+
+  afterAll(async () => {
+    await server?.close();
+  });
+
+  it('ends a lost task SYSTEM_ERROR with the reason', async () => {
     const repo = server.app.get<TaskRepository>(TASK_REPOSITORY);
-    const id = 'orphan-' + Date.now();
-    await repo.insert({ id, state: TesState.RUNNING, creation_time: new Date().toISOString(), executors: [{ image: 'x', command: ['true'] }], logs: [] });
-    const task = await waitForState(id, ['SYSTEM_ERROR']);
-    expect(task.logs[0].system_logs.join('\n')).toMatch(/lost after its run stopped reporting: the process runtime cannot adopt executors/);
+    const id = 'orphan-last-' + Date.now();
+    const inserted = repo.insert({ id, state: TesState.QUEUED, creation_time: new Date().toISOString(), executors: [{ image: 'x', command: ['true'] }], logs: [] });
+    const claimed = repo.claimNext('dead-holder', 400);
+    await inserted;
+    const task = await claimed;
+    await repo.patch(id, { from: [TesState.INITIALIZING], to: TesState.RUNNING, attempt: 1, lease_token: task!.control.lease!.token, ops: [] });
+    let view: any;
+    for (let i = 0; i < 200 && view?.state !== 'SYSTEM_ERROR'; i++) {
+      await sleep(50);
+      view = await (await fetch(`${server.root}/ga4gh/tes/v1/tasks/${id}?view=FULL`)).json();
+    }
+    expect(view.state).toBe('SYSTEM_ERROR');
+    expect(view.logs).toHaveLength(1);
+    expect(view.logs[0].system_logs.join('\n')).toMatch(/attempt 1 was lost: .*cannot adopt executors another process started; no attempt is left \(scheduler\.max_attempts = 1\)/);
   });
 });
 
@@ -79,7 +136,6 @@ describeWhen('transfer-only tasks between FTP and files', vsftpdAvailable(), `no
     chownSync(ftpDir, uid, uid);
     ftpUrl = `ftp://127.0.0.1:${VSFTPD.port}/data/${name}`;
     server = await startInProcessApp({
-      'scheduler.dispatch_delay_ms': 0,
       'scheduler.poll_interval_ms': 50,
       'compute.local.runtime': 'process',
       'storage.file.allowed_dirs': [allowed],
@@ -152,7 +208,6 @@ describeWhen('transfer-only tasks between S3 and files', rgwAvailable(), `no S3 
     await client.send(new PutObjectCommand({ Bucket: bucket, Key: 'in/data.txt', Body: 'from s3' }));
     client.destroy();
     server = await startInProcessApp({
-      'scheduler.dispatch_delay_ms': 0,
       'scheduler.poll_interval_ms': 50,
       'compute.local.runtime': 'process',
       'storage.file.allowed_dirs': [allowed],

@@ -23,7 +23,7 @@ const S3_SETTINGS = {
   'storage.s3.secret_access_key': RGW.secretAccessKey,
   'storage.s3.retry_base_ms': 10,
 };
-const FAST = { 'scheduler.dispatch_delay_ms': 0, 'scheduler.poll_interval_ms': 50 };
+const FAST = { 'scheduler.poll_interval_ms': 50 };
 
 const available = dockerAvailable() && vsftpdAvailable() && rgwAvailable();
 const missing = 'these tasks need Docker, vsftpd on 127.0.0.1:2121 and Ceph RGW on 127.0.0.1:7480 (see .ci/run)';

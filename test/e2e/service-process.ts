@@ -63,7 +63,6 @@ export class ServiceProcess {
         TESP_DATA_DIR: this.dataDir,
         TESP_LOGGING__LEVEL: 'info',
         TESP_SCHEDULER__POLL_INTERVAL_MS: '100',
-        TESP_SCHEDULER__DISPATCH_DELAY_MS: '50',
         TESP_COMPUTE__LOCAL__PULL_IMAGES: 'false',
         TESP_COMPUTE__LOCAL__LOG_REFRESH_MS: '200',
         ...this.env,

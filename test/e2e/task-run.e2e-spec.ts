@@ -232,7 +232,7 @@ describeWithDocker('the concurrency limit', () => {
   let service: ServiceProcess;
 
   beforeAll(async () => {
-    service = new ServiceProcess(ServiceProcess.tempDataDir(), { TESP_SCHEDULER__MAX_CONCURRENT_TASKS: '1' });
+    service = new ServiceProcess(ServiceProcess.tempDataDir(), { TESP_COMPUTE__LOCAL__MAX_CONCURRENT_TASKS: '1' });
     await service.start();
   });
 

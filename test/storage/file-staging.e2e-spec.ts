@@ -4,9 +4,9 @@ import { mkdirSync, mkdtempSync, readFileSync, rmSync, symlinkSync, writeFileSyn
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { pathToFileURL } from 'node:url';
-import { buildExecutionPlan } from '../../src/compute/execution-plan';
+import { buildExecutionPlan, taskLayout } from '../../src/engine/execution-plan';
 import { FileStorageBackend } from '../../src/storage/file/file-storage.backend';
-import { StagingService } from '../../src/storage/staging.service';
+import { Staging } from '../../src/engine/staging';
 import { StorageRegistry } from '../../src/storage/storage-registry';
 import { TaskRecord, TesState } from '../../src/domain/tes-task';
 
@@ -14,15 +14,17 @@ describe('file storage and staging', () => {
   let allowed: string;
   let outside: string;
   let work: string;
+  /** Where the plans of a test run: the temporary work directory. */
+  const layout = () => taskLayout(work);
   let registry: StorageRegistry;
-  let staging: StagingService;
+  let staging: Staging;
 
   beforeEach(() => {
     allowed = mkdtempSync(path.join(os.tmpdir(), 'tesp-allowed-'));
     outside = mkdtempSync(path.join(os.tmpdir(), 'tesp-outside-'));
     work = mkdtempSync(path.join(os.tmpdir(), 'tesp-work-'));
     registry = new StorageRegistry([new FileStorageBackend([allowed])]);
-    staging = new StagingService(registry);
+    staging = new Staging(registry);
   });
 
   afterEach(() => {
@@ -46,7 +48,11 @@ describe('file storage and staging', () => {
     expect(await registry.validateUrl(path.join(allowed, 'link', 'secret.txt'))).toMatch(/outside the allowed directories/);
     expect(await registry.validateUrl(path.join(allowed, 'new', 'file.txt'))).toBeUndefined();
     expect(await registry.validateUrl('relative/path')).toMatch(/neither a URL nor an absolute path/);
-    expect(await registry.validateUrl('s3://bucket/key')).toMatch(/"s3:" is not served \(enabled: file\)/);
+    expect(await registry.validateUrl('gopher://host/x')).toMatch(/"gopher:" is not served \(enabled: file\)/);
+    // A scheme tesp knows but this server has not configured passes at creation and fails at staging, saying what to set.
+    expect(await registry.validateUrl('s3://bucket/key')).toBeUndefined();
+    expect(() => registry.forUrl('s3://bucket/key')).toThrow(/"s3:" is not configured on this server \(set storage\.s3\.enabled/);
+    expect(await registry.validateUrl('s3://')).toMatch(/has no host/);
   });
 
   it('stages content, FILE and DIRECTORY inputs, and DIRECTORY and glob outputs', async () => {
@@ -69,11 +75,10 @@ describe('file storage and staging', () => {
           { path: '/out/*.none', path_prefix: '/out', url: path.join(allowed, 'none'), type: 'FILE' },
         ],
       }),
-      work,
     );
     const notes: string[] = [];
-    await staging.stageInputs(plan, { log: (m) => notes.push(m) });
-    const root = plan.rootDir;
+    await staging.stageInputs(plan, layout(), { log: (m) => notes.push(m) });
+    const root = layout().rootDir;
     expect(readFileSync(path.join(root, 'in/content.txt'), 'utf8')).toBe(content);
     expect(readFileSync(path.join(root, 'in/empty.txt'), 'utf8')).toBe('');
     expect(readFileSync(path.join(root, 'in/single.txt'), 'utf8')).toBe('single');
@@ -83,7 +88,7 @@ describe('file storage and staging', () => {
     writeFileSync(path.join(root, 'out/results/deep/r.txt'), 'result');
     writeFileSync(path.join(root, 'out/run.log'), 'log1');
     writeFileSync(path.join(root, 'out/other.txt'), 'ignored');
-    const { outputs: logs, checksums } = await staging.stageOutputs(plan, { log: (m) => notes.push(m) });
+    const { outputs: logs, checksums } = await staging.stageOutputs(plan, layout(), { log: (m) => notes.push(m) });
     expect(checksums).toEqual({
       'sha256:/out/results/deep/r.txt': createHash('sha256').update('result').digest('hex'),
       'sha256:/out/run.log': createHash('sha256').update('log1').digest('hex'),
@@ -127,10 +132,9 @@ describe('file storage and staging', () => {
           { path: '/out/*.lnk', path_prefix: '/out', url: path.join(allowed, 'up/glob'), type: 'FILE' },
         ],
       }),
-      work,
     );
-    await staging.stageInputs(plan);
-    const root = plan.rootDir;
+    await staging.stageInputs(plan, layout());
+    const root = layout().rootDir;
     mkdirSync(path.join(root, 'out/results'), { recursive: true });
     symlinkSync('/in/single.txt', path.join(root, 'out/copy.txt')); // absolute in the container: the input
     writeFileSync(path.join(root, 'out/results/own.txt'), 'own');
@@ -141,7 +145,7 @@ describe('file storage and staging', () => {
     symlinkSync('results/own.txt', path.join(root, 'out/one.lnk'));
     symlinkSync(path.join(outside, 'secret.txt'), path.join(root, 'out/two.lnk'));
     const notes: string[] = [];
-    const { outputs } = await staging.stageOutputs(plan, { log: (m) => notes.push(m) });
+    const { outputs } = await staging.stageOutputs(plan, layout(), { log: (m) => notes.push(m) });
     expect(outputs.map((o) => [o.path, o.size_bytes]).sort()).toEqual([
       ['/out/copy.txt', '6'],
       ['/out/one.lnk', '3'],
@@ -158,21 +162,21 @@ describe('file storage and staging', () => {
     ]);
 
     // A FILE output that is a link to a host path fails as missing: the host file is never read.
-    const escape = buildExecutionPlan(task({ outputs: [{ path: '/out/x.txt', url: path.join(allowed, 'x.txt'), type: 'FILE' }] }), work);
-    rmSync(escape.rootDir, { recursive: true, force: true });
-    await staging.stageInputs(escape);
-    symlinkSync(path.join(outside, 'secret.txt'), path.join(escape.rootDir, 'out/x.txt'));
-    await expect(staging.stageOutputs(escape)).rejects.toThrow(/\/out\/x\.txt does not exist/);
+    const escape = buildExecutionPlan(task({ outputs: [{ path: '/out/x.txt', url: path.join(allowed, 'x.txt'), type: 'FILE' }] }));
+    rmSync(layout().rootDir, { recursive: true, force: true });
+    await staging.stageInputs(escape, layout());
+    symlinkSync(path.join(outside, 'secret.txt'), path.join(layout().rootDir, 'out/x.txt'));
+    await expect(staging.stageOutputs(escape, layout())).rejects.toThrow(/\/out\/x\.txt does not exist/);
   });
 
   it('names the output when a FILE output is missing', async () => {
-    const plan = buildExecutionPlan(task({ outputs: [{ path: '/out/missing.txt', url: path.join(allowed, 'm.txt'), type: 'FILE' }] }), work);
-    await staging.stageInputs(plan);
-    await expect(staging.stageOutputs(plan)).rejects.toThrow(/outputs\[0\] \(\/out\/missing\.txt .*\) failed: \/out\/missing\.txt does not exist/);
+    const plan = buildExecutionPlan(task({ outputs: [{ path: '/out/missing.txt', url: path.join(allowed, 'm.txt'), type: 'FILE' }] }));
+    await staging.stageInputs(plan, layout());
+    await expect(staging.stageOutputs(plan, layout())).rejects.toThrow(/outputs\[0\] \(\/out\/missing\.txt .*\) failed: \/out\/missing\.txt does not exist/);
   });
 
   it('names the input when it cannot be fetched', async () => {
-    const plan = buildExecutionPlan(task({ inputs: [{ path: '/in/x', url: path.join(allowed, 'absent.txt'), type: 'FILE' }] }), work);
-    await expect(staging.stageInputs(plan)).rejects.toThrow(/staging inputs\[0\] .* to \/in\/x failed: .*no such file/);
+    const plan = buildExecutionPlan(task({ inputs: [{ path: '/in/x', url: path.join(allowed, 'absent.txt'), type: 'FILE' }] }));
+    await expect(staging.stageInputs(plan, layout())).rejects.toThrow(/staging inputs\[0\] .* to \/in\/x failed: .*no such file/);
   });
 });

@@ -4,9 +4,9 @@ import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'nod
 import { createServer, IncomingHttpHeaders } from 'node:http';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import { buildExecutionPlan } from '../../src/compute/execution-plan';
+import { buildExecutionPlan, taskLayout } from '../../src/engine/execution-plan';
 import { HttpStorageBackend } from '../../src/storage/http/http-storage.backend';
-import { StagingService, TransferProgress } from '../../src/storage/staging.service';
+import { Staging, TransferProgress } from '../../src/engine/staging';
 import { StorageRegistry } from '../../src/storage/storage-registry';
 import { TaskRecord, TesState } from '../../src/domain/tes-task';
 import { HttpFileServer, httpTestSettings, startHttpFileServer } from '../support/http-file-server';
@@ -14,21 +14,23 @@ import { HttpFileServer, httpTestSettings, startHttpFileServer } from '../suppor
 describe('staging over http', () => {
   let root: string;
   let work: string;
+  /** Where the plans of a test run: the temporary work directory. */
+  const layout = () => taskLayout(work);
   let server: HttpFileServer;
   let backend: HttpStorageBackend;
-  let staging: StagingService;
+  let staging: Staging;
 
   beforeEach(async () => {
     root = mkdtempSync(path.join(os.tmpdir(), 'tesp-http-stage-root-'));
     work = mkdtempSync(path.join(os.tmpdir(), 'tesp-http-stage-work-'));
     server = await startHttpFileServer(root);
     backend = new HttpStorageBackend(httpTestSettings);
-    staging = new StagingService(new StorageRegistry([backend]));
+    staging = new Staging(new StorageRegistry([backend]));
   });
 
   /** The execution plan of a transfer-only task with these inputs and outputs, in the work directory. */
   const planFor = (files: Pick<TaskRecord, 'inputs' | 'outputs'>) =>
-    buildExecutionPlan({ id: 'h1', state: TesState.INITIALIZING, creation_time: new Date().toISOString(), executors: [], logs: [], ...files }, work);
+    buildExecutionPlan({ id: 'h1', state: TesState.INITIALIZING, creation_time: new Date().toISOString(), executors: [], logs: [], ...files });
 
   afterEach(async () => {
     await backend.close();
@@ -50,18 +52,18 @@ describe('staging over http', () => {
         { path: '/out/glob/*.none', path_prefix: '/out/glob', url: `${withUser}/none`, type: 'FILE' },
       ],
     });
-    await staging.stageInputs(plan);
-    expect(readFileSync(path.join(plan.rootDir, 'in/in.txt'), 'utf8')).toBe('input');
+    await staging.stageInputs(plan, layout());
+    expect(readFileSync(path.join(layout().rootDir, 'in/in.txt'), 'utf8')).toBe('input');
 
-    mkdirSync(path.join(plan.rootDir, 'out/dir/sub dir'), { recursive: true });
-    writeFileSync(path.join(plan.rootDir, 'out/dir/a.txt'), 'aaa');
-    writeFileSync(path.join(plan.rootDir, 'out/dir/sub dir/b#1.txt'), 'bb');
-    mkdirSync(path.join(plan.rootDir, 'out/glob/x/.hidden'), { recursive: true });
-    writeFileSync(path.join(plan.rootDir, 'out/glob/top.csv'), '1,2\n');
-    writeFileSync(path.join(plan.rootDir, 'out/glob/x/.hidden/deep.csv'), '3\n');
-    writeFileSync(path.join(plan.rootDir, 'out/glob/x/skip.txt'), 'no');
+    mkdirSync(path.join(layout().rootDir, 'out/dir/sub dir'), { recursive: true });
+    writeFileSync(path.join(layout().rootDir, 'out/dir/a.txt'), 'aaa');
+    writeFileSync(path.join(layout().rootDir, 'out/dir/sub dir/b#1.txt'), 'bb');
+    mkdirSync(path.join(layout().rootDir, 'out/glob/x/.hidden'), { recursive: true });
+    writeFileSync(path.join(layout().rootDir, 'out/glob/top.csv'), '1,2\n');
+    writeFileSync(path.join(layout().rootDir, 'out/glob/x/.hidden/deep.csv'), '3\n');
+    writeFileSync(path.join(layout().rootDir, 'out/glob/x/skip.txt'), 'no');
     const notes: string[] = [];
-    const { outputs } = await staging.stageOutputs(plan, { log: (m) => notes.push(m) });
+    const { outputs } = await staging.stageOutputs(plan, layout(), { log: (m) => notes.push(m) });
 
     const redacted = `http://***@127.0.0.1:${port}`;
     expect(outputs.sort((a, b) => a.path.localeCompare(b.path))).toEqual([
@@ -93,8 +95,8 @@ describe('staging over http', () => {
     });
     const events: TransferProgress[] = [];
     const progress = (event: TransferProgress) => events.push(event);
-    await staging.stageInputs(plan, { progress, progressIntervalMs: 0 });
-    await staging.stageOutputs(plan, { progress, progressIntervalMs: 0 });
+    await staging.stageInputs(plan, layout(), { progress, progressIntervalMs: 0 });
+    await staging.stageOutputs(plan, layout(), { progress, progressIntervalMs: 0 });
 
     for (const [transfer, url] of [['inputs[0]', `${server.base.replace('//', '//***@')}/big.bin`], ['outputs[0]', `${server.base.replace('//', '//***@')}/copy/big.bin`]]) {
       const mine = events.filter((e) => e.transfer === transfer);
@@ -108,7 +110,7 @@ describe('staging over http', () => {
     expect(JSON.stringify(events)).not.toContain('top-secret');
 
     const quiet: TransferProgress[] = [];
-    await staging.stageOutputs(plan, { progress: (event) => quiet.push(event) });
+    await staging.stageOutputs(plan, layout(), { progress: (event) => quiet.push(event) });
     expect(quiet).toEqual([]);
   });
 
@@ -116,7 +118,7 @@ describe('staging over http', () => {
     const plan = planFor({
       inputs: [{ path: '/in/d', url: `${server.base.replace('//', '//u:hidden-pw@')}/d/`, type: 'DIRECTORY' }],
     });
-    const message = await staging.stageInputs(plan).then(() => '', (err: Error) => err.message);
+    const message = await staging.stageInputs(plan, layout()).then(() => '', (err: Error) => err.message);
     expect(message).toMatch(/^staging inputs\[0\] .* to \/in\/d failed: .*http\(s\) DIRECTORY inputs are not supported/);
     expect(message).not.toContain('hidden-pw');
   });
