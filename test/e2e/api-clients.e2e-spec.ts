@@ -34,7 +34,7 @@ describe('TES API with real client bodies', () => {
 
   beforeAll(async () => {
     host = mkdtempSync(path.join(os.tmpdir(), 'tesp-api-clients-'));
-    server = await startInProcessApp({ 'compute.local.max_concurrent_tasks': 0, 'storage.file.allowed_dirs': [host] });
+    server = await startInProcessApp({ 'compute.local.max_concurrent_tasks': 0, 'storage.file.allowed_dirs': [host], 'server.cors_origins': ['https://portal.example.org'] });
     root = server.root;
   });
 
@@ -217,10 +217,10 @@ describe('TES API with real client bodies', () => {
       const origin = { origin: 'https://portal.example.org' };
       const missing = await call('GET', `${TASKS}/missing`, undefined, origin);
       expect(missing.status).toBe(404);
-      expect(missing.headers.get('access-control-allow-origin')).toBe('*');
+      expect(missing.headers.get('access-control-allow-origin')).toBe('https://portal.example.org');
       const malformed = await call('POST', TASKS, '{"executors": [', origin);
       expect(malformed.status).toBe(400);
-      expect(malformed.headers.get('access-control-allow-origin')).toBe('*');
+      expect(malformed.headers.get('access-control-allow-origin')).toBe('https://portal.example.org');
     });
 
     it('/docs serves the Swagger UI and its assets over the TES document, resolvable offline', async () => {

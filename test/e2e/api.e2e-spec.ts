@@ -27,7 +27,7 @@ describe('TES API over HTTP', () => {
 
   beforeAll(async () => {
     allowed = mkdtempSync(path.join(os.tmpdir(), 'tesp-api-files-'));
-    server = await startInProcessApp({ 'compute.local.max_concurrent_tasks': 0, 'storage.file.allowed_dirs': [allowed] });
+    server = await startInProcessApp({ 'compute.local.max_concurrent_tasks': 0, 'storage.file.allowed_dirs': [allowed], 'server.cors_origins': ['https://portal.example.org'] });
     root = server.root;
   });
 
@@ -248,7 +248,7 @@ describe('TES API over HTTP', () => {
       expect(await res.json()).toEqual({});
       const full = (await call('GET', `/ga4gh/tes/v1/tasks/${id}?view=FULL`)).json;
       expect(full.state).toBe('CANCELED');
-      expect(full.logs[0].system_logs).toContain('canceled by request');
+      expect(full.logs[0].system_logs).toContain('canceled by request before it started');
     });
 
     it('accepts an empty body with a JSON content type and leaves a finished task as it is', async () => {
@@ -275,14 +275,38 @@ describe('TES API over HTTP', () => {
       expect(Object.keys(document.paths)).toEqual(expect.arrayContaining(['/tasks', '/tasks/{id}', '/tasks/{id}:cancel', '/service-info']));
     });
 
-    it('answers CORS preflights', async () => {
-      const res = await fetch(`${root}/ga4gh/tes/v1/tasks`, {
+    const preflight = (base: string, origin: string) =>
+      fetch(`${base}/ga4gh/tes/v1/tasks`, {
         method: 'OPTIONS',
-        headers: { origin: 'https://portal.example.org', 'access-control-request-method': 'POST', 'access-control-request-headers': 'content-type' },
+        headers: { origin, 'access-control-request-method': 'POST', 'access-control-request-headers': 'content-type' },
       });
+
+    it('answers CORS preflights from an origin in server.cors_origins', async () => {
+      const res = await preflight(root, 'https://portal.example.org');
       expect(res.status).toBe(204);
-      expect(res.headers.get('access-control-allow-origin')).toBe('*');
+      expect(res.headers.get('access-control-allow-origin')).toBe('https://portal.example.org');
       expect(res.headers.get('access-control-allow-methods')).toMatch(/POST/);
+    });
+
+    it('grants no cross-origin access to an origin that is not listed', async () => {
+      const res = await preflight(root, 'https://evil.example.net');
+      expect(res.headers.get('access-control-allow-origin')).toBeNull();
+      const read = await fetch(`${root}/ga4gh/tes/v1/tasks`, { headers: { origin: 'https://evil.example.net' } });
+      expect(read.headers.get('access-control-allow-origin')).toBeNull();
+    });
+
+    it('grants no cross-origin access at all with the default settings', async () => {
+      const plain = await startInProcessApp({ 'compute.local.max_concurrent_tasks': 0 });
+      try {
+        const res = await preflight(plain.root, 'https://portal.example.org');
+        expect(res.headers.get('access-control-allow-origin')).toBeNull();
+        expect(res.headers.get('access-control-allow-methods')).toBeNull();
+        const read = await fetch(`${plain.root}/ga4gh/tes/v1/service-info`, { headers: { origin: 'https://portal.example.org' } });
+        expect(read.status).toBe(200);
+        expect(read.headers.get('access-control-allow-origin')).toBeNull();
+      } finally {
+        await plain.close();
+      }
     });
   });
 });

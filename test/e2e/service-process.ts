@@ -63,6 +63,8 @@ export class ServiceProcess {
         TESP_DATA_DIR: this.dataDir,
         TESP_LOGGING__LEVEL: 'info',
         TESP_SCHEDULER__POLL_INTERVAL_MS: '100',
+        // Short leases: a killed process's tasks are taken over within seconds.
+        TESP_SCHEDULER__LEASE_MS: '3000',
         TESP_COMPUTE__LOCAL__PULL_IMAGES: 'false',
         TESP_COMPUTE__LOCAL__LOG_REFRESH_MS: '200',
         ...this.env,
