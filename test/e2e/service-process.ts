@@ -130,15 +130,24 @@ export class ServiceProcess {
   }
 
   /** Polls until the task reaches one of `states` (default: any terminal state) and returns its FULL view. */
-  async waitFor(id: string, states: string[] = TERMINAL, timeoutMs = 60_000): Promise<any> {
+  waitFor(id: string, states: string[] = TERMINAL, timeoutMs = 60_000): Promise<any> {
+    return this.waitUntil(id, (task) => states.includes(task.state), `reach ${states.join('/')}`, timeoutMs);
+  }
+
+  /** Polls until executor `index` of the task has started (its command runs), and returns the FULL view. */
+  waitForExecutor(id: string, index = 0, timeoutMs = 60_000): Promise<any> {
+    return this.waitUntil(id, (task) => Boolean(task.logs?.at(-1)?.logs?.[index]?.start_time), `start executors[${index}]`, timeoutMs);
+  }
+
+  private async waitUntil(id: string, done: (task: any) => boolean, what: string, timeoutMs: number): Promise<any> {
     const deadline = Date.now() + timeoutMs;
     let last: any;
     while (Date.now() < deadline) {
       last = (await this.get(`/tasks/${id}?view=FULL`)).json;
-      if (states.includes(last.state)) return last;
+      if (done(last)) return last;
       await sleep(100);
     }
-    throw new Error(`task ${id} did not reach ${states.join('/')} in ${timeoutMs} ms; last: ${JSON.stringify(last)}\n${this.output.slice(-4000)}`);
+    throw new Error(`task ${id} did not ${what} in ${timeoutMs} ms; last: ${JSON.stringify(last)}\n${this.output.slice(-4000)}`);
   }
 }
 

@@ -218,7 +218,7 @@ describeWithDocker('tasks run end to end on the local Docker backend', () => {
 
   it('cancels a running sleep 600: CANCELING at once, CANCELED within 5 s with the container gone and the executor log closed', async () => {
     const id = await service.createTask({ executors: [{ image: 'alpine:latest', command: ['sleep', '600'] }] });
-    await service.waitFor(id, ['RUNNING']);
+    await service.waitForExecutor(id);
     const cancel = await service.post(`/tasks/${id}:cancel`, undefined);
     expect(cancel).toEqual({ status: 200, json: {} });
     expect(['CANCELING', 'CANCELED']).toContain((await service.get(`/tasks/${id}`)).json.state);
