@@ -120,6 +120,18 @@ describe('TES API over HTTP', () => {
       await create(simple({ inputs: [{ path: '/data/huge', content: 'z'.repeat(17 * 1024 * 1024) }] }));
     });
 
+    // The official compliance suite's bodies (create_task_inputs, create_task_outputs, create_task_s3): s3:// is a
+    // scheme tesp knows; a server without S3 settings accepts the task, which then ends SYSTEM_ERROR at staging.
+    it.each([
+      ['inputs', { name: 'CompTest', description: 'CompTest', executors: [{ image: 'alpine', command: ['echo', 'hello'] }], inputs: [{ url: 's3://my-object-store/file-1', path: '/data/file1', type: 'FILE' }] }],
+      ['outputs', { name: 'CompTest', description: 'CompTest', executors: [{ image: 'alpine', command: ['echo', 'hello'] }], outputs: [{ url: 's3://my-object-store/outfile-1', path: '/data/outfile', type: 'FILE' }] }],
+      ['s3 cat', { description: 'S3 cat test', inputs: [{ url: 's3://compliance-testing/textfile.txt', path: '/compliance/tes/volumes/input', type: 'FILE' }], executors: [{ image: 'alpine', command: ['cat', '/compliance/tes/volumes/input'] }] }],
+    ])('accepts the compliance suite create body with s3:// %s on the default settings', async (_label, body) => {
+      const reply = await call('POST', '/ga4gh/tes/v1/tasks', body);
+      expect(reply.status).toBe(200);
+      expectSchema('tesCreateTaskResponse', reply.json);
+    });
+
     it('answers 404 JSON for an unknown task and an unknown route', async () => {
       for (const [method, pathname] of [
         ['GET', '/ga4gh/tes/v1/tasks/no-such-task'],
@@ -156,6 +168,8 @@ describe('TES API over HTTP', () => {
       ['a file outside the allowed directories', simple({ inputs: [{ path: '/data/x', url: '/etc/passwd' }] }), /inputs\[0\]\.url: .*outside the allowed directories/],
       ['a file:// URL escaping with ..', simple({ outputs: [{ path: '/x/y', url: 'file:///tmp/../etc/y' }] }), /outputs\[0\]\.url: .*outside the allowed directories/],
       ['an unsupported scheme', simple({ inputs: [{ path: '/data/x', url: 'gs://bucket/key' }] }), /inputs\[0\]\.url: .*"gs:" is not served/],
+      ['an s3:// URL without a bucket', simple({ inputs: [{ path: '/data/x', url: 's3:///key' }] }), /inputs\[0\]\.url: s3:\/\/\/key has no host/],
+      ['an https URL that does not parse', simple({ outputs: [{ path: '/data/x', url: 'https://exa mple.org/x' }] }), /outputs\[0\]\.url: .* is not a valid URL/],
       ['an unknown file type', simple({ inputs: [{ path: '/data/x', url: 'https://example.org/x', type: 'FOLDER' }] }), /inputs\[0\]\.type: must be FILE or DIRECTORY/],
       ['a glob without path_prefix', simple({ outputs: [{ path: '/out/*.txt', url: 'https://example.org/o' }] }), /outputs\[0\]\.path_prefix: required when path contains wildcards/],
       ['cpu_cores as text', simple({ resources: { cpu_cores: 'two' } }), /resources\.cpu_cores: must be a number/],

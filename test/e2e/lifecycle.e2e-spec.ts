@@ -51,6 +51,19 @@ describe('task lifecycle with the process runtime', () => {
     expect(task.logs[0].logs[0]).toMatchObject({ exit_code: 0, stdout: 'from a process\n' });
   });
 
+  it('ends a task with an s3:// input SYSTEM_ERROR at staging when S3 is not configured, naming the settings to set', async () => {
+    const res = await fetch(`${base}/tasks`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify({ inputs: [{ url: 's3://my-object-store/file-1', path: '/data/file1', type: 'FILE' }], executors: [{ image: 'alpine', command: ['cat', '/data/file1'] }] }),
+    });
+    expect(res.status).toBe(200);
+    const task = await waitForState(((await res.json()) as { id: string }).id, ['COMPLETE', 'EXECUTOR_ERROR', 'SYSTEM_ERROR']);
+    expect(task.state).toBe('SYSTEM_ERROR');
+    expect(task.logs[0].system_logs.join('\n')).toMatch(/staging inputs\[0\] \(s3:\/\/my-object-store\/file-1\) to \/data\/file1 failed: .*the scheme "s3:" is not configured on this server \(set storage\.s3\.enabled with storage\.s3\.endpoint/);
+    expect(task.logs[0].logs).toEqual([]);
+  });
+
   /** A task claimed by a holder that then died, optionally after it had started its executors. */
   async function heldByDeadHolder(repo: TaskRepository, command: string[], running: boolean): Promise<string> {
     const id = `orphan-${running ? 'running' : 'staging'}-${Date.now()}`;
