@@ -9,10 +9,9 @@ const SRC = path.resolve(__dirname, '..', 'src');
 const ALLOWED: Readonly<Record<string, readonly string[]>> = {
   domain: [],
   common: ['domain'],
-  storage: ['domain', 'common'],
-  // The schema checks entry lists with the parsers their storage backends use.
-  config: ['storage', 'domain', 'common'],
-  engine: ['storage', 'domain', 'common'],
+  config: ['domain', 'common'],
+  storage: ['domain', 'common', 'config'],
+  engine: ['storage', 'domain', 'common', 'config'],
   persistence: ['domain', 'common', 'config'],
   compute: ['engine', 'storage', 'domain', 'common', 'config'],
   scheduler: ['compute', 'persistence', 'domain', 'common', 'config'],

@@ -1,9 +1,9 @@
-import { parseFtpCredentials } from '../storage/ftp/ftp-credentials.parser';
-import { parseIrodsAuth, parseIrodsZones } from '../storage/irods/irods-zone-entries.parser';
-import { parseBucketEntries } from '../storage/s3/s3-bucket-entry.parser';
+import { parseFtpCredentials } from './ftp-credential-entries';
+import { parseIrodsAuth, parseIrodsZones } from './irods-zone-entries';
+import { parseBucketEntries } from './s3-bucket-entries';
 
 // The one settings schema. Each leaf says its type, default and bounds; the loader validates every key at
-// start-up and names the key and where its value came from in its error. Entry lists are parsed here with the
+// start-up and names the key and where its value came from in its error. Entry lists are checked here with the
 // parsers their storage backends use, so a malformed entry stops start-up like any other bad value.
 
 export type Leaf =

@@ -4,7 +4,7 @@ import * as path from 'node:path';
 import { DomainError, ErrorCode } from '../../domain/domain-error';
 import { errorMessage, redactUrl } from '../../common/redact';
 import type { ListedObject, ObjectInfo, StorageBackend, TransferOptions } from '../storage-backend';
-import { parseFtpCredentials } from './ftp-credentials.parser';
+import { parseFtpCredentials } from '../../config/ftp-credential-entries';
 import { hashedReadStream, hashFile, UploadResult } from '../transfer/hashed-read';
 import { RetryPolicy, withRetries } from '../transfer/transfer-engine';
 

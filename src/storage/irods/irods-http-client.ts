@@ -3,12 +3,11 @@ import type { Readable } from 'node:stream';
 import { Agent, Dispatcher, request } from 'undici';
 import { DomainError, ErrorCode } from '../../domain/domain-error';
 import { errorMessage } from '../../common/redact';
+import type { IrodsAuth } from '../../config/irods-zone-entries';
 
 // One zone's iRODS HTTP API (irods/irods_client_http_api): authentication, the server's limits from /info, and
 // requests whose answers are checked twice, because the server reports most iRODS failures as HTTP 200 with a
 // negative irods_response.status_code.
-
-export type IrodsAuth = { kind: 'basic'; user: string; password: string } | { kind: 'bearer'; token: string };
 
 export interface IrodsLimits {
   apiVersion: string;

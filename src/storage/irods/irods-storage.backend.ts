@@ -9,7 +9,7 @@ import { hashFile, UploadResult } from '../transfer/hashed-read';
 import { intoPartFile, writeAt } from '../transfer/positional-write';
 import { planParts, RetryPolicy, transferParts, withRetries } from '../transfer/transfer-engine';
 import { IrodsCall, IrodsHttpClient, IrodsLimits, IrodsRestartRequired } from './irods-http-client';
-import { parseIrodsAuth, parseIrodsZones } from './irods-zone-entries.parser';
+import { parseIrodsAuth, parseIrodsZones } from '../../config/irods-zone-entries';
 
 export interface IrodsStorageSettings {
   /** "zone=<HTTP API base URL with its version>" entries. */

@@ -5,7 +5,7 @@ import { DomainError, ErrorCode } from '../../domain/domain-error';
 import { errorMessage } from '../../common/redact';
 import type { ListedObject, ObjectInfo, StorageBackend, TransferOptions } from '../storage-backend';
 import { hashedReadStream, UploadResult } from '../transfer/hashed-read';
-import { parseBucketEntries, S3Endpoint } from './s3-bucket-entry.parser';
+import { parseBucketEntries, S3Endpoint } from '../../config/s3-bucket-entries';
 import { intoPartFile, writeAt } from '../transfer/positional-write';
 import { planParts, RetryPolicy, transferParts, withRetries } from '../transfer/transfer-engine';
 

@@ -1,7 +1,9 @@
-import { DomainError, ErrorCode } from '../../domain/domain-error';
-import { redactUrl } from '../../common/redact';
-import { settingEntries, userAndPassword } from '../setting-entries';
-import type { IrodsAuth } from './irods-http-client';
+import { redactUrl } from '../common/redact';
+import { DomainError, ErrorCode } from '../domain/domain-error';
+import { settingEntries, userAndPassword } from './setting-entries';
+
+/** How tesp authenticates to a zone's iRODS HTTP API. */
+export type IrodsAuth = { kind: 'basic'; user: string; password: string } | { kind: 'bearer'; token: string };
 
 const BASE_URL = /^https?:\/\/[^/@\s]+\/irods-http-api\/\d+\.\d+\.\d+\/?$/;
 

@@ -1,6 +1,6 @@
-import { DomainError, ErrorCode } from '../../domain/domain-error';
-import { redactUrl } from '../../common/redact';
-import { settingEntries } from '../setting-entries';
+import { redactUrl } from '../common/redact';
+import { DomainError, ErrorCode } from '../domain/domain-error';
+import { settingEntries } from './setting-entries';
 
 // storage.s3.buckets: "bucket=http(s)://[access:secret@]host[:port][?region=..&force_path_style=true|false]"
 // entries, for buckets that live on another endpoint, in another region or under other credentials than the

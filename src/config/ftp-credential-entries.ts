@@ -1,5 +1,5 @@
-import { DomainError, ErrorCode } from '../../domain/domain-error';
-import { settingEntries, userAndPassword } from '../setting-entries';
+import { DomainError, ErrorCode } from '../domain/domain-error';
+import { settingEntries, userAndPassword } from './setting-entries';
 
 const KEY = 'storage.ftp.credentials';
 const HOST = /^[a-z0-9.-]+(:\d{1,5})?$|^\[[0-9a-f:.]+\](:\d{1,5})?$/i;

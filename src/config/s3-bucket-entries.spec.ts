@@ -1,4 +1,4 @@
-import { parseBucketEntries, S3Endpoint } from './s3-bucket-entry.parser';
+import { parseBucketEntries, S3Endpoint } from './s3-bucket-entries';
 
 const defaults: S3Endpoint = { endpoint: 'http://127.0.0.1:7480', region: 'us-east-1', accessKeyId: 'DEFAULTKEY', secretAccessKey: 'default-secret', forcePathStyle: true };
 
