@@ -1,6 +1,9 @@
 // Suites that need a real service: run when it answers; otherwise skip with the reason, or fail under CI=true.
 import { execFileSync } from 'node:child_process';
 
+/** Marks a skipped suite's name; the summary reporter looks for it. */
+export const SKIP_MARK = '(skipped: ';
+
 export function describeWhen(name: string, available: boolean, missing: string, body: () => void): void {
   if (available) {
     describe(name, body);
@@ -14,8 +17,10 @@ export function describeWhen(name: string, available: boolean, missing: string, 
     });
     return;
   }
-  console.warn(`skipping "${name}": ${missing}`);
-  describe.skip(name, body);
+  // The reason goes into the suite's name: jest shows no console output of a file whose tests all skip, but the
+  // summary reporter (test/support/summary-reporter.js) lists every skipped suite with its name.
+  process.stderr.write(`skipping "${name}": ${missing}\n`);
+  describe.skip(`${name} ${SKIP_MARK}${missing})`, body);
 }
 
 export function tcpOpen(port: number): boolean {

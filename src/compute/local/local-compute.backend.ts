@@ -54,7 +54,8 @@ export class LocalComputeBackend implements ComputeBackend {
 
   async submit(task: StoredTask): Promise<BackendRef> {
     const ref = await this.reference(task.id);
-    if (!this.runs.has(task.id)) this.begin(task, undefined);
+    // A first attempt has nothing before it to clear away; a later one may have.
+    if (!this.runs.has(task.id)) this.begin(task, { clear: task.control.attempt > 1 });
     return ref;
   }
 
@@ -65,7 +66,7 @@ export class LocalComputeBackend implements ComputeBackend {
     if (elsewhere) return { kind: 'lost', reason: elsewhere };
     const leftovers = await this.runtime.leftovers(task.id);
     if (leftovers.length > 0) {
-      this.begin(task, leftovers);
+      this.begin(task, { leftovers });
       const running = leftovers.filter((l) => l.running).length;
       return { kind: 'resumed', detail: `adopted ${leftovers.length} executor container(s), ${running} still running` };
     }
@@ -73,7 +74,7 @@ export class LocalComputeBackend implements ComputeBackend {
     const stopped = await this.runtime.removeAll(task.id, layout, { leftovers: true });
     const ended = stopped > 0 ? ` (ended ${stopped} process(es) its earlier run left)` : '';
     if (task.state === TesState.INITIALIZING) {
-      this.begin(task, undefined);
+      this.begin(task, { clear: true });
       return { kind: 'resumed', detail: `no executor had started; staging the inputs again${ended}` };
     }
     await this.removeTaskDir(task.id);
@@ -140,13 +141,14 @@ export class LocalComputeBackend implements ComputeBackend {
     };
   }
 
-  private begin(task: StoredTask, leftovers: LeftoverExecutor[] | undefined): void {
+  /** Starts following a run: adopting what an earlier run left, or from staging (clearing the task's traces first). */
+  private begin(task: StoredTask, start: { leftovers: LeftoverExecutor[] } | { clear: boolean }): void {
     const layout = this.layoutOf(task.id);
     const run: Run = { detach: new AbortController(), cancel: new AbortController(), done: Promise.resolve(undefined) };
     this.runs.set(task.id, run);
     let seq = task.control.update_seq;
     const emit = (update: TaskUpdate) => this.listener?.(task.id, update, ++seq);
-    run.done = this.execute(task, layout, run, leftovers, emit)
+    run.done = this.execute(task, layout, run, start, emit)
       .catch((err: unknown) => {
         this.logger.error({ taskId: task.id, err: errorMessage(err) }, 'local backend run failed');
         return undefined;
@@ -156,11 +158,12 @@ export class LocalComputeBackend implements ComputeBackend {
       });
   }
 
-  private async execute(task: StoredTask, layout: TaskLayout, run: Run, leftovers: LeftoverExecutor[] | undefined, emit: (update: TaskUpdate) => void): Promise<RunEnd> {
-    if (!leftovers) {
+  private async execute(task: StoredTask, layout: TaskLayout, run: Run, start: { leftovers: LeftoverExecutor[] } | { clear: boolean }, emit: (update: TaskUpdate) => void): Promise<RunEnd> {
+    const leftovers = 'leftovers' in start ? start.leftovers : undefined;
+    if ('clear' in start && start.clear) {
       try {
-        // A fresh start: nothing of an earlier attempt may linger (a first attempt has nothing to look for).
-        if (task.control.attempt > 1) await this.runtime.removeAll(task.id, layout, { leftovers: true });
+        // Nothing of an earlier attempt or a broken-off staging may linger.
+        await this.runtime.removeAll(task.id, layout, { leftovers: true });
         await fs.rm(layout.taskDir, { recursive: true, force: true });
       } catch (err) {
         emit({ kind: 'finished', state: 'SYSTEM_ERROR', reason: `could not clear what an earlier attempt left: ${errorMessage(err)}` });
