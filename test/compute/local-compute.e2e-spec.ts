@@ -465,19 +465,6 @@ describe('LocalComputeBackend with the process runtime', () => {
     expect(await h.backend.resume(initializing)).toMatchObject({ kind: 'resumed' });
     expect(exitsOf(await h.finished(initializing.id))[0].stdout).toBe('restarted\n');
   });
-});
-
-describe('LocalComputeBackend with the process runtime, after a process died', () => {
-  let h: Harness;
-
-  beforeEach(() => {
-    h = new Harness({ 'compute.local.runtime': 'process' });
-  });
-
-  afterEach(async () => {
-    await h.backend.detach();
-    h.cleanup();
-  });
 
   it('ends what a lost run left running before the task runs again', async () => {
     const task = makeTask({ state: TesState.RUNNING, executors: [{ image: 'ignored', command: ['sleep', '600'] }] });

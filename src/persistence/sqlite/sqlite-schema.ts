@@ -6,7 +6,7 @@ import Database from 'better-sqlite3';
 // id, state and name have their own columns so lists filter and MINIMAL pages read without parsing the document.
 // task_tags holds one row per tag; its primary key (key, task_seq) serves "key exists" and the index
 // (key, value, task_seq) serves "key = value", both already in seq order, so a tag filter needs no sort.
-const MIGRATIONS: readonly string[] = [
+export const MIGRATIONS: readonly string[] = [
   `
   CREATE TABLE tasks (
     seq INTEGER PRIMARY KEY AUTOINCREMENT,

@@ -5,7 +5,7 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { ErrorCode } from '../../domain/domain-error';
 import { TaskRecord, TesState } from '../../domain/tes-task';
-import { SCHEMA_VERSION } from './sqlite-schema';
+import { MIGRATIONS, SCHEMA_VERSION } from './sqlite-schema';
 import { SqliteTaskRepository } from './sqlite-task.repository';
 
 const task = (id: string, state = TesState.QUEUED): TaskRecord => ({
@@ -151,26 +151,7 @@ describe('SqliteTaskRepository (file and lifecycle)', () => {
   it('upgrades a file of schema step 1: started tasks become attempt 1 without a lease', async () => {
     // The step-1 schema as released; a file written by that tesp holds tasks in these tables only.
     const old = new Database(file);
-    old.exec(`
-      CREATE TABLE tasks (
-        seq INTEGER PRIMARY KEY AUTOINCREMENT,
-        id TEXT NOT NULL UNIQUE,
-        state TEXT NOT NULL,
-        name TEXT,
-        creation_time TEXT NOT NULL,
-        version INTEGER NOT NULL DEFAULT 0,
-        doc TEXT NOT NULL
-      );
-      CREATE INDEX tasks_state_seq ON tasks (state, seq);
-      CREATE INDEX tasks_name ON tasks (name);
-      CREATE TABLE task_tags (
-        key TEXT NOT NULL,
-        task_seq INTEGER NOT NULL,
-        value TEXT NOT NULL,
-        PRIMARY KEY (key, task_seq)
-      ) WITHOUT ROWID;
-      CREATE INDEX task_tags_key_value ON task_tags (key, value, task_seq);
-    `);
+    old.exec(MIGRATIONS[0]);
     old.pragma('user_version = 1');
     const running: TaskRecord = { ...task('running', TesState.RUNNING), name: 'old run', logs: [{ logs: [{ start_time: 's' }], outputs: [], system_logs: [], start_time: 's' }] };
     const insert = old.prepare('INSERT INTO tasks (id, state, name, creation_time, version, doc) VALUES (?, ?, ?, ?, ?, ?)');
