@@ -7,7 +7,7 @@ import { loadSettings, SettingsError } from './config/settings.loader';
 import type { Settings } from './config/settings.schema';
 import { createLogger, Logger } from './common/logger';
 import { PinoNestLogger } from './common/nest-logger';
-import { setupHttpApp } from './api-docs/setup-http-app';
+import { isLoopback, setupHttpApp } from './api-docs/setup-http-app';
 
 const USAGE = 'usage: tesp [serve]   (serves the TES API; settings from settings/*.yaml, TESP_PROFILE and TESP_* variables)';
 
@@ -72,10 +72,6 @@ async function main(): Promise<void> {
     logger.fatal({ err: err instanceof Error ? err.message : String(err) }, 'tesp could not start');
     process.exit(1);
   }
-}
-
-function isLoopback(host: string): boolean {
-  return host === 'localhost' || host === '::1' || /^127\./.test(host);
 }
 
 void main();

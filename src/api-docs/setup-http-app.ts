@@ -26,3 +26,8 @@ export function setupHttpApp(app: NestExpressApplication, settings: Settings): v
   adapter.get('/', (_req, res) => adapter.redirect(res, 302, '/docs'));
   SwaggerModule.setup('docs', app, loadTesOpenApiDocument() as never, { customSiteTitle: 'tesp: GA4GH TES v1.1' });
 }
+
+/** Whether a listen address is reachable from this host only (an unauthenticated tesp should be). */
+export function isLoopback(host: string): boolean {
+  return host === 'localhost' || host === '::1' || /^127\.\d+\.\d+\.\d+$/.test(host);
+}

@@ -28,16 +28,18 @@ describe('task lifecycle with the process runtime', () => {
     await server?.close();
   });
 
-  async function waitForState(id: string, states: string[], timeoutMs = 20_000): Promise<any> {
+  async function waitUntil(id: string, done: (task: any) => boolean, timeoutMs = 20_000): Promise<any> {
     const deadline = Date.now() + timeoutMs;
     let task: any;
     while (Date.now() < deadline) {
       task = await (await fetch(`${base}/tasks/${id}?view=FULL`)).json();
-      if (states.includes(task.state)) return task;
+      if (done(task)) return task;
       await sleep(50);
     }
-    throw new Error(`task ${id} stayed ${task?.state}`);
+    throw new Error(`task ${id} stayed ${task?.state}: ${JSON.stringify(task)}`);
   }
+
+  const waitForState = (id: string, states: string[], timeoutMs?: number) => waitUntil(id, (task) => states.includes(task.state), timeoutMs);
 
   it('runs a task through the API to COMPLETE', async () => {
     const res = await fetch(`${base}/tasks`, {
@@ -49,6 +51,17 @@ describe('task lifecycle with the process runtime', () => {
     const task = await waitForState(id, ['COMPLETE', 'EXECUTOR_ERROR', 'SYSTEM_ERROR']);
     expect(task.state).toBe('COMPLETE');
     expect(task.logs[0].logs[0]).toMatchObject({ exit_code: 0, stdout: 'from a process\n' });
+  });
+
+  it('cancels a running sleep 600: CANCELED within 5 s, the SIGTERM in its executor log', async () => {
+    const created = await fetch(`${base}/tasks`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ executors: [{ image: 'x', command: ['sleep', '600'] }] }) });
+    const { id } = (await created.json()) as { id: string };
+    await waitUntil(id, (task) => Boolean(task.logs?.[0]?.logs?.[0]?.start_time));
+    const cancel = await fetch(`${base}/tasks/${id}:cancel`, { method: 'POST' });
+    expect([cancel.status, await cancel.json()]).toEqual([200, {}]);
+    const task = await waitForState(id, ['CANCELED', 'COMPLETE', 'EXECUTOR_ERROR', 'SYSTEM_ERROR'], 5000);
+    expect(task.state).toBe('CANCELED');
+    expect(task.logs[0].logs[0]).toMatchObject({ exit_code: 143, end_time: expect.any(String) });
   });
 
   it('ends a task with an s3:// input SYSTEM_ERROR at staging when S3 is not configured, naming the settings to set', async () => {

@@ -1,0 +1,53 @@
+// Start-up as an operator meets it: the built service (dist/main.js) refuses bad settings with one structured
+// line that names the setting, where the value came from and never a secret.
+import { spawn } from 'node:child_process';
+import { rmSync } from 'node:fs';
+import * as path from 'node:path';
+import { ServiceProcess } from './service-process';
+
+const MAIN = path.resolve(__dirname, '..', '..', 'dist', 'main.js');
+
+/** Runs tesp with these variables until it exits; resolves to its exit code and output lines. */
+function runTesp(env: Record<string, string>): Promise<{ code: number | null; lines: string[] }> {
+  return new Promise((resolve) => {
+    const child = spawn(process.execPath, ['--no-warnings', MAIN], { env: { PATH: process.env.PATH ?? '/usr/bin:/bin', TESP_LOGGING__LEVEL: 'info', ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
+    let output = '';
+    const collect = (chunk: Buffer) => (output += chunk.toString());
+    child.stdout.on('data', collect);
+    child.stderr.on('data', collect);
+    const timer = setTimeout(() => child.kill('SIGKILL'), 30_000);
+    child.once('exit', (code) => {
+      clearTimeout(timer);
+      resolve({ code, lines: output.split('\n').filter(Boolean) });
+    });
+  });
+}
+
+describe('start-up', () => {
+  const dataDir = ServiceProcess.tempDataDir();
+
+  afterAll(() => rmSync(dataDir, { recursive: true, force: true }));
+
+  it('refuses a TESP_ variable that names no setting, with one pino line naming it and the setting meant', async () => {
+    const { code, lines } = await runTesp({ TESP_DATA_DIR: dataDir, TESP_SERVER__PROT: '9999' });
+    expect(code).toBe(1);
+    expect(lines).toHaveLength(1);
+    expect(JSON.parse(lines[0])).toMatchObject({
+      level: 60,
+      service: 'tesp',
+      msg: 'invalid settings: environment variable TESP_SERVER__PROT names no setting; did you mean TESP_SERVER__PORT?',
+    });
+  });
+
+  it('refuses a malformed storage entry the same way, naming the variable and never the secret', async () => {
+    const { code, lines } = await runTesp({ TESP_DATA_DIR: dataDir, TESP_STORAGE__FTP__CREDENTIALS: 'ftp.example.org=only-a-s3cret-no-user' });
+    expect(code).toBe(1);
+    expect(lines).toHaveLength(1);
+    const line = JSON.parse(lines[0]);
+    expect(line.level).toBe(60);
+    expect(line.msg).toBe(
+      'invalid settings: setting "storage.ftp.credentials" (from environment variable TESP_STORAGE__FTP__CREDENTIALS): the entry for "ftp.example.org" is not host[:port]=user:password',
+    );
+    expect(lines.join('\n')).not.toContain('s3cret');
+  });
+});
