@@ -89,12 +89,28 @@ export class Dispatcher {
       const ref = await this.backend.submit(task);
       await this.applier.write(task.id, { from: HELD_STATES, attempt: run.attempt, lease_token: run.token, ops: [{ op: 'set_backend_ref', ref }] });
     } catch (err) {
-      const result = await this.applier.write(task.id, failPatch(run, `could not start: ${errorMessage(err)}`)).catch(() => undefined);
-      if (result?.applied) {
+      await this.end(run, `could not start: ${errorMessage(err)}`);
+    }
+  }
+
+  /**
+   * Ends a task this replica holds SYSTEM_ERROR with the reason. When the store cannot take the write now, the
+   * heartbeat writes it again later: a held task never stays without a run.
+   */
+  async end(run: HeldRun, reason: string): Promise<void> {
+    const write = async () => {
+      const result = await this.applier.write(run.taskId, failPatch(run, reason));
+      run.unwrittenEnd = undefined;
+      // Refused as 'state': a cancel is being carried out, and it ends the task.
+      if (result.applied || result.reason !== 'state') {
         this.runs.delete(run);
         this.wake();
       }
-    }
+    };
+    await write().catch((err: unknown) => {
+      this.logger.error({ taskId: run.taskId, err: errorMessage(err) }, 'could not record the end of a task; trying again at the next heartbeat');
+      run.unwrittenEnd = write;
+    });
   }
 
   /** A saturated replica tells the oldest QUEUED tasks why they wait (once each, at most once per poll). */

@@ -8,7 +8,7 @@ import type { TaskRepository } from '../persistence/task-repository';
 import type { Cancellation } from './cancellation';
 import type { Dispatcher, LeaseSettings } from './dispatcher';
 import type { HeldRun, HeldRuns } from './held-runs';
-import { failPatch, UpdateApplier } from './update-applier';
+import type { UpdateApplier } from './update-applier';
 
 /** Expired leases looked at per round. */
 const EXPIRED_PER_ROUND = 32;
@@ -79,9 +79,7 @@ export class Reconciler {
   private async retryOrFail(task: StoredTask, run: HeldRun, why: string): Promise<void> {
     const attempt = run.attempt;
     if (attempt >= this.maxAttempts) {
-      await this.applier.write(task.id, failPatch(run, `attempt ${attempt} was lost: ${why}; no attempt is left (scheduler.max_attempts = ${this.maxAttempts})`));
-      this.runs.delete(run);
-      this.dispatcher.wake();
+      await this.dispatcher.end(run, `attempt ${attempt} was lost: ${why}; no attempt is left (scheduler.max_attempts = ${this.maxAttempts})`);
       return;
     }
     const now = new Date().toISOString();

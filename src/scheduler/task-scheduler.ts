@@ -63,6 +63,8 @@ export class TaskScheduler {
     clearInterval(this.timer);
     await this.ticking;
     await this.dispatcher.stop();
+    // Starts and take-overs under way finish first, so detach sees every run.
+    await Promise.all(this.runs.values().map((run) => run.starting.catch(() => undefined)));
     await this.backend.detach();
     await this.applier.drainAll();
     await this.keeper.releaseAll();

@@ -150,7 +150,9 @@ export class LocalComputeBackend implements ComputeBackend {
     const emit = (update: TaskUpdate) => this.listener?.(task.id, update, ++seq);
     run.done = this.execute(task, layout, run, start, emit)
       .catch((err: unknown) => {
+        // The run loop reports its own failures; this is a failure around it, and the task must still end.
         this.logger.error({ taskId: task.id, err: errorMessage(err) }, 'local backend run failed');
+        if (!run.detach.signal.aborted && !run.cancel.signal.aborted) emit({ kind: 'finished', state: 'SYSTEM_ERROR', reason: `the local run failed: ${errorMessage(err)}` });
         return undefined;
       })
       .finally(() => {
