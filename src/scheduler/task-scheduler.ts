@@ -52,7 +52,8 @@ export class TaskScheduler {
   start(): void {
     this.backend.onUpdate((taskId, update, seq) => this.applier.enqueue(taskId, update, seq));
     this.logger.info({ holder: this.holder, leaseMs: this.settings.lease_ms }, 'scheduler started');
-    this.timer = setInterval(() => this.tick(), this.settings.poll_interval_ms);
+    // Ticks at least four times a lease, so a renewal (due every third of one) always lands before the lease ends.
+    this.timer = setInterval(() => this.tick(), Math.min(this.settings.poll_interval_ms, Math.floor(this.settings.lease_ms / 4)));
     this.timer.unref();
     this.tick();
   }
