@@ -70,4 +70,15 @@ describe('task views', () => {
     expect(view).not.toHaveProperty('name');
     expect(view).not.toHaveProperty('description');
   });
+
+  it('never shows what the server keeps beside a task: lease, token, attempt counters, backend reference', () => {
+    const stored = {
+      ...task,
+      control: { attempt: 2, update_seq: 17, lease: { holder: 'replica-a', until: 1, token: 'secret-token' }, backend_ref: { runtime: 'docker', location: 'docker engine X' } },
+    };
+    for (const view of [TaskView.MINIMAL, TaskView.BASIC, TaskView.FULL]) {
+      const text = JSON.stringify(renderTask(stored, view));
+      expect(text).not.toMatch(/control|lease|secret-token|replica-a|update_seq|docker engine X/);
+    }
+  });
 });
