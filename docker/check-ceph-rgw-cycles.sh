@@ -2,7 +2,9 @@
 # Starts and stops the test Ceph RGW (docker/start-ceph-rgw.sh, docker/stop-ceph-rgw.sh) CYCLES times and checks
 # each start with a real S3 round trip: bucket made, small object put, read back and compared, both removed.
 # Prints per cycle the start time and OK/FAIL, then "N of M cycles passed"; exits non-zero on any failure.
-# A failed cycle's logs are kept in DIR.failed-N (the next start wipes DIR).
+# Each OK line says how many failed attempts the start retried ("retry:" lines of its log) and how many commands
+# the monitor refused with "wrong fsid" (its log's "handle_command on fsid" lines). The next start wipes DIR, so
+# a failed cycle's logs are kept in DIR.failed-N, and a retried one's start log and refusals in DIR.retried-N.log.
 # The defaults differ from the test RGW's (/tmp/tesp-ceph, 7480, 6789) so that it may run beside it; never point
 # it at the test RGW's DIR: every cycle ends with a stop.
 # The round trip uses the project's @aws-sdk/client-s3 (run npm ci first); without it, the check falls back to
@@ -54,6 +56,7 @@ basic_check() {
 }
 
 "$here/stop-ceph-rgw.sh" "$dir"
+rm -rf "$dir".failed-* "$dir".retried-*.log     # an earlier run's
 passed=0
 for ((i = 1; i <= cycles; i++)); do
   out=$dir.cycle.log       # outside DIR, which the start wipes
@@ -65,10 +68,15 @@ for ((i = 1; i <= cycles; i++)); do
     if [ "$mode" = s3 ]; then round_trip "$i" >>"$out" 2>&1 || ok=0; else basic_check >>"$out" 2>&1 || ok=0; fi
   fi
   secs=$(awk -v a="$t0" -v b="$t1" 'BEGIN { printf "%.1f", b - a }')
+  retries=$(grep -c '^retry:' "$dir/log/start.log" 2>/dev/null || true)
+  wrong_fsid=$(grep -c 'handle_command on fsid' "$dir/log/mon.a.log" 2>/dev/null || true)
   "$here/stop-ceph-rgw.sh" "$dir" >>"$out" 2>&1 || { echo "stop failed" >>"$out"; ok=0; }
   if [ "$ok" = 1 ]; then
     passed=$((passed + 1))
-    echo "cycle $i: start ${secs} s, OK"
+    echo "cycle $i: start ${secs} s, OK (${retries:-0} retries, ${wrong_fsid:-0} refused with 'wrong fsid')"
+    if [ "${retries:-0}" != 0 ] || [ "${wrong_fsid:-0}" != 0 ]; then
+      { cat "$dir/log/start.log"; grep -h 'handle_command on fsid' "$dir/log/mon.a.log" || true; } >"$dir.retried-$i.log"
+    fi
   else
     rm -rf "$dir.failed-$i"
     cp -r "$dir/log" "$dir.failed-$i" 2>/dev/null || mkdir -p "$dir.failed-$i"

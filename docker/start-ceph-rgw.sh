@@ -83,7 +83,7 @@ alive() {
     ! grep -q '^State:[[:space:]]*Z' "/proc/$pid/status" 2>/dev/null
 }
 # retry N CMD...: runs CMD up to N times, a second apart; prints the stdout of the run that succeeded only, so
-# that $(retry ...) never captures a failed attempt's output.
+# that $(retry ...) never captures a failed attempt's output. Lines "retry: ..." in the log count the failed ones.
 retry() {
   local n=$1 i out
   shift
@@ -92,9 +92,9 @@ retry() {
       [ -z "$out" ] || printf '%s\n' "$out"
       return 0
     fi
+    echo "retry: attempt $i of $n failed: $*" >>"$log"
     sleep 1
   done
-  echo "failed $n times: $*" >>"$log"
   return 1
 }
 ceph_() { timeout 15 ceph "${conf[@]}" "$@"; }
@@ -117,6 +117,7 @@ mon_up=0
 for ((end = SECONDS + 30; SECONDS < end; )); do
   alive "$dir/run/mon.a.pid" || fail "ceph-mon exited; see $dir/log/mon.a.log"
   if [ "$(timeout 10 ceph "${conf[@]}" fsid 2>>"$log")" = "$fsid" ]; then mon_up=1; break; fi
+  echo "retry: the monitor does not answer with our fsid yet" >>"$log"
   sleep 1
 done
 [ "$mon_up" = 1 ] || fail "the monitor did not answer within 30 s; see $dir/log/mon.a.log and $log"
@@ -143,8 +144,9 @@ for attempt in 1 2 3; do
     done
   fi
   [ "$osd_up" = 1 ] && break
-  echo "OSD start attempt $attempt failed" >>"$log"
+  echo "retry: OSD start attempt $attempt of 3 failed" >>"$log"
   stop_daemon "$osd_pid"
+  sleep 1
 done
 [ "$osd_up" = 1 ] || fail "the OSD did not come up in 3 attempts; see $dir/log/osd.$osd_id.log and $log"
 
@@ -160,8 +162,9 @@ for attempt in 1 2 3; do
     done
   fi
   [ "$rgw_up" = 1 ] && break
-  echo "RGW start attempt $attempt failed" >>"$log"
+  echo "retry: RGW start attempt $attempt of 3 failed" >>"$log"
   stop_daemon "$rgw_pid"
+  sleep 1
 done
 [ "$rgw_up" = 1 ] || fail "RGW did not answer on 127.0.0.1:$port in 3 attempts; see $dir/log/client.rgw.a.log and $log"
 
