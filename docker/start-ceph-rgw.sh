@@ -98,6 +98,8 @@ retry() {
   return 1
 }
 ceph_() { timeout 15 ceph "${conf[@]}" "$@"; }
+# The daemons below are started under `timeout` too: each returns once its forked daemon has initialised (or failed
+# to), and a launcher stuck talking to the monitor would otherwise hang the script.
 # stop_daemon PIDFILE: ends a daemon that failed to come up, so that the next attempt starts clean.
 stop_daemon() {
   local pid i
@@ -110,8 +112,8 @@ stop_daemon() {
 }
 
 monmaptool --create --clobber --fsid "$fsid" --addv a "[v1:127.0.0.1:$mon_port]" "$dir/monmap" >/dev/null 2>>"$log"
-ceph-mon "${conf[@]}" --mkfs -i a --monmap "$dir/monmap" 2>>"$log" || fail "ceph-mon --mkfs failed; see $log"
-ceph-mon "${conf[@]}" -i a 2>>"$log" || fail "ceph-mon did not start; see $log and $dir/log/mon.a.log"
+timeout 60 ceph-mon "${conf[@]}" --mkfs -i a --monmap "$dir/monmap" 2>>"$log" || fail "ceph-mon --mkfs failed; see $log"
+timeout 60 ceph-mon "${conf[@]}" -i a 2>>"$log" || fail "ceph-mon did not start; see $log and $dir/log/mon.a.log"
 # Up means answering with our fsid, not merely listening.
 mon_up=0
 for ((end = SECONDS + 30; SECONDS < end; )); do
@@ -135,8 +137,8 @@ for attempt in 1 2 3; do
   # A refused boot can leave a half-made store: start each attempt from an empty one.
   rm -rf "$osd_dir"
   mkdir -p "$osd_dir"
-  if ceph-osd "${conf[@]}" -i "$osd_id" --mkfs --osd-uuid "$osd_uuid" 2>>"$log" &&
-    ceph-osd "${conf[@]}" -i "$osd_id" 2>>"$log"; then
+  if timeout 60 ceph-osd "${conf[@]}" -i "$osd_id" --mkfs --osd-uuid "$osd_uuid" 2>>"$log" &&
+    timeout 60 ceph-osd "${conf[@]}" -i "$osd_id" 2>>"$log"; then
     for ((end = SECONDS + 30; SECONDS < end; )); do
       alive "$osd_pid" || break
       if ceph_ osd stat 2>>"$log" | grep -q '1 up'; then osd_up=1; break; fi
@@ -153,7 +155,7 @@ done
 rgw_pid=$dir/run/client.rgw.a.pid
 rgw_up=0
 for attempt in 1 2 3; do
-  if radosgw "${conf[@]}" -n client.rgw.a 2>>"$log"; then
+  if timeout 60 radosgw "${conf[@]}" -n client.rgw.a 2>>"$log"; then
     # The first start creates RGW's pools, which takes a while on a fresh cluster.
     for ((end = SECONDS + 90; SECONDS < end; )); do
       alive "$rgw_pid" || break
