@@ -4,7 +4,7 @@
 # Prints per cycle the start time and OK/FAIL, then "N of M cycles passed"; exits non-zero on any failure.
 # Each OK line says how many failed attempts the start retried ("retry:" lines of its log) and how many commands
 # the monitor refused with "wrong fsid" (its log's "handle_command on fsid" lines). The next start wipes DIR, so
-# a failed cycle's logs are kept in DIR.failed-N, and a retried one's start log and refusals in DIR.retried-N.log.
+# the logs of a failed cycle are kept in DIR.failed-N, those of a retried one in DIR.retried-N.
 # The defaults differ from the test RGW's (/tmp/tesp-ceph, 7480, 6789) so that it may run beside it; never point
 # it at the test RGW's DIR: every cycle ends with a stop.
 # The round trip uses the project's @aws-sdk/client-s3 (run npm ci first); without it, the check falls back to
@@ -56,7 +56,7 @@ basic_check() {
 }
 
 "$here/stop-ceph-rgw.sh" "$dir"
-rm -rf "$dir".failed-* "$dir".retried-*.log     # an earlier run's
+rm -rf "$dir".failed-* "$dir".retried-*     # an earlier run's
 passed=0
 for ((i = 1; i <= cycles; i++)); do
   out=$dir.cycle.log       # outside DIR, which the start wipes
@@ -75,7 +75,7 @@ for ((i = 1; i <= cycles; i++)); do
     passed=$((passed + 1))
     echo "cycle $i: start ${secs} s, OK (${retries:-0} retries, ${wrong_fsid:-0} refused with 'wrong fsid')"
     if [ "${retries:-0}" != 0 ] || [ "${wrong_fsid:-0}" != 0 ]; then
-      { cat "$dir/log/start.log"; grep -h 'handle_command on fsid' "$dir/log/mon.a.log" || true; } >"$dir.retried-$i.log"
+      cp -r "$dir/log" "$dir.retried-$i"
     fi
   else
     rm -rf "$dir.failed-$i"
