@@ -155,11 +155,15 @@ done
 rgw_pid=$dir/run/client.rgw.a.pid
 rgw_up=0
 for attempt in 1 2 3; do
+  rm -f "$rgw_pid"    # a failed attempt's pid file would read as this attempt's dead daemon
   if timeout 60 radosgw "${conf[@]}" -n client.rgw.a 2>>"$log"; then
+    # Unlike ceph-mon and ceph-osd, radosgw's launcher returns before its daemon has written the pid file (and
+    # says nothing about how the start went): dead means a pid file naming a dead process, or none after 15 s.
     # The first start creates RGW's pools, which takes a while on a fresh cluster.
+    launched=$SECONDS
     for ((end = SECONDS + 90; SECONDS < end; )); do
-      alive "$rgw_pid" || break
       if curl -s -o /dev/null --max-time 5 "http://127.0.0.1:$port/"; then rgw_up=1; break; fi
+      if [ -s "$rgw_pid" ]; then alive "$rgw_pid" || break; elif [ $((SECONDS - launched)) -ge 15 ]; then break; fi
       sleep 1
     done
   fi
