@@ -34,10 +34,6 @@ export function isTerminal(state: TesState): boolean {
   return TERMINAL_STATES.includes(state);
 }
 
-export function isHeld(state: TesState): boolean {
-  return HELD_STATES.includes(state);
-}
-
 export function canTransition(from: TesState, to: TesState): boolean {
   return NEXT[from].includes(to);
 }

@@ -65,7 +65,9 @@ export class ProcessRuntime implements ExecutorRuntime {
         resolve({ exitCode: (err as NodeJS.ErrnoException).code === 'ENOENT' ? 127 : 126, startTime, endTime: new Date().toISOString() });
       });
       // As in a container, what the command left running in the background ends with it (and releases stdout).
-      child.once('exit', () => signalGroups([child.pid], 'SIGKILL'));
+      child.once('exit', () => {
+        if (child.pid !== undefined) signal(groupsOf([child.pid]), 'SIGKILL');
+      });
       // 'close' comes after stdout and stderr have ended, so the tails are complete.
       child.once('close', (code, signalName) => {
         signals.detach.removeEventListener('abort', onDetach);
@@ -92,39 +94,33 @@ export class ProcessRuntime implements ExecutorRuntime {
     // Processes of a run no process here follows (tesp died, its children did not) carry the task root in their
     // environment; grandchildren inherit it.
     const strays = options.leftovers ? (await processesWithEnv(`${TASK_ROOT_VARIABLE}=${layout.rootDir}`)).filter((pid) => !followed.has(pid)) : [];
-    signalGroups([...followed], 'SIGTERM');
-    signalPids(strays, 'SIGTERM');
+    const targets = [...groupsOf([...followed]), ...strays];
+    signal(targets, 'SIGTERM');
     let timer: NodeJS.Timeout | undefined;
     const timeout = new Promise<false>((resolve) => (timer = setTimeout(() => resolve(false), this.settings.stop_timeout_s * 1000)));
     const stopped = await Promise.race([Promise.all([gone, waitUntilGone(strays)]).then(() => true), timeout]);
     clearTimeout(timer);
     if (!stopped) {
-      signalGroups([...followed], 'SIGKILL');
-      signalPids(strays, 'SIGKILL');
+      signal(targets, 'SIGKILL');
       await gone;
     }
     // Grandchildren that left the group's leader behind get the SIGKILL too.
-    signalGroups([...followed], 'SIGKILL');
+    signal(groupsOf([...followed]), 'SIGKILL');
     this.children.delete(taskId);
     return live.length + strays.length;
   }
 }
 
-function signalGroups(pids: Array<number | undefined>, name: NodeJS.Signals): void {
-  for (const pid of pids) {
-    if (pid === undefined) continue;
-    try {
-      process.kill(-pid, name);
-    } catch {
-      // the group is gone already
-    }
-  }
+/** The process groups led by these processes, as kill() takes them. */
+function groupsOf(leaders: readonly number[]): number[] {
+  return leaders.map((pid) => -pid);
 }
 
-function signalPids(pids: readonly number[], name: NodeJS.Signals): void {
-  for (const pid of pids) {
+/** Sends a signal to each process (or, for a negative id, process group) that still exists. */
+function signal(targets: readonly number[], name: NodeJS.Signals): void {
+  for (const target of targets) {
     try {
-      process.kill(pid, name);
+      process.kill(target, name);
     } catch {
       // gone already
     }

@@ -65,7 +65,7 @@ export class TaskRunner {
         if ((end = ended())) return end;
         const leftover = leftovers?.find((l) => l.index === executor.index && l.started);
         if (leftovers && !leftover && executor.index < lastLeftover) throw new Error(`executors[${executor.index}] left no container behind`);
-        const exitCode = await this.runExecutor(plan, executor, layout, leftover !== undefined, emit, control);
+        const exitCode = await this.runExecutor(plan, executor, layout, leftover !== undefined, emit, control, stop);
         if ((end = ended())) return end;
         if (exitCode !== 0 && !executor.ignoreError) {
           executorFailed = true;
@@ -93,7 +93,8 @@ export class TaskRunner {
     }
   }
 
-  private async runExecutor(plan: ExecutionPlan, executor: PlanExecutor, layout: TaskLayout, adopt: boolean, emit: Emit, control: RunControl): Promise<number> {
+  /** Runs (or adopts) one executor; `stop` aborts on detach or cancel, before the executor has started. */
+  private async runExecutor(plan: ExecutionPlan, executor: PlanExecutor, layout: TaskLayout, adopt: boolean, emit: Emit, control: RunControl, stop: AbortSignal): Promise<number> {
     let files: OutputFiles;
     let stdin: FileHandle | undefined;
     try {
@@ -115,7 +116,7 @@ export class TaskRunner {
     try {
       running = adopt
         ? await this.runtime.adopt(plan.taskId, executor.index, output, control.detach)
-        : await this.runtime.start(plan, executor, layout, { output, stdin: stdin?.createReadStream() }, { abort: AbortSignal.any([control.detach, control.cancel]), detach: control.detach });
+        : await this.runtime.start(plan, executor, layout, { output, stdin: stdin?.createReadStream() }, { abort: stop, detach: control.detach });
     } catch (err) {
       await stdin?.close().catch(() => undefined);
       await closeOutput();

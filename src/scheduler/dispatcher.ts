@@ -1,11 +1,12 @@
 import type { Logger } from '../common/logger';
-import { errorMessage } from '../common/redact';
+import { errorMessage, redactText } from '../common/redact';
 import type { ComputeBackend } from '../compute/compute-backend';
+import type { TaskPatch } from '../domain/task-patch';
 import { HELD_STATES } from '../domain/task-state-machine';
 import { StoredTask, TesState } from '../domain/tes-task';
 import type { TaskRepository } from '../persistence/task-repository';
 import type { HeldRun, HeldRuns } from './held-runs';
-import { failPatch, UpdateApplier } from './update-applier';
+import type { UpdateApplier } from './update-applier';
 
 export interface LeaseSettings {
   /** This replica's name in leases. */
@@ -123,4 +124,18 @@ export class Dispatcher {
     const unnoted = queued.filter((task) => !task.logs.some((log) => log.system_logs?.includes(line)));
     await Promise.all(unnoted.map((task) => this.repo.patch(task.id, { from: [TesState.QUEUED], attempt: 0, ops: [{ op: 'add_system_log', line }] })));
   }
+}
+
+/** The patch that ends a task this replica holds SYSTEM_ERROR with the reason. */
+function failPatch(run: HeldRun, reason: string): TaskPatch {
+  return {
+    from: [TesState.INITIALIZING, TesState.RUNNING, TesState.PAUSED],
+    to: TesState.SYSTEM_ERROR,
+    attempt: run.attempt,
+    lease_token: run.token,
+    ops: [
+      { op: 'set_times', end_time: new Date().toISOString() },
+      { op: 'add_system_log', line: redactText(reason) },
+    ],
+  };
 }

@@ -40,10 +40,6 @@ export class HeldRuns {
     return [...this.runs.values()];
   }
 
-  get size(): number {
-    return this.runs.size;
-  }
-
   /** A point in registration order, for a heartbeat to compare `since` against. */
   now(): number {
     return this.clock;

@@ -3,7 +3,6 @@ import { errorMessage, redactText } from '../common/redact';
 import { DomainError, ErrorCode } from '../domain/domain-error';
 import { patchForUpdate, PatchResult, TaskPatch } from '../domain/task-patch';
 import type { TaskUpdate } from '../domain/task-update';
-import { TesState } from '../domain/tes-task';
 import type { TaskRepository } from '../persistence/task-repository';
 import type { HeldRun, HeldRuns } from './held-runs';
 
@@ -105,18 +104,4 @@ function redacted(update: TaskUpdate): TaskUpdate {
   if (update.kind === 'system-log') return { ...update, message: redactText(update.message) };
   if (update.kind === 'finished' && update.reason) return { ...update, reason: redactText(update.reason) };
   return update;
-}
-
-/** The patch that ends a task this replica holds SYSTEM_ERROR with the reason. */
-export function failPatch(run: HeldRun, reason: string): TaskPatch {
-  return {
-    from: [TesState.INITIALIZING, TesState.RUNNING, TesState.PAUSED],
-    to: TesState.SYSTEM_ERROR,
-    attempt: run.attempt,
-    lease_token: run.token,
-    ops: [
-      { op: 'set_times', end_time: new Date().toISOString() },
-      { op: 'add_system_log', line: redactText(reason) },
-    ],
-  };
 }

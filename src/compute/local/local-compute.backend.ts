@@ -74,7 +74,9 @@ export class LocalComputeBackend implements ComputeBackend {
     const stopped = await this.runtime.removeAll(task.id, layout, { leftovers: true });
     const ended = stopped > 0 ? ` (ended ${stopped} process(es) its earlier run left)` : '';
     if (task.state === TesState.INITIALIZING) {
-      this.begin(task, { clear: true });
+      // What the earlier run left has just been stopped; only its directory remains to clear.
+      await fs.rm(layout.taskDir, { recursive: true, force: true });
+      this.begin(task, { clear: false });
       return { kind: 'resumed', detail: `no executor had started; staging the inputs again${ended}` };
     }
     await this.removeTaskDir(task.id);

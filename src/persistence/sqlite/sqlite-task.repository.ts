@@ -68,7 +68,6 @@ export class SqliteTaskRepository implements TaskRepository {
   }
 
   insert(task: TaskRecord): Promise<void> {
-    if (this.closed) return Promise.reject(storeClosed());
     const snapshot: NewTask = {
       id: task.id,
       state: task.state,
@@ -77,7 +76,7 @@ export class SqliteTaskRepository implements TaskRepository {
       tags: { ...task.tags },
       doc: recordJson(task),
     };
-    return this.writes.enqueue(() => {
+    return this.write(() => {
       let seq: number;
       try {
         const inserted = this.statement('INSERT INTO tasks (id, state, name, creation_time, doc) VALUES (?, ?, ?, ?, ?)')
@@ -118,11 +117,10 @@ export class SqliteTaskRepository implements TaskRepository {
   }
 
   patch(id: string, patch: TaskPatch): Promise<PatchResult> {
-    if (this.closed) return Promise.reject(storeClosed());
     const snapshot = structuredClone(patch);
     // Read, check and write inside the batch's IMMEDIATE transaction: no other writer, in this process or another,
     // slips in between. Patches never change name or tags, so the name column and task_tags stay as they are.
-    return this.writes.enqueue((): PatchResult => {
+    return this.write((): PatchResult => {
       const row = this.statement(`SELECT ${STORED_TASK_COLUMNS} FROM tasks WHERE id = ?`).get(id) as StoredRow | undefined;
       if (!row) return { applied: false, reason: 'missing' };
       const result = applyTaskPatch(toStoredTask(row), snapshot);
@@ -148,8 +146,7 @@ export class SqliteTaskRepository implements TaskRepository {
   }
 
   claimNext(holder: string, leaseMs: number): Promise<StoredTask | undefined> {
-    if (this.closed) return Promise.reject(storeClosed());
-    return this.writes.enqueue(() => {
+    return this.write(() => {
       const now = Date.now();
       const params = { holder, until: now + leaseMs, token: randomUUID(), now: new Date(now).toISOString() };
       const [row] = this.statement(CLAIM_NEXT_SQL).all(params) as StoredRow[];
@@ -158,8 +155,7 @@ export class SqliteTaskRepository implements TaskRepository {
   }
 
   renewLeases(holder: string, leaseMs: number): Promise<HeldTask[]> {
-    if (this.closed) return Promise.reject(storeClosed());
-    return this.writes.enqueue(() => this.statement(RENEW_LEASES_SQL).all({ holder, until: Date.now() + leaseMs }) as HeldTask[]);
+    return this.write(() => this.statement(RENEW_LEASES_SQL).all({ holder, until: Date.now() + leaseMs }) as HeldTask[]);
   }
 
   async heldBy(holder: string): Promise<HeldTask[]> {
@@ -177,8 +173,7 @@ export class SqliteTaskRepository implements TaskRepository {
   }
 
   takeOver(id: string, expectedToken: string | undefined, holder: string, leaseMs: number): Promise<StoredTask | undefined> {
-    if (this.closed) return Promise.reject(storeClosed());
-    return this.writes.enqueue(() => {
+    return this.write(() => {
       const now = Date.now();
       const params = { id, expected: expectedToken ?? null, now, holder, until: now + leaseMs, token: randomUUID() };
       const [row] = this.statement(TAKE_OVER_SQL).all(params) as StoredRow[];
@@ -187,8 +182,7 @@ export class SqliteTaskRepository implements TaskRepository {
   }
 
   releaseLease(id: string, token: string): Promise<boolean> {
-    if (this.closed) return Promise.reject(storeClosed());
-    return this.writes.enqueue(() => this.statement(RELEASE_LEASE_SQL).run({ id, token }).changes > 0);
+    return this.write(() => this.statement(RELEASE_LEASE_SQL).run({ id, token }).changes > 0);
   }
 
   async close(): Promise<void> {
@@ -198,6 +192,12 @@ export class SqliteTaskRepository implements TaskRepository {
     this.closed = true;
     this.statements.clear();
     this.db.close();
+  }
+
+  /** Queues a write for the next group commit; refused once the store is closed. */
+  private write<T>(work: () => T): Promise<T> {
+    if (this.closed) return Promise.reject(storeClosed());
+    return this.writes.enqueue(work);
   }
 
   private statement(sql: string): Database.Statement {
