@@ -135,7 +135,9 @@ function cancelThroughAnotherReplica(runtime: 'docker' | 'process', describeIt: 
       await front.waitForExecutor(id);
       expect(heldBy(dataDir, 'runner')).toEqual([id]);
       expect(await front.post(`/tasks/${id}:cancel`, undefined)).toEqual({ status: 200, json: {} });
-      expect((await front.get(`/tasks/${id}`)).json.state).toBe('CANCELING');
+      // Docker's stop timeout keeps it CANCELING for seconds; a process may already be gone when the next request
+      // arrives, since the holder stops it at its next tick (the system logs below show it passed CANCELING).
+      expect(runtime === 'docker' ? ['CANCELING'] : ['CANCELING', 'CANCELED']).toContain((await front.get(`/tasks/${id}`)).json.state);
       const task = await front.waitFor(id, TERMINAL, 5000);
       expect(task.state).toBe('CANCELED');
       // Docker: SIGKILL after the stop timeout (sleep as PID 1 ignores SIGTERM); processes: the SIGTERM itself.
