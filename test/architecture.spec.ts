@@ -14,6 +14,8 @@ const ALLOWED: Readonly<Record<string, readonly string[]>> = {
   engine: ['storage', 'domain', 'common', 'config'],
   persistence: ['domain', 'common', 'config'],
   compute: ['engine', 'storage', 'domain', 'common', 'config'],
+  // `tesp runner`: a Pulsar-compatible server on the engine, beside the API (no Nest).
+  runner: ['engine', 'storage', 'domain', 'common', 'config'],
   scheduler: ['compute', 'persistence', 'domain', 'common', 'config'],
   tasks: ['scheduler', 'compute', 'persistence', 'storage', 'domain', 'common', 'config'],
   'service-info': ['compute', 'storage', 'domain', 'common', 'config'],

@@ -1,5 +1,6 @@
 import { parseFtpCredentials } from './ftp-credential-entries';
 import { parseIrodsAuth, parseIrodsZones } from './irods-zone-entries';
+import { parseRunnerEntries } from './runner-entries';
 import { parseBucketEntries } from './s3-bucket-entries';
 
 // The one settings schema. Each leaf says its type, default and bounds; the loader validates every key at
@@ -68,7 +69,7 @@ export const settingsSchema = {
     max_attempts: int(3, 1, 20),
   },
   compute: {
-    backend: str('local', { oneOf: ['local'] }),
+    backend: str('local', { oneOf: ['local', 'pulsar'] }),
     local: {
       // Tasks one replica runs at once; the rest wait QUEUED. 0: this replica only serves the API.
       max_concurrent_tasks: int(4, 0, 10_000),
@@ -82,6 +83,35 @@ export const settingsSchema = {
       // Cancel sends SIGTERM, then SIGKILL after this many seconds, then removes the container.
       stop_timeout_s: int(2, 0, 30),
     },
+    pulsar: {
+      // "name=http(s)://[TOKEN@]host:port[/managers/MANAGER][?runtime=docker|process]" entries.
+      runners: list([], parseRunnerEntries),
+      // Tasks one replica follows at once over all runners; the rest wait QUEUED. 0: this replica only serves the API.
+      max_concurrent_tasks: int(100, 0, 10_000),
+      // Status polling of a running job: starts at poll_interval_ms, backs off to poll_max_interval_ms on errors.
+      poll_interval_ms: int(1000, 50, 60_000),
+      poll_max_interval_ms: int(15_000, 50, 600_000),
+      // How often a runner's health is checked (/healthz), also while it is down.
+      health_interval_ms: int(5000, 100, 600_000),
+      request_timeout_ms: int(30_000, 100, 3_600_000),
+      // Bytes of each executor's stdout and stderr shown in the task log (the last ones), refreshed while it runs.
+      log_tail_bytes: int(65_536, 1024, 16 * 1024 * 1024),
+      log_refresh_ms: int(2000, 100, 600_000),
+    },
+  },
+  // `tesp runner`: the Pulsar-compatible runner a centre runs next to its compute (node dist/main.js runner). It
+  // uses compute.local (runtime, docker_socket, stop_timeout_s) and storage from this same schema.
+  runner: {
+    host: str('127.0.0.1'),
+    port: int(8913, 0, 65535),
+    // Pulsar's private_token: required as a query parameter on every route when set.
+    private_token: str('', { allowEmpty: true }),
+    // Job directories; empty: <data_dir>/runner/jobs.
+    staging_dir: str('', { allowEmpty: true }),
+    // Jobs run at once; the rest wait 'queued'.
+    max_concurrent_jobs: int(4, 1, 10_000),
+    // Stage inputs and outputs itself with its storage backends when tesp asks (direct staging).
+    direct_staging: bool(true),
   },
   storage: {
     transfer: {
