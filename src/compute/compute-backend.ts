@@ -4,7 +4,7 @@ import type { BackendParameter } from '../engine/backend-parameters';
 
 // The compute port. A backend runs the tasks a replica holds and reports what happens as TaskUpdates; the
 // scheduler is the only writer of task state from those updates. Implementations: local/ (Docker or plain
-// processes, through the engine). pulsar (REST and AMQP) and slurm join later.
+// processes, through the engine) and pulsar/ (Pulsar runners over REST: real Pulsar or `tesp runner`).
 
 export const COMPUTE_BACKEND = Symbol('COMPUTE_BACKEND');
 
@@ -20,12 +20,30 @@ export type ResumeOutcome =
   /** Nothing of the work can be followed from here; what of it could be reached is stopped. */
   | { kind: 'lost'; reason: string };
 
+/**
+ * What submit throws when the backend cannot take the task now but will later (the runner it must run on does not
+ * answer). The scheduler puts the task back in the queue with `message` in its system_logs and claims it again
+ * once `available(waitKey)` says so.
+ */
+export class BackendUnavailable extends Error {
+  constructor(
+    readonly waitKey: string,
+    message: string,
+  ) {
+    super(message);
+    this.name = 'BackendUnavailable';
+  }
+}
+
 export interface ComputeBackend {
   readonly name: string;
   /** The backend_parameters keys this backend understands, with their validation (listed in service-info). */
   readonly backendParameters: readonly BackendParameter[];
   /** How many tasks one replica runs at once on this backend, and the setting that says so. */
   readonly capacity: { readonly tasks: number; readonly setting: string };
+
+  /** Whether what a BackendUnavailable named by `waitKey` waited for is there now; absent: always. */
+  available?(waitKey: string): boolean;
 
   /** Subscribes the scheduler. Called once at start-up, before any submit or resume. */
   onUpdate(listener: UpdateListener): void;

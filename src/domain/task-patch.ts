@@ -82,8 +82,8 @@ export function applyTaskPatch(task: StoredTask, patch: TaskPatch): PatchResult 
     delete next.control.backend_ref;
     next.logs[logIndexOf(next.control.attempt)] = structuredClone(patch.next_attempt.log);
   }
-  // A finished task is held by no one.
-  if (isTerminal(next.state)) delete next.control.lease;
+  // A finished task is held by no one, nor is one that waits in the queue again.
+  if (isTerminal(next.state) || next.state === TesState.QUEUED) delete next.control.lease;
   return { applied: true, task: next };
 }
 

@@ -33,6 +33,11 @@ export interface TaskListPage {
   nextPageToken?: string;
 }
 
+export interface ClaimOptions {
+  /** Ids of QUEUED tasks not to claim now (they wait for something this replica knows is not there yet). */
+  skip?: readonly string[];
+}
+
 /** A task a holder has under lease, as a heartbeat sees it. */
 export interface HeldTask {
   id: string;
@@ -58,7 +63,7 @@ export interface TaskRepository {
    * In one atomic operation: takes the oldest QUEUED task, moves it to INITIALIZING as attempt 1 (its first log
    * gets a start_time), and leases it to `holder` for `leaseMs` with a new token. Undefined when none is QUEUED.
    */
-  claimNext(holder: string, leaseMs: number): Promise<StoredTask | undefined>;
+  claimNext(holder: string, leaseMs: number, options?: ClaimOptions): Promise<StoredTask | undefined>;
 
   /** Extends every lease `holder` has to now + leaseMs; resolves to the tasks it holds. */
   renewLeases(holder: string, leaseMs: number): Promise<HeldTask[]>;

@@ -1,6 +1,6 @@
 import type { Logger } from '../common/logger';
 import { errorMessage, redactText } from '../common/redact';
-import type { ComputeBackend } from '../compute/compute-backend';
+import { BackendUnavailable, ComputeBackend } from '../compute/compute-backend';
 import type { TaskPatch } from '../domain/task-patch';
 import { HELD_STATES } from '../domain/task-state-machine';
 import { StoredTask, TesState } from '../domain/tes-task';
@@ -20,6 +20,9 @@ const CLAIMS_PER_ROUND = 32;
 /** How many QUEUED tasks a saturated replica looks at to tell them why they wait. */
 const WAITING_NOTE_WINDOW = 64;
 
+/** Tasks put back in the queue that this replica leaves alone until what they wait for is there. */
+const MAX_PUT_BACK = 5000;
+
 /**
  * Starts QUEUED tasks while this replica has capacity: the backend's capacity against the store's count of the
  * tasks this holder has under lease. Each claim is one atomic store operation (claimNext), so replicas never start
@@ -30,6 +33,8 @@ export class Dispatcher {
   private again = false;
   private stopped = false;
   private lastWaitingNote = 0;
+  /** Tasks put back in the queue because the backend could not take them, by what they wait for. */
+  private readonly putBack = new Map<string, Set<string>>();
 
   constructor(
     private readonly repo: TaskRepository,
@@ -73,7 +78,8 @@ export class Dispatcher {
     }
     // Claims issued together share one store commit; a large capacity fills in rounds.
     const batch = Math.min(free, CLAIMS_PER_ROUND);
-    const claims = await Promise.all(Array.from({ length: batch }, () => this.repo.claimNext(this.lease.holder, this.lease.leaseMs)));
+    const skip = this.waitingIds();
+    const claims = await Promise.all(Array.from({ length: batch }, () => this.repo.claimNext(this.lease.holder, this.lease.leaseMs, { skip })));
     for (const task of claims) if (task) this.start(task);
     if (free > batch && claims.every(Boolean)) this.again = true;
   }
@@ -90,8 +96,45 @@ export class Dispatcher {
       const ref = await this.backend.submit(task);
       await this.applier.write(task.id, { from: HELD_STATES, attempt: run.attempt, lease_token: run.token, ops: [{ op: 'set_backend_ref', ref }] });
     } catch (err) {
-      await this.end(run, `could not start: ${errorMessage(err)}`);
+      if (err instanceof BackendUnavailable) await this.putBackLater(task, run, err);
+      else await this.end(run, `could not start: ${errorMessage(err)}`);
     }
+  }
+
+  /**
+   * The backend cannot take the task now. A first attempt goes back to the queue (held by no one, the reason in
+   * its system_logs) and is left there until the backend says what it waits for is available. A later attempt
+   * cannot (a claim starts attempt 1): it stays held and is submitted again once that is available.
+   */
+  private async putBackLater(task: StoredTask, run: HeldRun, why: BackendUnavailable): Promise<void> {
+    const line = `waiting: ${redactText(why.message)}`;
+    if (run.attempt === 1) {
+      const result = await this.applier.write(task.id, { from: [TesState.INITIALIZING], to: TesState.QUEUED, attempt: 1, lease_token: run.token, ops: [{ op: 'add_system_log', line }] });
+      // Refused as 'state': a cancel came first and ends the task.
+      if (!result.applied && result.reason === 'state') return;
+      this.runs.delete(run);
+      if (result.applied && this.waitingIds().length < MAX_PUT_BACK) {
+        const ids = this.putBack.get(why.waitKey) ?? new Set<string>();
+        this.putBack.set(why.waitKey, ids.add(task.id));
+      }
+      return;
+    }
+    await this.applier.write(task.id, { from: HELD_STATES, attempt: run.attempt, lease_token: run.token, ops: [{ op: 'add_system_log', line }] });
+    const retry = () => {
+      if (this.stopped || this.runs.get(task.id) !== run || run.canceling) return;
+      if (!(this.backend.available?.(why.waitKey) ?? true)) {
+        setTimeout(retry, this.waitingNoteEveryMs).unref();
+        return;
+      }
+      run.starting = this.submit(task, run);
+    };
+    setTimeout(retry, this.waitingNoteEveryMs).unref();
+  }
+
+  /** The ids of put-back tasks still waiting; forgets those whose wait is over. */
+  private waitingIds(): string[] {
+    for (const key of [...this.putBack.keys()]) if (this.backend.available?.(key) ?? true) this.putBack.delete(key);
+    return [...this.putBack.values()].flatMap((ids) => [...ids]);
   }
 
   /**

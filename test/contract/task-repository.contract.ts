@@ -526,6 +526,30 @@ export function describeTaskRepositoryContract(name: string, open: () => Promise
         expect(await repo.claimNext('replica-a', LONG_LEASE_MS)).toBeUndefined();
       });
 
+      it('passes over the QUEUED tasks a claim says to skip', async () => {
+        const [older, newer] = [makeTask(), makeTask()];
+        await insertAll([older, newer]);
+        expect(await repo.claimNext('replica-a', LONG_LEASE_MS, { skip: [older.id, 'no-such-task'] })).toMatchObject({ id: newer.id });
+        expect(await repo.claimNext('replica-a', LONG_LEASE_MS, { skip: [older.id] })).toBeUndefined();
+        expect(await repo.claimNext('replica-a', LONG_LEASE_MS, { skip: [] })).toMatchObject({ id: older.id });
+      });
+
+      it('puts a claimed task back in the queue unheld, to be claimed again with its log kept', async () => {
+        const task = await claimed('replica-a', LONG_LEASE_MS);
+        const back = await repo.patch(task.id, byHolder(task, { from: [TesState.INITIALIZING], to: TesState.QUEUED, ops: [{ op: 'add_system_log', line: 'waiting: runner x does not answer' }] }));
+        expect(back).toMatchObject({ applied: true, task: { state: TesState.QUEUED } });
+        const stored = await repo.get(task.id);
+        expect(stored!.control.lease).toBeUndefined();
+        expect(await repo.countHeld('replica-a')).toBe(0);
+        expect(await repo.heldBy('replica-a')).toEqual([]);
+        const again = await repo.claimNext('replica-b', LONG_LEASE_MS);
+        expect(again).toMatchObject({ id: task.id, state: TesState.INITIALIZING, control: { attempt: 1, lease: { holder: 'replica-b' } } });
+        expect(again!.logs).toHaveLength(1);
+        expect(again!.logs[0].system_logs).toEqual(['waiting: runner x does not answer']);
+        // The earlier holder's token no longer writes.
+        expect(await repo.patch(task.id, byHolder(task, { ops: [{ op: 'add_system_log', line: 'late' }] }))).toEqual({ applied: false, reason: 'fenced' });
+      });
+
       it('never hands one task to two holders under 20 concurrent claimers on two instances', async () => {
         const second = await harness.openSecond();
         const tasks = Array.from({ length: 25 }, (_, i) => makeTask(i % 5 === 0 ? { logs: [log([`warning ${i}`])] } : {}));

@@ -23,7 +23,7 @@ const EMPTY_LOG = `json_object('logs', json('[]'), 'outputs', json('[]'), 'syste
 
 /**
  * Claims the oldest QUEUED task: attempt 1 starts, logs[0] (created when missing, its system_logs from creation
- * kept) gets its start_time. Parameters: @holder, @until, @token, @now (ISO time).
+ * kept) gets its start_time. Parameters: @holder, @until, @token, @now (ISO time), @skip (a JSON list of ids).
  */
 export const CLAIM_NEXT_SQL = `UPDATE tasks SET
     state = '${TesState.INITIALIZING}', attempt = 1, update_seq = 0,
@@ -33,7 +33,7 @@ export const CLAIM_NEXT_SQL = `UPDATE tasks SET
       '$.state', '${TesState.INITIALIZING}',
       '$.logs[0].start_time', @now),
     version = version + 1
-  WHERE seq = (SELECT seq FROM tasks WHERE state = '${TesState.QUEUED}' ORDER BY seq LIMIT 1)
+  WHERE seq = (SELECT seq FROM tasks WHERE state = '${TesState.QUEUED}' AND id NOT IN (SELECT value FROM json_each(@skip)) ORDER BY seq LIMIT 1)
   RETURNING ${STORED_TASK_COLUMNS}`;
 
 // A released lease (lease_until 0) belongs to no one any more: it is neither renewed nor counted, so a heartbeat

@@ -3,7 +3,7 @@ import { randomUUID } from 'node:crypto';
 import { DomainError, ErrorCode } from '../../domain/domain-error';
 import { applyTaskPatch, PatchResult, TaskPatch } from '../../domain/task-patch';
 import type { BackendRef, StoredTask, TaskControl, TaskRecord, TesState } from '../../domain/tes-task';
-import type { HeldTask, TaskListPage, TaskListQuery, TaskRepository } from '../task-repository';
+import type { ClaimOptions, HeldTask, TaskListPage, TaskListQuery, TaskRepository } from '../task-repository';
 import {
   CLAIM_NEXT_SQL,
   COUNT_HELD_SQL,
@@ -145,10 +145,10 @@ export class SqliteTaskRepository implements TaskRepository {
     });
   }
 
-  claimNext(holder: string, leaseMs: number): Promise<StoredTask | undefined> {
+  claimNext(holder: string, leaseMs: number, options: ClaimOptions = {}): Promise<StoredTask | undefined> {
     return this.write(() => {
       const now = Date.now();
-      const params = { holder, until: now + leaseMs, token: randomUUID(), now: new Date(now).toISOString() };
+      const params = { holder, until: now + leaseMs, token: randomUUID(), now: new Date(now).toISOString(), skip: JSON.stringify(options.skip ?? []) };
       const [row] = this.statement(CLAIM_NEXT_SQL).all(params) as StoredRow[];
       return row ? toStoredTask(row) : undefined;
     });
