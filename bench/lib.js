@@ -85,6 +85,24 @@ async function startTesp(env) {
   return { origin, base: `${origin}/ga4gh/tes/v1`, stop: () => stop(child) };
 }
 
+/** Starts `tesp runner` (dist/main.js runner) with settings as TESP_* variables; resolves to {port, entry(name), stop}. */
+async function startRunner(env) {
+  const port = await freePort();
+  const token = 'bench-token';
+  const child = spawn(process.execPath, [path.join(ROOT, 'dist', 'main.js'), 'runner'], {
+    env: { PATH: process.env.PATH, TESP_RUNNER__HOST: '127.0.0.1', TESP_RUNNER__PORT: String(port), TESP_RUNNER__PRIVATE_TOKEN: token, TESP_LOGGING__LEVEL: 'warn', ...env },
+    stdio: ['ignore', 'ignore', 'inherit'],
+  });
+  children.add(child);
+  try {
+    await waitForHttp(`http://127.0.0.1:${port}/healthz?private_token=${token}`, child);
+  } catch (err) {
+    await stop(child);
+    throw err;
+  }
+  return { port, entry: (name) => `${name}=http://${token}@127.0.0.1:${port}/`, stop: () => stop(child) };
+}
+
 /** A bare node:http server in its own process that reads the request body and answers `body` (a JSON string). */
 async function startBaseline(body) {
   const port = await freePort();
@@ -204,4 +222,5 @@ function machine() {
 
 const fmt = (n, digits = 1) => Number(n).toFixed(digits);
 
-module.exports = { ROOT, tempDir, removeDir, watchdog, startTesp, startBaseline, startIrodsDouble, load, percentile, median, sleep, dockerAvailable, machine, fmt };
+module.exports = {
+  ROOT, tempDir, removeDir, watchdog, startTesp, startBaseline, startIrodsDouble, startRunner, load, percentile, median, sleep, dockerAvailable, machine, fmt };

@@ -1,7 +1,7 @@
 // Secrets never reach a log, a task view or an error message: URLs lose their userinfo and their
 // credential-bearing query parameters before they are printed.
 
-const SECRET_QUERY_KEYS = /^(x-amz-signature|x-amz-credential|x-amz-security-token|signature|sig|token|access_token|password|secret|key|apikey|api_key)$/i;
+const SECRET_QUERY_KEYS = /^(x-amz-signature|x-amz-credential|x-amz-security-token|signature|sig|token|access_token|password|secret|key|apikey|api_key|private_token)$/i;
 
 export function redactUrl(raw: string): string {
   let url: URL;

@@ -45,6 +45,9 @@ export interface ComputeBackend {
   /** Whether what a BackendUnavailable named by `waitKey` waited for is there now; absent: always. */
   available?(waitKey: string): boolean;
 
+  /** What service-info shows of this backend beyond its parameters (e.g. its runners and whether they answer). */
+  describe?(): Record<string, unknown>;
+
   /** Subscribes the scheduler. Called once at start-up, before any submit or resume. */
   onUpdate(listener: UpdateListener): void;
 

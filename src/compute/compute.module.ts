@@ -12,6 +12,9 @@ import { StorageRegistry } from '../storage/storage-registry';
 import { StorageModule } from '../storage/storage.module';
 import { COMPUTE_BACKEND, ComputeBackend } from './compute-backend';
 import { LocalComputeBackend } from './local/local-compute.backend';
+import { PulsarComputeBackend } from './pulsar/pulsar-compute.backend';
+import { RunnerPool } from './pulsar/runner-pool';
+import { parseRunnerEntries } from '../config/runner-entries';
 
 /** The one factory for the compute port, from the compute settings. */
 export function createComputeBackend(compute: Settings['compute'], dataDirectory: string, storage: StorageRegistry, logger: Logger): ComputeBackend {
@@ -24,6 +27,19 @@ export function createComputeBackend(compute: Settings['compute'], dataDirectory
         workDir: path.join(dataDirectory, 'work'),
         keepTaskDirs: local.keep_task_dirs,
         maxConcurrentTasks: local.max_concurrent_tasks,
+      }, logger);
+    }
+    case 'pulsar': {
+      const pulsar = compute.pulsar;
+      const entries = parseRunnerEntries(pulsar.runners);
+      if (entries.length === 0) throw new Error('compute.backend is pulsar but compute.pulsar.runners lists no runner');
+      const pool = new RunnerPool(entries, { healthIntervalMs: pulsar.health_interval_ms, requestTimeoutMs: pulsar.request_timeout_ms }, logger);
+      return new PulsarComputeBackend(pool, storage, {
+        maxConcurrentTasks: pulsar.max_concurrent_tasks,
+        pollIntervalMs: pulsar.poll_interval_ms,
+        pollMaxIntervalMs: Math.max(pulsar.poll_max_interval_ms, pulsar.poll_interval_ms),
+        logTailBytes: pulsar.log_tail_bytes,
+        logRefreshMs: pulsar.log_refresh_ms,
       }, logger);
     }
     default:

@@ -91,3 +91,38 @@ export function joinUrl(base: string, relative: string): string {
   const rel = relative.split('/').map((segment) => (http ? encodeURIComponent(segment) : segment)).join('/');
   return `${base.replace(/\/+$/, '')}/${rel}`;
 }
+
+/**
+ * A matcher for an output glob over '/'-separated relative paths, as fast-glob reads it on a disk: `*` and `?`
+ * within one segment, `**` across segments, `[...]` classes and `{a,b}` alternatives; dot files match too.
+ */
+export function globMatcher(pattern: string): (relativePath: string) => boolean {
+  let source = '';
+  for (let i = 0; i < pattern.length; i++) {
+    const c = pattern[i];
+    if (c === '*' && pattern[i + 1] === '*') {
+      const slashAfter = pattern[i + 2] === '/';
+      source += slashAfter ? '(?:.*/)?' : '.*';
+      i += slashAfter ? 2 : 1;
+    } else if (c === '*') source += '[^/]*';
+    else if (c === '?') source += '[^/]';
+    else if (c === '[') {
+      const end = pattern.indexOf(']', i + 1);
+      if (end === -1) source += '\\[';
+      else {
+        const body = pattern.slice(i + 1, end).replace(/\\/g, '\\\\');
+        source += `[${body.startsWith('!') ? '^' + body.slice(1) : body}]`;
+        i = end;
+      }
+    } else if (c === '{') {
+      const end = pattern.indexOf('}', i + 1);
+      if (end === -1) source += '\\{';
+      else {
+        source += `(?:${pattern.slice(i + 1, end).split(',').map((alt) => alt.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')).join('|')})`;
+        i = end;
+      }
+    } else source += c.replace(/[.*+?^${}()|[\]\\/]/g, '\\$&');
+  }
+  const re = new RegExp(`^${source}$`);
+  return (relativePath) => re.test(relativePath);
+}

@@ -142,7 +142,7 @@ function stagingError(context: string, err: unknown): DomainError {
   return new DomainError(code, `${context}: ${detail}`);
 }
 
-async function inParallel<T>(items: readonly T[], limit: number, work: (item: T) => Promise<void>): Promise<void> {
+export async function inParallel<T>(items: readonly T[], limit: number, work: (item: T) => Promise<void>): Promise<void> {
   let next = 0;
   let failure: unknown;
   const worker = async () => {

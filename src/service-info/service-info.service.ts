@@ -15,7 +15,7 @@ export class ServiceInfoService {
 
   constructor(
     @Inject(SETTINGS) settings: Settings,
-    @Inject(COMPUTE_BACKEND) backend: ComputeBackend,
+    @Inject(COMPUTE_BACKEND) private readonly backend: ComputeBackend,
     storage: StorageRegistry,
   ) {
     const info = settings.service_info;
@@ -37,6 +37,7 @@ export class ServiceInfoService {
   }
 
   get(): Record<string, unknown> {
-    return this.body;
+    const compute = this.backend.describe?.();
+    return compute ? { ...this.body, tesp_compute: { backend: this.backend.name, ...compute } } : this.body;
   }
 }

@@ -160,3 +160,74 @@ export function containersOf(taskId: string): string[] {
   const out = execFileSync('docker', ['ps', '-a', '--filter', `label=tesp.task=${taskId}`, '--format', '{{.Names}}'], { encoding: 'utf8' });
   return out.split('\n').filter(Boolean);
 }
+
+/**
+ * `tesp runner` (node dist/main.js runner) as a child process on 127.0.0.1 with its own data directory; the port
+ * stays the same across restarts, so the API's runner entry keeps pointing at it.
+ */
+export class RunnerProcess {
+  private child?: ChildProcess;
+  output = '';
+  port = 0;
+
+  constructor(
+    readonly dataDir: string,
+    private readonly env: Record<string, string> = {},
+  ) {}
+
+  /** The compute.pulsar.runners entry for this runner. */
+  entry(name: string, token = 'runner-token'): string {
+    return `${name}=http://${token}@127.0.0.1:${this.port}/`;
+  }
+
+  async start(): Promise<void> {
+    this.port = this.port || (await freePort());
+    this.output = '';
+    const child = spawn(process.execPath, ['--no-warnings', MAIN, 'runner'], {
+      env: {
+        PATH: process.env.PATH ?? '/usr/bin:/bin',
+        TESP_RUNNER__HOST: '127.0.0.1',
+        TESP_RUNNER__PORT: String(this.port),
+        TESP_RUNNER__PRIVATE_TOKEN: 'runner-token',
+        TESP_DATA_DIR: this.dataDir,
+        TESP_LOGGING__LEVEL: 'info',
+        TESP_COMPUTE__LOCAL__PULL_IMAGES: 'false',
+        ...this.env,
+      },
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    this.child = child;
+    child.stdout?.on('data', (d: Buffer) => (this.output += d.toString()));
+    child.stderr?.on('data', (d: Buffer) => (this.output += d.toString()));
+    const deadline = Date.now() + 30_000;
+    while (Date.now() < deadline) {
+      if (child.exitCode !== null) throw new Error(`tesp runner exited with ${child.exitCode}:\n${this.output}`);
+      try {
+        const res = await fetch(`http://127.0.0.1:${this.port}/healthz?private_token=runner-token`);
+        if (res.ok) return;
+      } catch {
+        // not listening yet
+      }
+      await sleep(100);
+    }
+    throw new Error(`tesp runner did not start within 30 s:\n${this.output}`);
+  }
+
+  async stop(signal: NodeJS.Signals = 'SIGTERM'): Promise<void> {
+    const child = this.child;
+    if (!child || child.exitCode !== null || child.signalCode !== null) return;
+    const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
+    child.kill(signal);
+    await exited;
+  }
+
+  cleanup(): void {
+    rmSync(this.dataDir, { recursive: true, force: true });
+  }
+}
+
+/** Names of containers (running or not) that a Pulsar job script started for a task. */
+export function jobContainersOf(taskId: string): string[] {
+  const out = execFileSync('docker', ['ps', '-a', '--filter', `label=tesp.task=${taskId}`, '--format', '{{.Names}}'], { encoding: 'utf8' });
+  return out.split('\n').filter(Boolean);
+}

@@ -45,3 +45,18 @@ export const RGW = { endpoint: 'http://127.0.0.1:7480', port: 7480, accessKeyId:
 export function rgwAvailable(): boolean {
   return tcpOpen(RGW.port);
 }
+
+/**
+ * For peers that cannot run on our machines (a real Pulsar, a real mongod): runs when `variable` points at one,
+ * and otherwise skips saying so, under CI=true too (CI has no such peer to offer).
+ */
+export function describeWhenConfigured(name: string, variable: string, what: string, body: (value: string) => void): void {
+  const value = process.env[variable];
+  if (value) {
+    describe(name, () => body(value));
+    return;
+  }
+  const missing = `${variable} is not set (point it at ${what})`;
+  process.stderr.write(`skipping "${name}": ${missing}\n`);
+  describe.skip(`${name} ${SKIP_MARK}${missing})`, () => body(''));
+}
