@@ -11,7 +11,7 @@ export interface ProcessRuntimeSettings {
 }
 
 // Docker's default PATH; the host's own environment is not passed to executors.
-const DEFAULT_PATH = '/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin';
+export const DEFAULT_PATH = '/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin';
 
 /** Every executor process carries its task root in this variable; it is also how leftovers are found. */
 export const TASK_ROOT_VARIABLE = 'TESP_TASK_ROOT';

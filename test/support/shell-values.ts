@@ -1,0 +1,32 @@
+// Shared by the job script tests.
+
+/** Values a shell would make something else of, unquoted or quoted the wrong way. */
+export const ADVERSARIAL = [
+  '',
+  ' ',
+  'two words',
+  "it's",
+  "''",
+  '"double"',
+  '$HOME',
+  '${HOME}',
+  '$(touch /tmp/tesp-pwned)',
+  '`touch /tmp/tesp-pwned`',
+  '\\',
+  'back\\slash\\',
+  'line\nbreak\n',
+  '\n',
+  'tab\there',
+  '*',
+  '/*',
+  '?[a]',
+  '-n',
+  '--help',
+  '!',
+  '; rm -rf / #',
+  'ünïcødé ✓ 日本',
+  "'\\''",
+  '\x01\x7f',
+  '~',
+  'a=b',
+];
