@@ -27,6 +27,11 @@ export interface TransferOptions {
   onProgress?: (bytes: number) => void;
 }
 
+export interface UploadStreamOptions extends TransferOptions {
+  /** The stream's length when known: sent ahead where the protocol wants it (Content-Length), checked at the end. */
+  size?: number;
+}
+
 export interface StorageBackend {
   /** URL schemes served, lower case, without ':' (e.g. ['http', 'https']). Plain paths count as 'file'. */
   readonly schemes: readonly string[];
@@ -48,6 +53,18 @@ export interface StorageBackend {
   /** Streams the local file `source` to `url`. Resolves to the bytes sent and their SHA-256. */
   upload(source: string, url: string, options?: TransferOptions): Promise<UploadResult>;
 
-  /** Opens a readable stream (used for small reads such as checks); optional for backends without one. */
-  openRead?(url: string, options?: TransferOptions): Promise<Readable>;
+  /**
+   * A stream of the object's bytes. Rejects when the object cannot be opened (it is opened, with the backend's
+   * retries, before this resolves); a connection that breaks later is resumed where the protocol allows, otherwise
+   * the stream errors. `onProgress` counts the bytes the stream delivers; `signal` destroys it.
+   */
+  openRead(url: string, options?: TransferOptions): Promise<Readable>;
+
+  /**
+   * Writes the stream `source` to `url`, consuming it once, with memory bounded whatever its length. Resolves to
+   * the bytes taken from the stream and their SHA-256. A stream cannot be read twice: only a failure before the
+   * first byte, or of a piece the backend still holds in memory, is retried; any other failure rejects (a failure
+   * of `source` itself with the source's own error) and the source is destroyed.
+   */
+  uploadStream(source: Readable, url: string, options?: UploadStreamOptions): Promise<UploadResult>;
 }

@@ -4,6 +4,7 @@ import { createHash, randomBytes } from 'node:crypto';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
+import { Readable } from 'node:stream';
 import { DomainError, ErrorCode } from '../../src/domain/domain-error';
 import { IrodsStorageBackend, IrodsStorageSettings } from '../../src/storage/irods/irods-storage.backend';
 import { IrodsDoubleOptions, IrodsHttpApiDouble } from '../doubles/irods-http-api.double';
@@ -30,13 +31,19 @@ function settingsFor(double: IrodsHttpApiDouble, extra: Partial<IrodsStorageSett
 }
 
 describeStorageBackendContract('irods (HTTP API double)', async () => {
-  const double = await new IrodsHttpApiDouble().start();
+  // A 1 MiB body limit: chunks of 1 MiB less the framing margin, so a stream of several chunks stays small.
+  const double = await new IrodsHttpApiDouble({ maxBodyBytes: 1024 * 1024 }).start();
   const backend = new IrodsStorageBackend(settingsFor(double), { partBytes: 1024 * 1024, parallel: 4 });
   return {
     backend,
+    streamPartBytes: 1024 * 1024 - 64 * 1024,
     urlFor: (rel) => `irods://tempZone/home/alice/${rel}`,
     seed: async (rel, data) => double.seed(`${HOME}/${rel}`, data),
-    read: async (rel) => double.object(`${HOME}/${rel}`) ?? Buffer.alloc(0),
+    read: async (rel) => {
+      const bytes = double.object(`${HOME}/${rel}`);
+      if (!bytes) throw new Error(`no data object ${rel}`);
+      return bytes;
+    },
     cleanup: async () => {
       await backend.close();
       await double.close();
@@ -85,6 +92,34 @@ describe('IrodsStorageBackend against the HTTP API double', () => {
     expect(double.requests('data-objects:calculate_checksum')).toBe(1);
     expect(double.concurrentStreamUse).toEqual([]);
     expect(double.rewrittenChunks).toEqual([]);
+    expect(double.openHandles()).toEqual([]);
+  });
+
+  it('uploads a stream by parallel write from bounded chunks, verified, and reads it back as a stream', async () => {
+    await start({ maxBodyBytes: 512 * 1024 }, { write_streams: 3 });
+    const data = randomBytes(3 * 1024 * 1024 + 9);
+    const pieces = Array.from({ length: Math.ceil(data.length / 100_000) }, (_, i) => data.subarray(i * 100_000, (i + 1) * 100_000));
+    const result = await backend.uploadStream(Readable.from(pieces), 'irods://tempZone/home/alice/streamed.bin');
+    expect(result).toEqual({ bytes: data.length, sha256: sha256(data) });
+    expect(sha256(double.object(`${HOME}/streamed.bin`)!)).toBe(sha256(data));
+    expect(double.largestRequestBody()).toBeLessThanOrEqual(512 * 1024);
+    expect(double.requests('data-objects:parallel_write_init')).toBe(1);
+    expect(double.requests('data-objects:parallel_write_shutdown')).toBe(1);
+    expect(double.requests('data-objects:calculate_checksum')).toBe(1);
+    expect(double.concurrentStreamUse).toEqual([]);
+    expect(double.openHandles()).toEqual([]);
+    const hash = createHash('sha256');
+    for await (const chunk of await backend.openRead('irods://tempZone/home/alice/streamed.bin')) hash.update(chunk as Buffer);
+    expect(hash.digest('hex')).toBe(sha256(data));
+  });
+
+  it('fails a corrupted stream upload clearly (it cannot be sent again) and removes the object', async () => {
+    await start({ maxBodyBytes: 256 * 1024 });
+    double.faults.corruptWrites = 1;
+    const data = randomBytes(700 * 1024);
+    const err = await backend.uploadStream(Readable.from([data]), 'irods://tempZone/home/alice/bad.bin').catch((e: unknown) => e);
+    expect((err as Error).message).toMatch(/bad\.bin: checksum mismatch after upload .*; a stream cannot be sent again$/);
+    expect(double.object(`${HOME}/bad.bin`)).toBeUndefined();
     expect(double.openHandles()).toEqual([]);
   });
 

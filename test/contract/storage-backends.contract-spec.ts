@@ -33,6 +33,7 @@ describeStorageBackendContract('http', async () => {
   const backend = new HttpStorageBackend(httpTestSettings);
   return {
     backend,
+    mayKeepPartialUploads: true,
     urlFor: (rel) => `${server.base}/${rel}`,
     seed: async (rel, data) => {
       mkdirSync(path.dirname(path.join(root, rel)), { recursive: true });

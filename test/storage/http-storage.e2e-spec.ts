@@ -45,6 +45,18 @@ describe('HttpStorageBackend against a local HTTP server', () => {
     expect(server.requests.filter((r) => r.startsWith('GET /down.bin'))).toHaveLength(httpTestSettings.retries + 1);
   });
 
+  it('resumes a read stream with Range and If-Range after the connection is cut, with the right bytes', async () => {
+    const size = 3 * 1024 * 1024 + 5;
+    await writeRandomFile(path.join(root, 'streamed.bin'), size);
+    server.cutNext('/streamed.bin', 1024 * 1024);
+    const stream = await backend.openRead(`${server.base}/streamed.bin`);
+    const hash = createHash('sha256');
+    for await (const chunk of stream) hash.update(chunk as Buffer);
+    expect(hash.digest('hex')).toBe(digest(path.join(root, 'streamed.bin')));
+    const resumed = server.requests.filter((r) => /^GET \/streamed\.bin bytes=[1-9]\d*-$/.test(r));
+    expect(resumed).toHaveLength(1);
+  });
+
   it('resumes with Range after the connection is cut in the middle of the body', async () => {
     const size = 5 * 1024 * 1024 + 123;
     await writeRandomFile(path.join(root, 'cut.bin'), size);

@@ -1,10 +1,12 @@
 import { createReadStream, createWriteStream, promises as fs } from 'node:fs';
 import * as path from 'node:path';
+import type { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import { DomainError, ErrorCode } from '../../domain/domain-error';
-import type { ListedObject, ObjectInfo, StorageBackend, TransferOptions } from '../storage-backend';
-import { hashedReadStream, UploadResult } from '../transfer/hashed-read';
+import type { ListedObject, ObjectInfo, StorageBackend, TransferOptions, UploadStreamOptions } from '../storage-backend';
+import { countedStream, hashedReadStream, UploadResult } from '../transfer/hashed-read';
+import { SinglePassSource } from '../transfer/single-pass-source';
 
 /**
  * file:// URLs and plain absolute paths (as Nextflow and Cromwell send them), confined to allow-listed
@@ -71,19 +73,54 @@ export class FileStorageBackend implements StorageBackend {
   }
 
   async upload(source: string, url: string, options: TransferOptions = {}): Promise<UploadResult> {
-    const target = await this.resolve(url);
-    await fs.mkdir(path.dirname(target), { recursive: true });
-    // Write beside the target and rename, so readers never see half a file.
-    const partial = `${target}.tesp-${process.pid}-${Date.now()}.part`;
     const input = hashedReadStream(source, { onBytes: options.onProgress });
+    await this.writeFile(input.stream, url, options);
+    return input.result();
+  }
+
+  async openRead(url: string, options: TransferOptions = {}): Promise<Readable> {
+    const source = await this.resolve(url);
+    // Opened here, so a missing file rejects now rather than as a stream error later.
+    const handle = await fs.open(source, 'r').catch((err) => this.fail(url, err));
+    const info = await handle.stat();
+    if (!info.isFile()) {
+      await handle.close();
+      throw new DomainError(ErrorCode.StorageFailed, `${url}: not a file`);
+    }
+    return countedStream(handle.createReadStream({ signal: options.signal }), options.onProgress);
+  }
+
+  async uploadStream(source: Readable, url: string, options: UploadStreamOptions = {}): Promise<UploadResult> {
+    const input = new SinglePassSource(source, options.onProgress);
     try {
-      await pipeline(input.stream, createWriteStream(partial), { signal: options.signal });
-      await fs.rename(partial, target);
+      await this.writeFile(input.attempt(), url, options, () => input.sizeMismatch(options.size, url));
     } catch (err) {
-      await fs.rm(partial, { force: true });
-      this.fail(url, err);
+      input.discard();
+      throw input.sourceError ?? err;
     }
     return input.result();
+  }
+
+  /**
+   * Writes a stream to the file a URL names: beside the target first and renamed at the end, so readers never
+   * see half a file and a failure leaves nothing. `beforeCommit` may still refuse the complete write.
+   */
+  private async writeFile(stream: Readable, url: string, options: TransferOptions, beforeCommit?: () => Error | undefined): Promise<void> {
+    const target = await this.resolve(url);
+    await fs.mkdir(path.dirname(target), { recursive: true });
+    const partial = `${target}.tesp-${process.pid}-${Date.now()}-${Math.random().toString(36).slice(2, 8)}.part`;
+    try {
+      // 'wx': a file (or link) already at the partial name is refused, not written through.
+      await pipeline(stream, createWriteStream(partial, { flags: 'wx' }), { signal: options.signal });
+      const refused = beforeCommit?.();
+      if (refused) throw refused;
+      await fs.rename(partial, target);
+    } catch (err) {
+      stream.destroy();
+      await fs.rm(partial, { force: true });
+      if (err instanceof DomainError) throw err;
+      this.fail(url, err);
+    }
   }
 
   /** The host path for a URL, after checking it against the allow-list with symlinks resolved. */

@@ -1,11 +1,14 @@
 import { Client, FileInfo, FTPError } from 'basic-ftp';
 import { createWriteStream, promises as fs } from 'node:fs';
 import * as path from 'node:path';
+import { PassThrough, Readable } from 'node:stream';
 import { DomainError, ErrorCode } from '../../domain/domain-error';
 import { errorMessage, redactUrl } from '../../common/redact';
-import type { ListedObject, ObjectInfo, StorageBackend, TransferOptions } from '../storage-backend';
+import type { ListedObject, ObjectInfo, StorageBackend, TransferOptions, UploadStreamOptions } from '../storage-backend';
 import { parseFtpCredentials } from '../../config/ftp-credential-entries';
 import { hashedReadStream, hashFile, UploadResult } from '../transfer/hashed-read';
+import { resumableRead } from '../transfer/resumable-read';
+import { sendOnce, SinglePassSource } from '../transfer/single-pass-source';
 import { RetryPolicy, withRetries } from '../transfer/transfer-engine';
 
 export interface FtpStorageSettings {
@@ -152,6 +155,84 @@ export class FtpStorageBackend implements StorageBackend {
     );
     // A resumed upload streamed only the rest: hash the whole file once more.
     return hashed ?? hashFile(source);
+  }
+
+  /** RETR on a client of its own, resumed with REST after a broken connection (the size from SIZE tells a cut). */
+  async openRead(url: string, options: TransferOptions = {}): Promise<Readable> {
+    const target = this.parse(url);
+    let total: number | undefined;
+    return resumableRead(
+      async (offset, signal) => {
+        const { body, size } = await this.retrieveFrom(target, offset, signal);
+        // The remote file changed since the read began: its rest does not continue what was delivered.
+        if (total !== undefined && size !== total) {
+          body.destroy();
+          throw new DomainError(ErrorCode.StorageFailed, `${target.shown}: the file changed during the read (${total} then ${size} bytes)`);
+        }
+        total = size;
+        return body;
+      },
+      { retry: this.retry, signal: options.signal, subject: target.shown, total: () => total, onChunk: (chunk) => options.onProgress?.(chunk.length) },
+    );
+  }
+
+  /** A body streaming the file from `offset` on; the client lives as long as the body. */
+  private async retrieveFrom(target: FtpTarget, offset: number, signal: AbortSignal): Promise<{ body: Readable; size: number }> {
+    const client = new Client(this.settings.timeout_ms);
+    const abort = () => client.close();
+    signal.addEventListener('abort', abort, { once: true });
+    const done = () => {
+      signal.removeEventListener('abort', abort);
+      client.close();
+    };
+    let size: number;
+    try {
+      await client.access({ host: target.host, port: target.port, user: target.user, password: target.password, secure: false });
+      size = await client.size(target.path);
+    } catch (err) {
+      done();
+      throw this.translate(target, err, signal);
+    }
+    const body = new PassThrough();
+    // basic-ftp pipes the data connection into `body` (so back-pressure reaches the socket) and ends it at EOF.
+    client.downloadTo(body, target.path, offset).then(
+      () => body.end(),
+      (err: unknown) => body.destroy(this.translate(target, err, signal)),
+    ).finally(done);
+    body.once('close', done);
+    return { body, size };
+  }
+
+  /**
+   * STOR from the stream on one client. Retried while no byte was taken (a refused connection or login); after
+   * that a broken connection is final (APPE would need the bytes again), and the partial remote file is deleted.
+   */
+  async uploadStream(source: Readable, url: string, options: UploadStreamOptions = {}): Promise<UploadResult> {
+    const target = this.parse(url);
+    const name = path.posix.basename(target.path);
+    const input = new SinglePassSource(source, options.onProgress);
+    try {
+      await sendOnce(input, this.retry, options.signal, target.shown, () =>
+        this.withClient(target, options, async (client) => {
+          const dir = path.posix.dirname(target.path);
+          if (dir !== '.' && dir !== '/') await client.ensureDir(dir);
+          await client.uploadFrom(input.attempt(), name);
+          const wrong = input.sizeMismatch(options.size, target.shown);
+          if (wrong) throw wrong;
+          const stored = await client.size(name);
+          if (stored !== input.bytes) throw new DomainError(ErrorCode.StorageFailed, `${target.shown}: stored ${stored} of ${input.bytes} bytes`, true);
+        }),
+      );
+    } catch (err) {
+      if (input.started) await this.removeQuietly(target);
+      throw err;
+    }
+    return input.result();
+  }
+
+  /** Deletes what a failed upload left, without the transfer's signal (it may be why the upload stopped). */
+  private async removeQuietly(target: FtpTarget): Promise<void> {
+    await this.withClient(target, {}, (client) => client.remove(target.path)).catch(() => undefined);
   }
 
   private parse(raw: string): FtpTarget {

@@ -1,10 +1,13 @@
 import { promises as fs } from 'node:fs';
+import type { Readable } from 'node:stream';
 import { Agent, Dispatcher, request } from 'undici';
 import { DomainError, ErrorCode } from '../../domain/domain-error';
 import { redactText, redactUrl } from '../../common/redact';
-import type { ListedObject, ObjectInfo, StorageBackend, TransferOptions } from '../storage-backend';
+import type { ListedObject, ObjectInfo, StorageBackend, TransferOptions, UploadStreamOptions } from '../storage-backend';
 import { hashedReadStream, UploadResult } from '../transfer/hashed-read';
 import { intoPartFile, writeAt } from '../transfer/positional-write';
+import { resumableRead } from '../transfer/resumable-read';
+import { sendOnce, SinglePassSource } from '../transfer/single-pass-source';
 import { planParts, RetryPolicy, transferParts, withRetries } from '../transfer/transfer-engine';
 
 export interface HttpStorageSettings {
@@ -196,6 +199,75 @@ export class HttpStorageBackend implements StorageBackend {
       await res.body.dump();
     });
     return input!.result();
+  }
+
+  /**
+   * One GET, resumed after a broken connection with a Range from the bytes delivered, guarded by If-Range with a
+   * strong validator; without ranges or a validator a broken read fails (resuming could splice two versions).
+   */
+  async openRead(url: string, options: TransferOptions = {}): Promise<Readable> {
+    const target = parseTarget(url);
+    const shown = redactUrl(url);
+    const max = this.settings.max_input_bytes;
+    let total: number | undefined;
+    let validator: string | undefined;
+    let delivered = 0;
+    return resumableRead(
+      async (offset, signal) => {
+        if (offset > 0 && !validator) {
+          throw new DomainError(ErrorCode.StorageFailed, `GET ${shown}: the connection broke after ${offset} bytes and the server offers no byte ranges with a strong validator to resume from`);
+        }
+        const res = await this.getRange(target, url, offset, undefined, validator, { signal });
+        if (offset === 0) {
+          await this.checkOrDump(url, 'GET', res);
+          total = expectedTotal(res.statusCode, res.headers);
+          this.checkLimit(url, total);
+          validator = header(res.headers['accept-ranges']) === 'bytes' ? strongValidator(res.headers) : undefined;
+          return res.body;
+        }
+        const range = res.statusCode === 206 ? contentRange(res.headers['content-range']) : undefined;
+        if (!range || range.start !== offset) {
+          await this.checkOrDump(url, 'GET', res);
+          await res.body.dump();
+          throw new DomainError(ErrorCode.StorageFailed, `GET ${shown}: the object changed during the read or the server stopped honouring ranges`);
+        }
+        return res.body;
+      },
+      {
+        retry: this.retry,
+        signal: options.signal,
+        subject: `GET ${shown}`,
+        total: () => total,
+        onChunk: (chunk) => {
+          delivered += chunk.length;
+          if (max > 0 && delivered > max) throw new DomainError(ErrorCode.StorageFailed, `${shown}: more than storage.http.max_input_bytes (${max}) bytes`);
+          options.onProgress?.(chunk.length);
+        },
+      },
+    );
+  }
+
+  /**
+   * One streamed PUT: with Content-Length when the size is known, chunked otherwise. Retried only while no byte
+   * was taken from the stream (a refused connection); a redirect after bytes went out cannot be followed.
+   */
+  async uploadStream(source: Readable, url: string, options: UploadStreamOptions = {}): Promise<UploadResult> {
+    const target = parseTarget(url);
+    const shown = redactUrl(url);
+    const input = new SinglePassSource(source, options.onProgress);
+    const headers: Record<string, string> = { 'content-type': 'application/octet-stream' };
+    if (options.size !== undefined) headers['content-length'] = String(options.size);
+    await sendOnce(input, this.retry, options.signal, shown, async () => {
+      const res = await this.send(target, 'PUT', headers, options, () => {
+        if (input.started) throw new DomainError(ErrorCode.StorageFailed, `PUT ${shown}: redirected after ${input.bytes} bytes of the stream were sent; a stream cannot be sent again`);
+        return input.attempt();
+      });
+      await this.checkOrDump(url, 'PUT', res);
+      await res.body.dump();
+      const wrong = input.sizeMismatch(options.size, `PUT ${shown}`);
+      if (wrong) throw wrong;
+    });
+    return input.result();
   }
 
   /** Sends one request, following redirects itself so credentials stay with their origin. */

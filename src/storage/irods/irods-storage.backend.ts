@@ -1,12 +1,15 @@
 import { createHash } from 'node:crypto';
 import { createReadStream, promises as fs } from 'node:fs';
+import { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { Agent } from 'undici';
 import { DomainError, ErrorCode } from '../../domain/domain-error';
 import { redactUrl } from '../../common/redact';
-import type { ListedObject, ObjectInfo, StorageBackend, TransferOptions } from '../storage-backend';
+import type { ListedObject, ObjectInfo, StorageBackend, TransferOptions, UploadStreamOptions } from '../storage-backend';
 import { hashFile, UploadResult } from '../transfer/hashed-read';
 import { intoPartFile, writeAt } from '../transfer/positional-write';
+import { resumableRead } from '../transfer/resumable-read';
+import { SinglePassSource, unrepeatable } from '../transfer/single-pass-source';
 import { planParts, RetryPolicy, transferParts, withRetries } from '../transfer/transfer-engine';
 import { IrodsCall, IrodsHttpClient, IrodsLimits, IrodsRestartRequired } from './irods-http-client';
 import { parseIrodsAuth, parseIrodsZones } from '../../config/irods-zone-entries';
@@ -175,7 +178,7 @@ export class IrodsStorageBackend implements StorageBackend {
         if (size <= chunk) await this.writeWhole(target, source, size, limits, call, options);
         else await this.writeParallel(target, source, size, chunk, limits, call, options);
         const local = await hashed;
-        await this.verify(target, url, source, local, size, options);
+        await this.verify(target, url, local, size, options, (remote) => localChecksum(source, remote));
         return local;
       } catch (err) {
         const mismatch = err instanceof ChecksumMismatch && ++corrupted < CHECKSUM_ATTEMPTS;
@@ -234,7 +237,7 @@ export class IrodsStorageBackend implements StorageBackend {
   }
 
   /** The object's size as the catalog sees it, then the checksum iRODS calculates against the one we streamed. */
-  private async verify(target: IrodsTarget, url: string, source: string, local: UploadResult, size: number, options: TransferOptions): Promise<void> {
+  private async verify(target: IrodsTarget, url: string, local: UploadResult, size: number, options: TransferOptions, otherChecksum: (remote: string) => Promise<string | undefined>): Promise<void> {
     const call = { subject: url, signal: options.signal };
     const stat = await this.retrying(options, () => target.client.get('data-objects', { op: 'stat', lpath: target.path }, call));
     if (Number(stat.size) !== size) throw new DomainError(ErrorCode.StorageFailed, `${url}: iRODS reports ${String(stat.size)} bytes after uploading ${size}`);
@@ -242,8 +245,164 @@ export class IrodsStorageBackend implements StorageBackend {
     const answer = await this.retrying(options, () => target.client.post('data-objects', { op: 'calculate_checksum', lpath: target.path, force: '1' }, call));
     const remote = typeof answer.checksum === 'string' ? answer.checksum : '';
     const expected = remote.startsWith('sha2:') ? `sha2:${Buffer.from(local.sha256, 'hex').toString('base64')}` : undefined;
-    const computed = expected ?? (await localChecksum(source, remote));
+    const computed = expected ?? (await otherChecksum(remote));
     if (computed !== undefined && computed !== remote) throw new ChecksumMismatch(ErrorCode.StorageFailed, `${url}: checksum mismatch after upload (iRODS ${remote}, sent ${computed})`);
+  }
+
+  /**
+   * Ranged reads of at most one part each, one after the other, each resumed at the offset reached; with
+   * verify_checksums the bytes are hashed on the way and a mismatch with the catalog's checksum fails the stream
+   * instead of ending it.
+   */
+  async openRead(url: string, options: TransferOptions = {}): Promise<Readable> {
+    const target = this.parse(url);
+    const stat = await this.retrying(options, () => target.client.get('data-objects', { op: 'stat', lpath: target.path }, { subject: url, signal: options.signal }));
+    const size = Number(stat.size);
+    const checksum = this.settings.verify_checksums && typeof stat.checksum === 'string' ? stat.checksum : '';
+    const kind = checksum.startsWith('sha2:') ? 'sha256' : /^[0-9a-f]{32}$/i.test(checksum) ? 'md5' : undefined;
+    const hash = kind ? createHash(kind) : undefined;
+    return resumableRead(
+      async (offset, signal) => {
+        if (size === 0) return Readable.from([]);
+        const count = Math.min(this.reads.partBytes, size - offset);
+        return target.client.read({ op: 'read', lpath: target.path, offset: String(offset), count: String(count) }, { subject: url, signal });
+      },
+      {
+        retry: this.retry,
+        signal: options.signal,
+        subject: url,
+        total: () => size,
+        onChunk: (chunk) => {
+          hash?.update(chunk);
+          options.onProgress?.(chunk.length);
+        },
+        atEnd: () => {
+          if (!hash) return undefined;
+          const digest = hash.digest();
+          const received = kind === 'sha256' ? `sha2:${digest.toString('base64')}` : digest.toString('hex');
+          return received === checksum ? undefined : new DomainError(ErrorCode.StorageFailed, `${url}: checksum mismatch after download (iRODS ${checksum}, received ${received})`);
+        },
+      },
+    );
+  }
+
+  /**
+   * Chunks cut from the stream in order: a stream that fits one chunk is one truncating write, a longer one a
+   * parallel write whose workers each hold one chunk at a time (write_streams × chunk bytes at most), each chunk
+   * retried from memory. Then size and checksum are checked as for upload. What cannot be repeated without the
+   * bytes (a corrupted upload, a server asking to restart the transfer) fails, and the partial object is removed.
+   */
+  async uploadStream(source: Readable, url: string, options: UploadStreamOptions = {}): Promise<UploadResult> {
+    const target = this.parse(url);
+    const call: IrodsCall = { subject: url, signal: options.signal };
+    // MD5 zones compare MD5: computed beside the SHA-256 as the bytes pass, since they cannot be read again.
+    const input = new SinglePassSource(source, undefined, this.settings.verify_checksums ? 'md5' : undefined);
+    let writing = false;
+    try {
+      const limits = await this.retrying(options, () => target.client.info(call));
+      const parent = target.path.slice(0, target.path.lastIndexOf('/'));
+      await this.retrying(options, () => target.client.post('collections', { op: 'create', lpath: parent, 'create-intermediates': '1' }, call));
+      const chunk = Math.max(1, Math.min(this.settings.chunk_size_mb * 1024 * 1024, limits.maxBodyBytes - BODY_MARGIN));
+      const first = await input.readUpTo(chunk);
+      writing = true;
+      if (!(await input.hasMore())) {
+        const wrong = input.sizeMismatch(options.size, url);
+        if (wrong) throw wrong;
+        await this.retrying(options, () => this.write(target, { lpath: target.path, truncate: '1' }, first, limits, call));
+        options.onProgress?.(first.length);
+      } else {
+        await this.writeParallelFromStream(target, input, first, chunk, limits, call, options);
+        const wrong = input.sizeMismatch(options.size, url);
+        if (wrong) throw wrong;
+      }
+      const local = input.result();
+      const md5 = input.extraDigest()?.toString('hex');
+      await this.verify(target, url, local, local.bytes, options, async (remote) => (/^[0-9a-f]{32}$/i.test(remote) ? md5 : undefined));
+      return local;
+    } catch (err) {
+      input.discard();
+      if (writing) await this.removeQuietly(target, url);
+      if (input.sourceError !== undefined) throw input.sourceError;
+      if (err instanceof ChecksumMismatch) throw new DomainError(ErrorCode.StorageFailed, `${err.message}; a stream cannot be sent again`);
+      if (err instanceof IrodsRestartRequired) throw new DomainError(ErrorCode.StorageFailed, `${err.message}; the server asked to restart the transfer, which a stream cannot do`);
+      throw err;
+    }
+  }
+
+  /** parallel_write_init, workers that each cut the next chunk and write it on their own stream, and shutdown. */
+  private async writeParallelFromStream(
+    target: IrodsTarget,
+    input: SinglePassSource,
+    first: Buffer,
+    chunk: number,
+    limits: IrodsLimits,
+    call: IrodsCall,
+    options: UploadStreamOptions,
+  ): Promise<void> {
+    const chunks = options.size !== undefined ? Math.ceil(options.size / chunk) : Infinity;
+    const streams = Math.max(1, Math.min(this.settings.write_streams, limits.streamsPerHandle, chunks));
+    const init = await this.retrying(options, () =>
+      target.client.post('data-objects', { op: 'parallel_write_init', lpath: target.path, 'stream-count': String(streams), truncate: '1' }, call),
+    );
+    const handle = String(init.parallel_write_handle ?? '');
+    if (!handle) throw new DomainError(ErrorCode.StorageFailed, `${call.subject}: parallel_write_init returned no handle`);
+    const stop = new AbortController();
+    const onAbort = () => stop.abort();
+    options.signal?.addEventListener('abort', onAbort, { once: true });
+    let pending: Buffer | undefined = first;
+    let offset = 0;
+    // Chunks are cut in stream order: one worker reads at a time.
+    let reading: Promise<unknown> = Promise.resolve();
+    const take = (): Promise<{ offset: number; bytes: Buffer } | undefined> => {
+      const next = reading.then(async () => {
+        const bytes = pending ?? (await input.readUpTo(chunk));
+        pending = undefined;
+        if (bytes.length === 0) return undefined;
+        const at = offset;
+        offset += bytes.length;
+        return { offset: at, bytes };
+      });
+      reading = next.catch(() => undefined);
+      return next;
+    };
+    let failure: unknown;
+    const worker = async (streamIndex: number) => {
+      while (failure === undefined && !stop.signal.aborted) {
+        const piece = await take();
+        if (!piece) return;
+        const params = { 'parallel-write-handle': handle, 'stream-index': String(streamIndex), offset: String(piece.offset) };
+        try {
+          await withRetries(this.retry, stop.signal, () => this.write(target, params, piece.bytes, limits, { ...call, signal: stop.signal }));
+        } catch (err) {
+          throw unrepeatable(input, call.subject, err);
+        }
+        options.onProgress?.(piece.bytes.length);
+      }
+    };
+    try {
+      await Promise.all(
+        Array.from({ length: streams }, (_, index) =>
+          worker(index).catch((err) => {
+            failure ??= err;
+            stop.abort();
+          }),
+        ),
+      );
+    } finally {
+      options.signal?.removeEventListener('abort', onAbort);
+      // No signal: the handle must be closed even when the task was canceled.
+      await withRetries(this.retry, undefined, () =>
+        target.client.post('data-objects', { op: 'parallel_write_shutdown', 'parallel-write-handle': handle }, { subject: call.subject }),
+      );
+    }
+    if (failure !== undefined) throw failure;
+  }
+
+  /** Removes what a failed stream upload left (no trash, no signal); a failure to do so leaves the first error. */
+  private async removeQuietly(target: IrodsTarget, url: string): Promise<void> {
+    await target.client
+      .post('data-objects', { op: 'remove', lpath: target.path, 'catalog-only': '0', 'no-trash': '1' }, { subject: url, accept: [-808000, -171000] })
+      .catch(() => undefined);
   }
 
   private retrying<T>(options: TransferOptions, attempt: () => Promise<T>): Promise<T> {

@@ -1,12 +1,27 @@
-import { GetObjectCommand, HeadObjectCommand, ListObjectsV2Command, S3Client, S3ServiceException } from '@aws-sdk/client-s3';
+import {
+  AbortMultipartUploadCommand,
+  CompletedPart,
+  CompleteMultipartUploadCommand,
+  CreateMultipartUploadCommand,
+  GetObjectCommand,
+  HeadObjectCommand,
+  HeadObjectCommandOutput,
+  ListObjectsV2Command,
+  PutObjectCommand,
+  S3Client,
+  S3ServiceException,
+  UploadPartCommand,
+} from '@aws-sdk/client-s3';
 import { Upload } from '@aws-sdk/lib-storage';
-import type { Readable } from 'node:stream';
+import { Readable } from 'node:stream';
 import { DomainError, ErrorCode } from '../../domain/domain-error';
 import { errorMessage } from '../../common/redact';
-import type { ListedObject, ObjectInfo, StorageBackend, TransferOptions } from '../storage-backend';
+import type { ListedObject, ObjectInfo, StorageBackend, TransferOptions, UploadStreamOptions } from '../storage-backend';
 import { hashedReadStream, UploadResult } from '../transfer/hashed-read';
 import { parseBucketEntries, S3Endpoint } from '../../config/s3-bucket-entries';
 import { intoPartFile, writeAt } from '../transfer/positional-write';
+import { resumableRead } from '../transfer/resumable-read';
+import { SinglePassSource, unrepeatable } from '../transfer/single-pass-source';
 import { planParts, RetryPolicy, transferParts, withRetries } from '../transfer/transfer-engine';
 
 export interface S3StorageSettings {
@@ -30,6 +45,8 @@ export interface S3PartSettings {
 
 /** S3 refuses multipart parts below 5 MiB (except the last). */
 const MIN_PART_BYTES = 5 * 1024 * 1024;
+/** S3 allows at most this many parts in one multipart upload. */
+const MAX_PARTS = 10_000;
 const TRANSIENT_NAMES = new Set(['SlowDown', 'RequestTimeout', 'RequestTimeTooSkewed', 'InternalError', 'ServiceUnavailable', 'TimeoutError', 'ECONNRESET', 'ECONNREFUSED', 'EPIPE', 'ETIMEDOUT']);
 const DENIED_NAMES = new Set(['AccessDenied', 'SignatureDoesNotMatch', 'InvalidAccessKeyId', 'InvalidToken', 'ExpiredToken']);
 
@@ -183,6 +200,139 @@ export class S3StorageBackend implements StorageBackend {
       options.signal?.removeEventListener('abort', abort);
     }
     return input.result();
+  }
+
+  /**
+   * A GET of the rest of the object from the offset reached, pinned to the ETag the HEAD saw (If-Match), so a
+   * resumed read never continues into another version of the object.
+   */
+  async openRead(url: string, options: TransferOptions = {}): Promise<Readable> {
+    const { bucket, key } = parseS3(url);
+    let head: HeadObjectCommandOutput | undefined;
+    return resumableRead(
+      async (offset, signal) => {
+        head ??= await this.client(bucket).send(new HeadObjectCommand({ Bucket: bucket, Key: key }), { abortSignal: signal }).catch((err) => {
+          throw this.translate(url, err);
+        });
+        const size = head.ContentLength ?? 0;
+        if (size === 0) return Readable.from([]);
+        const res = await this.client(bucket)
+          .send(new GetObjectCommand({ Bucket: bucket, Key: key, Range: `bytes=${offset}-${size - 1}`, IfMatch: head.ETag }), { abortSignal: signal })
+          .catch((err) => {
+            throw this.translate(url, err);
+          });
+        return res.Body as Readable;
+      },
+      { retry: this.retry, signal: options.signal, subject: url, total: () => head?.ContentLength, onChunk: (chunk) => options.onProgress?.(chunk.length) },
+    );
+  }
+
+  /**
+   * A stream that fits one part goes up as one PUT; a longer one as a multipart upload whose parts are cut from
+   * the stream in order. `parallel` workers each hold one part at a time (cut, sent, retried from memory), so
+   * memory stays at about parallel × part size whatever the length. The part size grows beyond the setting only
+   * when the announced size would need more than 10,000 parts. Progress counts parts as S3 accepts them; a
+   * failure or abort aborts the multipart upload, so no object appears.
+   */
+  async uploadStream(source: Readable, url: string, options: UploadStreamOptions = {}): Promise<UploadResult> {
+    const { bucket, key } = parseS3(url);
+    const client = this.client(bucket);
+    const input = new SinglePassSource(source);
+    const partBytes = Math.max(MIN_PART_BYTES, this.parts.partBytes, Math.ceil((options.size ?? 0) / MAX_PARTS));
+    const stop = new AbortController();
+    const onAbort = () => stop.abort();
+    options.signal?.addEventListener('abort', onAbort, { once: true });
+    const send = <T>(what: () => Promise<T>) =>
+      withRetries(this.retry, stop.signal, () =>
+        what().catch((err) => {
+          throw options.signal?.aborted ? new DomainError(ErrorCode.StorageFailed, `${url}: aborted`) : this.translate(url, err);
+        }),
+      );
+    try {
+      const first = await input.readUpTo(partBytes);
+      if (!(await input.hasMore())) {
+        const wrong = input.sizeMismatch(options.size, url);
+        if (wrong) throw wrong;
+        await send(() => client.send(new PutObjectCommand({ Bucket: bucket, Key: key, Body: first, ContentLength: first.length }), { abortSignal: stop.signal }));
+        options.onProgress?.(first.length);
+        return input.result();
+      }
+      const created = await send(() => client.send(new CreateMultipartUploadCommand({ Bucket: bucket, Key: key }), { abortSignal: stop.signal }));
+      const ids = { Bucket: bucket, Key: key, UploadId: created.UploadId };
+      try {
+        const parts = await this.sendParts(input, first, partBytes, url, stop, options.onProgress, (part) =>
+          send(() => client.send(new UploadPartCommand({ ...ids, ...part, ContentLength: part.Body.length }), { abortSignal: stop.signal })),
+        );
+        const wrong = input.sizeMismatch(options.size, url);
+        if (wrong) throw wrong;
+        await send(() => client.send(new CompleteMultipartUploadCommand({ ...ids, MultipartUpload: { Parts: parts } }), { abortSignal: stop.signal }));
+      } catch (err) {
+        // Without the transfer's signal: the parts must go even when the task was canceled.
+        await client.send(new AbortMultipartUploadCommand(ids)).catch(() => undefined);
+        throw err;
+      }
+      return input.result();
+    } catch (err) {
+      input.discard();
+      throw input.sourceError ?? err;
+    } finally {
+      options.signal?.removeEventListener('abort', onAbort);
+    }
+  }
+
+  /** Cuts parts from the stream one at a time and sends them with `parallel` workers; the parts, in order. */
+  private async sendParts(
+    input: SinglePassSource,
+    first: Buffer,
+    partBytes: number,
+    url: string,
+    stop: AbortController,
+    onProgress: ((bytes: number) => void) | undefined,
+    sendPart: (part: { PartNumber: number; Body: Buffer }) => Promise<{ ETag?: string }>,
+  ): Promise<CompletedPart[]> {
+    const done: CompletedPart[] = [];
+    let pending: Buffer | undefined = first;
+    let nextNumber = 1;
+    // Parts are cut in stream order: one worker reads at a time.
+    let reading: Promise<unknown> = Promise.resolve();
+    const take = (): Promise<{ PartNumber: number; Body: Buffer } | undefined> => {
+      const next = reading.then(async () => {
+        const body = pending ?? (await input.readUpTo(partBytes));
+        pending = undefined;
+        if (body.length === 0) return undefined;
+        if (nextNumber > MAX_PARTS) {
+          throw new DomainError(ErrorCode.StorageFailed, `${url}: the stream needs more than ${MAX_PARTS} parts of ${partBytes} bytes (announce its size, or raise storage.transfer.part_size_mb)`);
+        }
+        return { PartNumber: nextNumber++, Body: body };
+      });
+      reading = next.catch(() => undefined);
+      return next;
+    };
+    let failure: unknown;
+    const worker = async () => {
+      while (failure === undefined && !stop.signal.aborted) {
+        const part = await take();
+        if (!part) return;
+        let answer: { ETag?: string };
+        try {
+          answer = await sendPart(part);
+        } catch (err) {
+          throw unrepeatable(input, url, err);
+        }
+        done.push({ PartNumber: part.PartNumber, ETag: answer.ETag });
+        onProgress?.(part.Body.length);
+      }
+    };
+    await Promise.all(
+      Array.from({ length: this.parts.parallel }, () =>
+        worker().catch((err) => {
+          failure ??= err;
+          stop.abort();
+        }),
+      ),
+    );
+    if (failure !== undefined) throw failure;
+    return done.sort((a, b) => a.PartNumber! - b.PartNumber!);
   }
 
   private translate(url: string, err: unknown): DomainError {

@@ -41,3 +41,17 @@ export async function hashFile(file: string): Promise<UploadResult> {
   }
   return result();
 }
+
+/** The stream itself, or one that reports each chunk's length to `onBytes` as the consumer pulls it. */
+export function countedStream(stream: Readable, onBytes: ((bytes: number) => void) | undefined): Readable {
+  if (!onBytes) return stream;
+  const counted = new Transform({
+    transform(chunk: Buffer, _encoding, done) {
+      onBytes(chunk.length);
+      done(null, chunk);
+    },
+  });
+  stream.on('error', (err) => counted.destroy(err));
+  counted.on('close', () => stream.destroy());
+  return stream.pipe(counted);
+}

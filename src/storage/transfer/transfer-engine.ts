@@ -114,7 +114,8 @@ export function retryDelay(policy: RetryPolicy, attempt: number, retryAfterMs?: 
   return backoff / 2 + Math.random() * (backoff / 2);
 }
 
-function sleep(ms: number, signal?: AbortSignal): Promise<void> {
+/** Waits `ms`, or rejects with 'transfer aborted' when the signal fires first. */
+export function sleep(ms: number, signal?: AbortSignal): Promise<void> {
   return new Promise((resolve, reject) => {
     if (signal?.aborted) return reject(new DomainError(ErrorCode.StorageFailed, 'transfer aborted'));
     const timer = setTimeout(resolve, ms);
