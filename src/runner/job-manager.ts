@@ -291,31 +291,32 @@ export class JobManager {
       if (job.abort.signal.aborted) throw new Error('cancelled before it started');
       await state.write(STATE_FILES.running, new Date().toISOString());
       const [stdout, stderr] = await Promise.all([fs.open(path.join(dir, 'metadata', 'job_stdout'), 'w'), fs.open(path.join(dir, 'metadata', 'job_stderr'), 'w')]);
-      let child;
+      let exited: Promise<number>;
       try {
-        child = spawn('/bin/bash', [state.path(STATE_FILES.command)], {
+        const child = spawn('/bin/bash', [state.path(STATE_FILES.command)], {
           cwd: path.join(dir, 'working'),
           env: { ...this.options.hostEnvironment, LC_CTYPE: 'C.UTF-8', [JOB_MARKER_VARIABLE]: dir },
           stdio: ['ignore', stdout.fd, stderr.fd],
           detached: true, // setsid: its own session and process group, so it survives the runner
         });
+        // Listened to before anything is awaited: a short command may be over by then.
+        exited = new Promise<number>((resolve) => {
+          child.once('error', (err: NodeJS.ErrnoException) => {
+            state.write('stderr', `tesp runner: cannot run command.sh: ${err.message}\n`).catch(() => undefined);
+            resolve(err.code === 'ENOENT' ? 127 : 126);
+          });
+          child.once('exit', (code, signalName) => resolve(code ?? 128 + (signalName ? (osConstants.signals[signalName] ?? 0) : 0)));
+        });
+        child.unref();
+        if (child.pid !== undefined) {
+          job.pid = child.pid;
+          // Synchronously, so the window in which a killed runner leaves no pid behind stays tiny.
+          writeFileSync(state.path(STATE_FILES.pid), `${child.pid}\n`);
+          this.options.logger.info({ job_id: job.id, pid: child.pid }, 'job started');
+          if (job.abort.signal.aborted) void this.stop(job);
+        }
       } finally {
         await Promise.all([stdout.close(), stderr.close()]);
-      }
-      const exited = new Promise<number>((resolve) => {
-        child.once('error', (err: NodeJS.ErrnoException) => {
-          state.write('stderr', `tesp runner: cannot run command.sh: ${err.message}\n`).catch(() => undefined);
-          resolve(err.code === 'ENOENT' ? 127 : 126);
-        });
-        child.once('exit', (code, signalName) => resolve(code ?? 128 + (signalName ? (osConstants.signals[signalName] ?? 0) : 0)));
-      });
-      child.unref();
-      if (child.pid !== undefined) {
-        job.pid = child.pid;
-        // Synchronously, so the window in which a killed runner leaves no pid behind stays tiny.
-        writeFileSync(state.path(STATE_FILES.pid), `${child.pid}\n`);
-        this.options.logger.info({ job_id: job.id, pid: child.pid }, 'job started');
-        if (job.abort.signal.aborted) void this.stop(job);
       }
       const exitCode = await exited;
       // command.sh records its own exit code; the runner fills in when it could not (killed, or bash missing).

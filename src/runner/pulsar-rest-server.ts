@@ -77,13 +77,16 @@ function statusOf(err: unknown): number {
 }
 
 async function handle(options: PulsarRestOptions, req: IncomingMessage, res: ServerResponse, named: (name: string) => void): Promise<void> {
-  const url = new URL(req.url ?? '/', 'http://runner');
-  const route = matchRoute(req.method ?? 'GET', url.pathname);
+  // Split by hand: URL parsing would resolve `/jobs/../status` to `/status`, hiding the job id the client sent.
+  const target = req.url ?? '/';
+  const queryStart = target.indexOf('?');
+  const pathname = queryStart < 0 ? target : target.slice(0, queryStart);
+  const query = new URLSearchParams(queryStart < 0 ? '' : target.slice(queryStart + 1));
+  const route = matchRoute(req.method ?? 'GET', pathname);
   if (!route) throw new HttpError(404, 'not found');
   named(route.name);
-  if (!tokenMatches(options.privateToken, url.searchParams.get('private_token'))) throw new HttpError(401, 'a valid private_token is required');
+  if (!tokenMatches(options.privateToken, query.get('private_token'))) throw new HttpError(401, 'a valid private_token is required');
   if (route.manager !== DEFAULT_MANAGER) throw new HttpError(500, `no manager named ${JSON.stringify(route.manager)}`);
-  const query = url.searchParams;
   const { manager } = options;
   if (route.name !== 'upload') req.resume(); // bodies are never parameters
   const id = route.jobId ?? '';
