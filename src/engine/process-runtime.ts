@@ -112,12 +112,12 @@ export class ProcessRuntime implements ExecutorRuntime {
 }
 
 /** The process groups led by these processes, as kill() takes them. */
-function groupsOf(leaders: readonly number[]): number[] {
+export function groupsOf(leaders: readonly number[]): number[] {
   return leaders.map((pid) => -pid);
 }
 
 /** Sends a signal to each process (or, for a negative id, process group) that still exists. */
-function signal(targets: readonly number[], name: NodeJS.Signals): void {
+export function signal(targets: readonly number[], name: NodeJS.Signals): void {
   for (const target of targets) {
     try {
       process.kill(target, name);
@@ -128,7 +128,7 @@ function signal(targets: readonly number[], name: NodeJS.Signals): void {
 }
 
 /** Processes (other than this one) whose environment holds `entry` exactly, e.g. TESP_TASK_ROOT=/data/work/x/root. */
-async function processesWithEnv(entry: string): Promise<number[]> {
+export async function processesWithEnv(entry: string): Promise<number[]> {
   const marker = Buffer.from(`\0${entry}\0`);
   const found: number[] = [];
   for (const name of await fs.readdir('/proc').catch(() => [] as string[])) {
@@ -142,7 +142,7 @@ async function processesWithEnv(entry: string): Promise<number[]> {
 }
 
 /** Resolves when none of the processes exists any more (zombies count as gone), checking every 50 ms. */
-async function waitUntilGone(pids: readonly number[]): Promise<void> {
+export async function waitUntilGone(pids: readonly number[]): Promise<void> {
   let left = [...pids];
   while (left.length > 0) {
     const alive = await Promise.all(left.map(isAlive));
@@ -151,7 +151,7 @@ async function waitUntilGone(pids: readonly number[]): Promise<void> {
   }
 }
 
-async function isAlive(pid: number): Promise<boolean> {
+export async function isAlive(pid: number): Promise<boolean> {
   const status = await fs.readFile(`/proc/${pid}/status`, 'utf8').catch(() => undefined);
   return status !== undefined && !/^State:\s*Z/m.test(status);
 }
