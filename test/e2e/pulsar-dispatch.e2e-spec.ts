@@ -6,7 +6,8 @@ import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'nod
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { HttpFileServer, startHttpFileServer } from '../support/http-file-server';
-import { describeWithDocker, jobContainersOf, RunnerProcess, ServiceProcess, sleep } from './service-process';
+import { RunnerProcess, TOKEN } from '../runner/runner-process';
+import { describeWithDocker, containersOf, ServiceProcess, sleep } from './service-process';
 
 const sha256 = (data: Buffer | string) => createHash('sha256').update(data).digest('hex');
 
@@ -22,8 +23,8 @@ describeWithDocker('dispatch to Pulsar runners over REST', () => {
     mkdirSync(path.join(filesRoot, 'in'), { recursive: true });
     writeFileSync(path.join(filesRoot, 'in', 'remote.txt'), 'remote input\n');
     files = await startHttpFileServer(filesRoot);
-    direct = new RunnerProcess(ServiceProcess.tempDataDir(), { TESP_COMPUTE__LOCAL__RUNTIME: 'docker' });
-    relayed = new RunnerProcess(ServiceProcess.tempDataDir(), { TESP_COMPUTE__LOCAL__RUNTIME: 'docker', TESP_RUNNER__DIRECT_STAGING: 'false' });
+    direct = new RunnerProcess(RunnerProcess.tempDataDir(), { TESP_COMPUTE__LOCAL__RUNTIME: 'docker' });
+    relayed = new RunnerProcess(RunnerProcess.tempDataDir(), { TESP_COMPUTE__LOCAL__RUNTIME: 'docker', TESP_RUNNER__DIRECT_STAGING: 'false' });
     await Promise.all([direct.start(), relayed.start()]);
     api = new ServiceProcess(ServiceProcess.tempDataDir(), {
       TESP_COMPUTE__BACKEND: 'pulsar',
@@ -75,7 +76,7 @@ describeWithDocker('dispatch to Pulsar runners over REST', () => {
     for (const l of log.logs) expect(Date.parse(l.end_time)).toBeGreaterThanOrEqual(Date.parse(l.start_time));
     expect(log.outputs).toEqual([{ url: `${files.base}/${out}`, path: '/out/result.txt', size_bytes: String(Buffer.byteLength(expected)) }]);
     expect(log.metadata['sha256:/out/result.txt']).toBe(sha256(expected));
-    expect(log.system_logs.join('\n')).not.toContain('runner-token');
+    expect(log.system_logs.join('\n')).not.toContain(TOKEN);
     // The job directory was cleaned once the outputs were safe.
     const runnerProcess = runner === 'direct' ? direct : relayed;
     await sleep(500);
@@ -89,25 +90,25 @@ describeWithDocker('dispatch to Pulsar runners over REST', () => {
       ['direct', true, true],
       ['relayed', true, true],
     ]);
-    expect(JSON.stringify(info)).not.toContain('runner-token');
+    expect(JSON.stringify(info)).not.toContain(TOKEN);
   });
 
   it('refuses a task for a runner that is not configured with a 400 naming the runners', async () => {
     const { status, json } = await api.post('/tasks', { resources: { backend_parameters: { runner: 'nowhere' } }, executors: [{ image: 'alpine:latest', command: ['true'] }] });
     expect(status).toBe(400);
-    expect(json.message).toMatch(/runner.*direct, relayed/);
+    expect(json.msg).toMatch(/backend_parameters.runner: must be one of the configured runners \(direct, relayed\), got "nowhere"/);
   });
 
   it('cancels a running sleep 600: CANCELED, with no container left behind within 5 s', async () => {
     const id = await api.createTask({ resources: { backend_parameters: { runner: 'relayed' } }, executors: [{ image: 'alpine:latest', command: ['sleep', '600'] }] });
     await api.waitForExecutor(id, 0, 60_000);
-    expect(jobContainersOf(id)).toHaveLength(1);
+    expect(containersOf(id)).toHaveLength(1);
     const asked = Date.now();
     expect((await api.post(`/tasks/${id}:cancel`, {})).status).toBe(200);
     const task = await api.waitFor(id, ['CANCELED'], 30_000);
     const deadline = asked + 5000;
-    while (jobContainersOf(id).length > 0 && Date.now() < deadline) await sleep(100);
-    expect(jobContainersOf(id)).toEqual([]);
+    while (containersOf(id).length > 0 && Date.now() < deadline) await sleep(100);
+    expect(containersOf(id)).toEqual([]);
     expect(task.logs.at(-1).system_logs.join('\n')).toMatch(/canceled: job .* on runner relayed was stopped \(cancelled\)/);
   });
 

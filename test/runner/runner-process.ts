@@ -1,5 +1,6 @@
-// Runs the built `tesp runner` (dist/main.js runner) as a child process on 127.0.0.1, port chosen by the OS and read
-// from its log line, so tests can SIGKILL it and start it again on the same data directory.
+// Runs the built `tesp runner` (dist/main.js runner) as a child process on 127.0.0.1, port chosen by the OS at the
+// first start and read from its log line, so tests can SIGKILL it and start it again on the same data directory and
+// port (an API's runner entry keeps pointing at it).
 import { ChildProcess, spawn } from 'node:child_process';
 import { mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import { request } from 'node:http';
@@ -35,6 +36,11 @@ export class RunnerProcess {
     return path.join(this.dataDir, 'runner', 'jobs');
   }
 
+  /** The compute.pulsar.runners entry for this runner (started once, so its port is known). */
+  entry(name: string): string {
+    return `${name}=http://${TOKEN}@127.0.0.1:${this.port}/`;
+  }
+
   jobDir(id: string): string {
     return path.join(this.stagingDir, id);
   }
@@ -46,7 +52,7 @@ export class RunnerProcess {
         PATH: process.env.PATH ?? '/usr/bin:/bin',
         HOME: os.tmpdir(),
         TESP_DATA_DIR: this.dataDir,
-        TESP_RUNNER__PORT: '0',
+        TESP_RUNNER__PORT: String(this.port),
         TESP_RUNNER__PRIVATE_TOKEN: TOKEN,
         TESP_COMPUTE__LOCAL__RUNTIME: 'process',
         TESP_LOGGING__LEVEL: 'info',
