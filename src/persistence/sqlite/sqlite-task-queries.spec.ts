@@ -132,9 +132,10 @@ describe('SQLite query plans', () => {
     expect(several).not.toMatch(/TEMP B-TREE|SCAN/);
   });
 
-  it('claims the oldest QUEUED task through (state, seq) and the primary key', () => {
-    expect(leasePlan(CLAIM_NEXT_SQL, { holder: 'replica-1', until: 1, token: 't', now: 'n' })).toBe(
-      'SEARCH tasks USING INTEGER PRIMARY KEY (rowid=?) | SCALAR SUBQUERY 1 | SEARCH tasks USING COVERING INDEX tasks_state_seq (state=?)',
+  it('claims the oldest QUEUED task through (state, seq) and the primary key, the skipped ids as one list', () => {
+    // The skip list is read once into a lookup (json_each, then a bloom filter), not once per queued task.
+    expect(leasePlan(CLAIM_NEXT_SQL, { holder: 'replica-1', until: 1, token: 't', now: 'n', skip: '["x"]' })).toBe(
+      'SEARCH tasks USING INTEGER PRIMARY KEY (rowid=?) | SCALAR SUBQUERY 2 | SEARCH tasks USING INDEX tasks_state_seq (state=?) | LIST SUBQUERY 1 | SCAN json_each VIRTUAL TABLE INDEX 1: | CREATE BLOOM FILTER',
     );
   });
 
