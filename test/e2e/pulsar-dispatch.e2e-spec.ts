@@ -155,3 +155,77 @@ function readdirSafe(dir: string): string[] {
     return [];
   }
 }
+
+/** The holder of a task, read straight from the SQLite file of the replicas' data directory. */
+function holderOf(dataDir: string, id: string): string | undefined {
+  // eslint-disable-next-line @typescript-eslint/no-require-imports
+  const Database = require('better-sqlite3');
+  const db = new Database(path.join(dataDir, 'tesp.sqlite'), { readonly: true });
+  try {
+    return db.prepare('SELECT lease_holder FROM tasks WHERE id = ?').get(id)?.lease_holder ?? undefined;
+  } finally {
+    db.close();
+  }
+}
+
+describeWithDocker('two API replicas on one store, dispatching to one runner', () => {
+  let runner: RunnerProcess;
+  let dataDir: string;
+  let replicas: Record<string, ServiceProcess>;
+
+  const env = (holder: string, capacity: string) => ({
+      TESP_SCHEDULER__HOLDER_ID: holder,
+      TESP_SCHEDULER__LEASE_MS: '2000',
+      TESP_COMPUTE__BACKEND: 'pulsar',
+      TESP_COMPUTE__PULSAR__RUNNERS: JSON.stringify([runner.entry('centre')]),
+      TESP_COMPUTE__PULSAR__MAX_CONCURRENT_TASKS: capacity,
+      TESP_COMPUTE__PULSAR__POLL_INTERVAL_MS: '200',
+      TESP_COMPUTE__PULSAR__HEALTH_INTERVAL_MS: '500',
+  });
+
+  beforeAll(async () => {
+    runner = new RunnerProcess(RunnerProcess.tempDataDir(), { TESP_COMPUTE__LOCAL__RUNTIME: 'docker' });
+    await runner.start();
+    dataDir = ServiceProcess.tempDataDir();
+    // "front" serves the API only: the tasks are held by "worker-1" until it is killed, then by "worker-2".
+    replicas = {
+      front: new ServiceProcess(dataDir, env('front', '0')),
+      'worker-1': new ServiceProcess(dataDir, env('worker-1', '10')),
+    };
+    await replicas.front.start();
+    await replicas['worker-1'].start();
+  });
+
+  afterAll(async () => {
+    await Promise.all(Object.values(replicas ?? {}).map((replica) => replica.stop()));
+    await runner?.stop();
+    runner?.cleanup();
+    if (dataDir) rmSync(dataDir, { recursive: true, force: true });
+  });
+
+  it('cancels through a replica that does not hold the task: the runner stops the job, no container is left', async () => {
+    const id = await replicas.front.createTask({ executors: [{ image: 'alpine:latest', command: ['sleep', '600'] }] });
+    await replicas.front.waitForExecutor(id, 0, 60_000);
+    expect(holderOf(dataDir, id)).toBe('worker-1');
+    expect((await replicas.front.post(`/tasks/${id}:cancel`, {})).status).toBe(200);
+    const task = await replicas.front.waitFor(id, ['CANCELED'], 30_000);
+    expect(containersOf(id)).toEqual([]);
+    expect(task.logs.at(-1).system_logs.join('\n')).toMatch(/canceled: job .* on runner centre was stopped/);
+  });
+
+  it('finishes the job of a killed holder on the replica that takes the task over, without running it again', async () => {
+    const id = await replicas.front.createTask({
+      executors: [{ image: 'alpine:latest', command: ['sh', '-c', 'echo started; sleep 4; echo finished'] }],
+    });
+    await replicas.front.waitForExecutor(id, 0, 60_000);
+    await replicas['worker-1'].stop('SIGKILL');
+    replicas['worker-2'] = new ServiceProcess(dataDir, env('worker-2', '10'));
+    await replicas['worker-2'].start();
+    const task = await replicas.front.waitFor(id, undefined, 60_000);
+    expect(task.state).toBe('COMPLETE');
+    expect(task.logs).toHaveLength(1); // one attempt: the job was followed again, not run anew
+    expect(task.logs[0].logs[0].stdout).toBe('started\nfinished\n');
+    expect(task.logs[0].system_logs.join('\n')).toMatch(/taken over by worker-2 from worker-1 .*resumed: following job/);
+    expect(holderOf(dataDir, id)).toBeUndefined();
+  });
+});
