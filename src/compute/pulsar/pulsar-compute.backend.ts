@@ -48,7 +48,8 @@ export class PulsarComputeBackend implements ComputeBackend {
   ) {
     this.backendParameters = [pool.parameter, SHM_SIZE_GB];
     this.capacity = { tasks: settings.maxConcurrentTasks, setting: `compute.pulsar.max_concurrent_tasks = ${settings.maxConcurrentTasks}` };
-    if (settings.maxConcurrentTasks > 0) void pool.start();
+    // Also on a replica that only serves the API: service-info shows whether each runner answers.
+    void pool.start();
   }
 
   onUpdate(listener: UpdateListener): void {
