@@ -54,9 +54,17 @@ export const settingsSchema = {
   },
   data_dir: str('./data'),
   store: {
-    kind: str('sqlite', { oneOf: ['sqlite'] }),
+    kind: str('sqlite', { oneOf: ['sqlite', 'mongodb'] }),
     sqlite: {
       file: str('tesp.sqlite'),
+    },
+    mongodb: {
+      // mongodb://[user:password@]host[:port]/database[?options]; credentials are never logged.
+      url: str('', { allowEmpty: true }),
+      // A file holding the URL instead (a mounted secret); wins over url.
+      url_file: str('', { allowEmpty: true }),
+      // How long an operation waits for a reachable server before it fails (the API answers 503 meanwhile).
+      server_selection_timeout_ms: int(5000, 100, 600_000),
     },
   },
   scheduler: {

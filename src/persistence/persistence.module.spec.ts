@@ -7,7 +7,9 @@ import { TesState } from '../domain/tes-task';
 import { loadSettings } from '../config/settings.loader';
 import { SettingsModule } from '../config/settings.module';
 import type { Settings } from '../config/settings.schema';
-import { createTaskRepository, PersistenceModule } from './persistence.module';
+import { createLogger } from '../common/logger';
+import { LoggingModule } from '../common/logging.module';
+import { openTaskRepository, PersistenceModule } from './persistence.module';
 import { TASK_REPOSITORY, TaskRepository } from './task-repository';
 
 describe('PersistenceModule', () => {
@@ -19,7 +21,7 @@ describe('PersistenceModule', () => {
   it('provides the SQLite store in the data dir it creates, and closes it on shutdown', async () => {
     const dataDir = path.join(dir, 'nested', 'data');
     const settings = loadSettings({ env: {}, overrides: { data_dir: dataDir, 'store.sqlite.file': 'tasks.db' } });
-    const app = await Test.createTestingModule({ imports: [SettingsModule.forRoot(settings), PersistenceModule] }).compile();
+    const app = await Test.createTestingModule({ imports: [SettingsModule.forRoot(settings), LoggingModule.forRoot(createLogger('silent')), PersistenceModule] }).compile();
     await app.init();
     const repo = app.get<TaskRepository>(TASK_REPOSITORY);
     await repo.insert({ id: 't1', state: TesState.QUEUED, creation_time: '2026-01-01T00:00:00Z', executors: [], logs: [] });
@@ -30,14 +32,16 @@ describe('PersistenceModule', () => {
 
   it('builds the store from the store settings and the data dir it is given', async () => {
     const store = loadSettings({ env: {}, overrides: { 'store.sqlite.file': 'given.db' } }).store;
-    const repo = createTaskRepository(store, path.join(dir, 'given'));
+    const repo = await openTaskRepository(store, path.join(dir, 'given'), createLogger('silent'));
     try {
       await repo.insert({ id: 't1', state: TesState.QUEUED, creation_time: '2026-01-01T00:00:00Z', executors: [], logs: [] });
     } finally {
       await repo.close();
     }
     expect(existsSync(path.join(dir, 'given', 'given.db'))).toBe(true);
-    const unknown = { ...store, kind: 'mongodb' } as unknown as Settings['store'];
-    expect(() => createTaskRepository(unknown, dir)).toThrow('store.kind "mongodb" has no implementation');
+    const unknown = { ...store, kind: 'postgres' } as unknown as Settings['store'];
+    await expect(openTaskRepository(unknown, dir, createLogger('silent'))).rejects.toThrow('store.kind "postgres" has no implementation');
+    const noUrl = { ...store, kind: 'mongodb' } as Settings['store'];
+    await expect(openTaskRepository(noUrl, dir, createLogger('silent'))).rejects.toThrow(/neither store.mongodb.url nor store.mongodb.url_file is set/);
   });
 });
