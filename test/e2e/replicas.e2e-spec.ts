@@ -1,10 +1,13 @@
-// Several tesp processes on one SQLite file, as replicas of one service: tasks are held by leases, a killed
+// Several tesp processes on one store (a SQLite file, or MongoDB), as replicas of one service: tasks are held by leases, a killed
 // replica's tasks finish on the others, a cancel sent to any replica stops the work wherever it runs, and a second
 // process started on the same data directory never touches the first one's live tasks.
 import Database from 'better-sqlite3';
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
+import mongoose from 'mongoose';
+import { MONGO_WIRE, mongoWireAvailable } from '../support/mongo-wire';
+import { describeWhen } from '../support/service-check';
 import { containersOf, describeWithDocker, ServiceProcess, sleep, TERMINAL } from './service-process';
 
 const PROCESS_RUNTIME = { TESP_COMPUTE__LOCAL__RUNTIME: 'process' };
@@ -28,12 +31,37 @@ async function stopAll(services: ServiceProcess[]): Promise<void> {
   await Promise.all(services.map((service) => service.stop()));
 }
 
-describe('three replicas on one SQLite file, one of them killed midway', () => {
+/** A store the replicas share: its settings and how a test reads who holds what, straight from it. */
+interface SharedStore {
+  env: Record<string, string>;
+  heldBy(dataDir: string, holder: string): Promise<string[]>;
+}
+
+const SQLITE_STORE: SharedStore = { env: {}, heldBy: async (dataDir, holder) => heldBy(dataDir, holder) };
+
+function mongoStore(): SharedStore {
+  const url = MONGO_WIRE.url(`tesp_replicas_${process.pid}_${Date.now()}`);
+  return {
+    env: { TESP_STORE__KIND: 'mongodb', TESP_STORE__MONGODB__URL: url },
+    heldBy: async (_dataDir, holder) => {
+      const connection = await mongoose.createConnection(url, { serverSelectionTimeoutMS: 5000 }).asPromise();
+      try {
+        const docs = await connection.collection('tasks').find({ 'control.lease.holder': holder }, { projection: { task_id: 1 } }).toArray();
+        return docs.map((doc) => String(doc.task_id));
+      } finally {
+        await connection.close();
+      }
+    },
+  };
+}
+
+function threeReplicasOneKilled(store: SharedStore): void {
   const dataDir = ServiceProcess.tempDataDir();
   const marks = mkdtempSync(path.join(os.tmpdir(), 'tesp-replica-runs-'));
   const runsFile = path.join(marks, 'runs.log');
   const services = replicas(dataDir, ['replica-a', 'replica-b', 'replica-c'], {
     ...PROCESS_RUNTIME,
+    ...store.env,
     TESP_SCHEDULER__LEASE_MS: '2000',
     TESP_COMPUTE__LOCAL__MAX_CONCURRENT_TASKS: '6',
     TESP_LOGGING__LEVEL: 'warn',
@@ -62,7 +90,7 @@ describe('three replicas on one SQLite file, one of them killed midway', () => {
     const [, killed] = services;
     await killed.stop('SIGKILL');
     // What the killed replica held when it died may run once more; nothing else may.
-    const heldAtDeath = new Set(heldBy(dataDir, 'replica-b'));
+    const heldAtDeath = new Set(await store.heldBy(dataDir, 'replica-b'));
     expect(heldAtDeath.size).toBeGreaterThan(0);
 
     const survivors = [services[0], services[2]];
@@ -82,9 +110,18 @@ describe('three replicas on one SQLite file, one of them killed midway', () => {
       const notes = task.logs.flatMap((log: any) => log.system_logs).join('\n');
       expect(notes).toMatch(/taken over by replica-[ac] from replica-b after its lease ended/);
     }
-    expect(heldBy(dataDir, 'replica-b')).toEqual([]);
+    expect(await store.heldBy(dataDir, 'replica-b')).toEqual([]);
   });
-});
+}
+
+describe('three replicas on one SQLite file, one of them killed midway', () => threeReplicasOneKilled(SQLITE_STORE));
+
+describeWhen(
+  'three replicas on one MongoDB (wire-protocol server), one of them killed midway',
+  mongoWireAvailable(),
+  'no MongoDB wire server answers on 127.0.0.1:27027 (run npm --prefix test/mongo-wire ci && docker/start-mongo-wire.sh)',
+  () => threeReplicasOneKilled(mongoStore()),
+);
 
 describe('a second process on the same data directory', () => {
   const dataDir = ServiceProcess.tempDataDir();
