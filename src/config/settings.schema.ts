@@ -54,9 +54,13 @@ export const settingsSchema = {
   },
   data_dir: str('./data'),
   store: {
-    kind: str('sqlite', { oneOf: ['sqlite'] }),
+    kind: str('sqlite', { oneOf: ['sqlite', 'mongodb'] }),
     sqlite: {
       file: str('tesp.sqlite'),
+    },
+    mongodb: {
+      url: str('', { allowEmpty: true }),
+      url_file: str('', { allowEmpty: true }),
     },
   },
   scheduler: {
