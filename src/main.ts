@@ -9,14 +9,51 @@ import { createLogger, Logger } from './common/logger';
 import { PinoNestLogger } from './common/nest-logger';
 import { isLoopback, setupHttpApp } from './api-docs/setup-http-app';
 import { startRunner } from './runner/runner-service';
+import { errorMessage } from './common/redact';
+import { copyTasks, openStoreByName } from './persistence/store-copy';
+import type { TaskRepository } from './persistence/task-repository';
 
 const USAGE = [
   'usage: tesp [serve|runner]   (settings from settings/*.yaml, TESP_PROFILE and TESP_* variables)',
   '  serve    serves the TES API (the default)',
   '  runner   serves the Pulsar REST API on runner.host:runner.port and runs its jobs (tesp runner)',
+  '  store copy --from STORE --to STORE',
+  '           copies every task from one store to another (STORE: sqlite:PATH or mongodb://host/db); run with tesp stopped',
 ].join('\n');
 
-const COMMANDS = ['serve', 'runner'] as const;
+const COMMANDS = ['serve', 'runner', 'store'] as const;
+
+/** `tesp store copy --from A --to B`: no settings needed beyond the logging level. */
+async function storeCommand(args: readonly string[]): Promise<void> {
+  const logger = createLogger('info');
+  const option = (name: string) => {
+    const at = args.indexOf(`--${name}`);
+    return at === -1 ? undefined : args[at + 1];
+  };
+  const from = option('from');
+  const to = option('to');
+  if (args[0] !== 'copy' || !from || !to) {
+    console.error(`tesp store: expected "copy --from STORE --to STORE"\n${USAGE}`);
+    process.exitCode = 2;
+    return;
+  }
+  let source: TaskRepository | undefined;
+  let target: TaskRepository | undefined;
+  try {
+    source = await openStoreByName(from, logger);
+    target = await openStoreByName(to, logger);
+    const report = await copyTasks(source, target, (done) => {
+      if (done % 1000 === 0) logger.info({ done }, 'copying tasks');
+    });
+    logger.info({ copied: report.copied, already_there: report.alreadyThere }, 'store copy finished');
+  } catch (err) {
+    logger.fatal({ err: errorMessage(err) }, 'store copy failed');
+    process.exitCode = 1;
+  } finally {
+    await source?.close();
+    await target?.close();
+  }
+}
 
 async function serve(settings: Settings, logger: Logger): Promise<void> {
   const app = await NestFactory.create<NestExpressApplication>(AppModule.forRoot(settings, logger), {
@@ -77,6 +114,10 @@ async function main(): Promise<void> {
     console.error(`tesp: unknown command "${command}"\n${USAGE}`);
     process.exitCode = 2;
     return;
+  }
+  if (command === 'store') {
+    await storeCommand(process.argv.slice(3));
+    process.exit();
   }
   let settings: Settings;
   try {
