@@ -10,9 +10,12 @@ export const COMPUTE_BACKEND = Symbol('COMPUTE_BACKEND');
 
 /**
  * `seq` numbers a run's updates within the task's current attempt, counting on from the task's
- * control.update_seq when the run started, so the store can drop a redelivered or older update.
+ * control.update_seq when the run started, so the store can drop a redelivered or older update. Resolves once the
+ * store has answered: true when the update was written (or was already there), false when it could not be written
+ * now (the scheduler keeps a run's end and writes it later). A backend that removes the work's traces after the end
+ * waits for this, so a crash in between never leaves a task whose work is gone and whose end is unwritten.
  */
-export type UpdateListener = (taskId: string, update: TaskUpdate, seq: number) => void;
+export type UpdateListener = (taskId: string, update: TaskUpdate, seq: number) => Promise<boolean>;
 
 export type ResumeOutcome =
   /** The backend found the task's work and follows it again; updates follow as for submit. */

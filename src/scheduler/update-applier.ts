@@ -27,14 +27,17 @@ export class UpdateApplier {
     private readonly onRunEnded: () => void,
   ) {}
 
-  /** A run's update, numbered `seq` in its attempt. Updates of a task this replica does not hold are dropped. */
-  enqueue(taskId: string, update: TaskUpdate, seq: number): void {
+  /**
+   * A run's update, numbered `seq` in its attempt. Updates of a task this replica does not hold are dropped.
+   * Resolves to whether the store took it (applied, or refused as already applied or no longer this run's).
+   */
+  enqueue(taskId: string, update: TaskUpdate, seq: number): Promise<boolean> {
     const run = this.runs.get(taskId);
     if (!run) {
       this.logger.debug({ taskId, update: update.kind }, 'dropped an update of a task this replica does not hold');
-      return;
+      return Promise.resolve(true);
     }
-    void this.chain(taskId, () => this.apply(run, update, seq));
+    return this.chain(taskId, () => this.apply(run, update, seq)).catch(() => false);
   }
 
   /** Writes a scheduler patch after the updates already queued for the task. */
@@ -61,7 +64,7 @@ export class UpdateApplier {
     return next;
   }
 
-  private async apply(run: HeldRun, update: TaskUpdate, seq: number): Promise<void> {
+  private async apply(run: HeldRun, update: TaskUpdate, seq: number): Promise<boolean> {
     const patch = patchForUpdate(redacted(update), { attempt: run.attempt, seq, leaseToken: run.token }, new Date().toISOString());
     let result: PatchResult;
     try {
@@ -70,9 +73,10 @@ export class UpdateApplier {
       this.logger.error({ taskId: run.taskId, update: update.kind, err: errorMessage(err) }, 'could not record a task update');
       // The end of a run must not be lost: the next heartbeat writes it again.
       if (update.kind === 'finished') run.unwrittenEnd = () => this.write(run.taskId, patch).then((r) => this.ended(run, update, r));
-      return;
+      return false;
     }
     if (update.kind === 'finished') this.ended(run, update, result);
+    return true;
   }
 
   /** What a run's final patch came to. Refused as 'state', the task is being canceled: the cancel ends it. */

@@ -57,6 +57,7 @@ class Harness {
     backend.onUpdate((taskId, update, seq) => {
       this.updates.set(taskId, [...(this.updates.get(taskId) ?? []), update]);
       this.seqs.set(taskId, [...(this.seqs.get(taskId) ?? []), seq]);
+      return Promise.resolve(true);
     });
     return backend;
   }

@@ -178,7 +178,7 @@ export class PulsarComputeBackend implements ComputeBackend {
 
   private begin(task: StoredTask, runner: Runner, jobId: string, how: 'run' | 'resume'): void {
     let seq = task.control.update_seq;
-    const emit = (update: TaskUpdate) => this.listener?.(task.id, update, ++seq);
+    const emit = (update: TaskUpdate) => this.listener?.(task.id, update, ++seq) ?? Promise.resolve(false);
     const detach = new AbortController();
     const cancel = new AbortController();
     const job = new PulsarJob(runner, jobId, buildExecutionPlan(task), this.storage, this.settings, { emit, detach: detach.signal, cancel: cancel.signal });

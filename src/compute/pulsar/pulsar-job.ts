@@ -40,7 +40,8 @@ export interface PulsarJobSettings {
 }
 
 export interface PulsarJobControl {
-  emit(update: TaskUpdate): void;
+  /** Resolves to whether the store took the update (see UpdateListener). */
+  emit(update: TaskUpdate): Promise<boolean>;
   /** Stop following (shutdown, or the task is held elsewhere); the job goes on. */
   detach: AbortSignal;
   /** The task is being canceled: the cancel path stops and cleans the job. */
@@ -76,8 +77,19 @@ export class PulsarJob {
     return this.control.detach.aborted ? 'detached' : this.control.cancel.aborted ? 'canceled' : undefined;
   }
 
-  private emit(update: TaskUpdate): void {
-    if (!this.control.detach.aborted) this.control.emit(update);
+  private emit(update: TaskUpdate): Promise<boolean> {
+    return this.control.detach.aborted ? Promise.resolve(false) : this.control.emit(update);
+  }
+
+  /**
+   * Reports the run's end, then cleans the job once the end is stored (not before: a tesp that died in between would
+   * find the job gone and its task unfinished). An end not stored now is written later by the scheduler; the job
+   * stays until a holder follows it to its end again.
+   */
+  private async end(update: Extract<TaskUpdate, { kind: 'finished' }>, clean = true): Promise<JobEnd> {
+    const stored = await this.emit(update);
+    if (clean && stored) await this.clean();
+    return 'finished';
   }
 
   /** Whether the runner stages this plan's transfers itself: a tesp runner that serves every scheme of its URLs. */
@@ -129,11 +141,11 @@ export class PulsarJob {
     }
   }
 
-  private fail(err: unknown): JobEnd {
+  /** Ends the run SYSTEM_ERROR with the failure, and cleans what the job left on the runner. */
+  private async fail(err: unknown): Promise<JobEnd> {
     const end = this.stopped;
     if (end) return end;
-    this.emit({ kind: 'finished', state: 'SYSTEM_ERROR', reason: `job ${this.jobId} on runner ${this.runner.entry.name}: ${errorMessage(err)}` });
-    return 'finished';
+    return this.end({ kind: 'finished', state: 'SYSTEM_ERROR', reason: `job ${this.jobId} on runner ${this.runner.entry.name}: ${errorMessage(err)}` });
   }
 
   private async uploadContents(): Promise<void> {
@@ -233,29 +245,22 @@ export class PulsarJob {
     if (this.stopped) return this.stopped;
     switch (status.status) {
       case 'lost':
-        this.emit({ kind: 'finished', state: 'SYSTEM_ERROR', reason: `${where} is lost: the runner no longer knows it (its job directory is gone)` });
-        return 'finished';
+        return this.end({ kind: 'finished', state: 'SYSTEM_ERROR', reason: `${where} is lost: the runner no longer knows it (its job directory is gone)` }, false);
       case 'cancelled':
-        this.emit({ kind: 'finished', state: 'SYSTEM_ERROR', reason: `${where} was cancelled on the runner, not through tesp` });
-        await this.clean();
-        return 'finished';
+        return this.end({ kind: 'finished', state: 'SYSTEM_ERROR', reason: `${where} was cancelled on the runner, not through tesp` });
       case 'failed': {
         const result = direct ? await this.stagingResult() : undefined;
         const why = result?.stage_in_error ? `staging the inputs failed: ${result.stage_in_error}`
           : result?.stage_out_error ? `staging the outputs failed: ${result.stage_out_error}`
           : withStderr(`the runner reports it failed (returncode ${status.returncode ?? 'none'})`);
-        this.emit({ kind: 'finished', state: 'SYSTEM_ERROR', reason: `${where}: ${why}` });
-        await this.clean();
-        return 'finished';
+        return this.end({ kind: 'finished', state: 'SYSTEM_ERROR', reason: `${where}: ${why}` });
       }
       default:
         break;
     }
     const progress = parseProgress((await this.readText(PROGRESS_FILE)) ?? '');
     if (progress.endTime === undefined) {
-      this.emit({ kind: 'finished', state: 'SYSTEM_ERROR', reason: withStderr(`${where}: the job script did not run to its end (returncode ${status.returncode ?? 'none'})`) });
-      await this.clean();
-      return 'finished';
+      return this.end({ kind: 'finished', state: 'SYSTEM_ERROR', reason: withStderr(`${where}: the job script did not run to its end (returncode ${status.returncode ?? 'none'})`) });
     }
     const failed = progress.executors.some((e: { index: number; exitCode?: number }) => e.exitCode !== undefined && e.exitCode !== 0 && !this.plan.executors[e.index]?.ignoreError);
     for (const note of ((await this.readText(NOTES_FILE)) ?? '').split('\n').filter(Boolean)) this.emit({ kind: 'system-log', message: note });
@@ -267,16 +272,12 @@ export class PulsarJob {
     } catch (err) {
       if (this.stopped) return this.stopped;
       if (!failed) {
-        this.emit({ kind: 'finished', state: 'SYSTEM_ERROR', reason: `${where}: ${errorMessage(err)}` });
-        await this.clean();
-        return 'finished';
+        return this.end({ kind: 'finished', state: 'SYSTEM_ERROR', reason: `${where}: ${errorMessage(err)}` });
       }
       this.emit({ kind: 'system-log', message: `outputs after the executor error: ${errorMessage(err)}` });
     }
-    this.emit({ kind: 'finished', state: failed ? 'EXECUTOR_ERROR' : 'COMPLETE' });
-    // The outputs are safe at their URLs: the job directory can go.
-    await this.clean();
-    return 'finished';
+    // The outputs are safe at their URLs: once the end is stored, the job directory can go.
+    return this.end({ kind: 'finished', state: failed ? 'EXECUTOR_ERROR' : 'COMPLETE' });
   }
 
   private async directOutputs(): Promise<{ outputs: TesOutputFileLog[]; checksums: Record<string, string> }> {
