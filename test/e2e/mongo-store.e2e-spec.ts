@@ -39,6 +39,9 @@ describeWhen('the API on a MongoDB store that comes and goes', mongoWireInstalle
     expect(away.status).toBe(503);
     // Details of the outage stay in the server's log; the client learns it may try again.
     expect(away.json).toMatchObject({ status_code: 503, msg: expect.stringMatching(/^service unavailable \(id [0-9a-f-]+\)$/) });
+    // The log line reaches this process's pipe a moment after the answer.
+    const logged = Date.now() + 10_000;
+    while (!api.output.includes('the task store (MongoDB) cannot be reached') && Date.now() < logged) await sleep(50);
     expect(api.output).toContain('the task store (MongoDB) cannot be reached');
     const create = await api.post('/tasks', { executors: [{ image: 'ignored', command: ['true'] }] });
     expect(create.status).toBe(503);

@@ -206,15 +206,18 @@ export class MongoTaskRepository implements TaskRepository {
       return await work();
     } catch (err) {
       if (err instanceof DomainError) throw err;
-      if (isUnreachable(err)) throw new DomainError(ErrorCode.Unavailable, `the task store (MongoDB) cannot be reached: ${mongoMessage(err)}`, true);
-      throw new DomainError(ErrorCode.Internal, `task store: ${mongoMessage(err)}`);
+      // By the error's kind, or by the connection: a socket that just broke may surface as any driver error.
+      if (isUnreachable(err) || this.connection?.readyState !== mongoose.ConnectionStates.connected) {
+        throw new DomainError(ErrorCode.Unavailable, `the task store (MongoDB) cannot be reached: ${mongoMessage(err)}`, true);
+      }
+      throw new DomainError(ErrorCode.Internal, `task store: ${(err as Error)?.name ?? 'error'}: ${mongoMessage(err)}`);
     }
   }
 }
 
 function isUnreachable(err: unknown): boolean {
   const name = (err as { name?: string })?.name ?? '';
-  return /MongoNetwork|MongoServerSelection|MongoNotConnected|MongoTopologyClosed|PoolClosed|PoolCleared|MongooseServerSelection/.test(name);
+  return /MongoNetwork|MongoServerSelection|MongoNotConnected|MongoTopologyClosed|PoolClosed|PoolCleared|MongooseServerSelection|ECONNRESET|ECONNREFUSED/.test(name) || /connection .*closed|ECONNRESET|ECONNREFUSED|socket/i.test((err as Error)?.message ?? '');
 }
 
 /** A driver error's message without credentials (connection strings may carry them). */
