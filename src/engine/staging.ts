@@ -1,11 +1,15 @@
 import { promises as fs } from 'node:fs';
 import * as path from 'node:path';
+import { Readable } from 'node:stream';
 import { DomainError, ErrorCode } from '../domain/domain-error';
 import { errorMessage, redactUrl } from '../common/redact';
 import type { TesOutputFileLog } from '../domain/tes-task';
-import type { TransferOptions } from '../storage/storage-backend';
+import type { ListedObject, TransferOptions } from '../storage/storage-backend';
 import type { StorageRegistry } from '../storage/storage-registry';
-import { ExecutionPlan, hostPath, TaskLayout } from './execution-plan';
+import type { UploadResult } from '../storage/transfer/hashed-read';
+import { copyToStorage, openFromStorage } from '../storage/transfer/stream-copy';
+import { PlannedCopy, plannedCopies } from './direct-transfer';
+import { ExecutionPlan, hostPath, PlanInput, PlanOutput, TaskLayout } from './execution-plan';
 import { outputFiles } from './output-files';
 
 export interface StagingOptions {
@@ -75,7 +79,7 @@ export class Staging {
           await metered(options, label, entry.url, containerPath, (moving) => backend.download(entry.url, file, moving));
         });
       } catch (err) {
-        throw stagingError(`staging ${label} (${input.url ? redactUrl(input.url) : 'content'}) to ${input.path} failed`, err);
+        throw inputFailure(input, err);
       }
     });
   }
@@ -99,10 +103,79 @@ export class Staging {
           checksums[`sha256:${file.containerPath}`] = sha256;
         });
       } catch (err) {
-        throw stagingError(`uploading ${label} (${output.path} to ${redactUrl(output.url)}) failed`, err);
+        throw outputFailure(output, err);
       }
     }
     return { outputs: logs, checksums };
+  }
+
+  /**
+   * A plan without executors: every output file is streamed from the input that provides it (direct-transfer.ts)
+   * straight to its URL, through the backends' bounded buffers, so nothing is written to this host's disk however
+   * large the files. Every input is checked first (listed, or stat'ed when no output draws on it), so a missing one
+   * fails the task before anything is written. Logs, checksums and progress as stageInputs + stageOutputs give.
+   */
+  async transferDirect(plan: ExecutionPlan, options: StagingOptions = {}): Promise<StagedOutputs> {
+    const listings = new Map<number, Promise<ListedObject[]>>();
+    const listing = (input: PlanInput) => {
+      let listed = listings.get(input.index);
+      if (!listed) {
+        const url = input.url!;
+        listed = Promise.resolve()
+          .then(() => this.registry.forUrl(url).list(url, { signal: options.signal }))
+          .catch((err: unknown) => {
+            throw inputFailure(input, err);
+          });
+        listings.set(input.index, listed);
+      }
+      return listed;
+    };
+    const copies: PlannedCopy[] = [];
+    for (const output of plan.outputs) {
+      try {
+        copies.push(...(await plannedCopies(plan, output, listing, options.log ?? (() => undefined))));
+      } catch (err) {
+        throw outputFailure(output, err);
+      }
+    }
+    // Sizes go ahead of the bytes where a protocol wants them (Content-Length), and are checked at the end.
+    const sizes = new Map<number, number | undefined>();
+    const unlisted = plan.inputs.filter((input) => input.url !== undefined && !listings.has(input.index));
+    await inParallel(unlisted, PARALLEL_TRANSFERS, async (input) => {
+      try {
+        sizes.set(input.index, (await this.registry.forUrl(input.url!).stat(input.url!, { signal: options.signal })).size);
+      } catch (err) {
+        throw inputFailure(input, err);
+      }
+    });
+    const logs: TesOutputFileLog[] = [];
+    const checksums: Record<string, string> = {};
+    await inParallel(copies, PARALLEL_TRANSFERS, async (copy) => {
+      const label = `outputs[${copy.output.index}]`;
+      const size = 'content' in copy.source ? Buffer.byteLength(copy.source.content, 'utf8') : (copy.source.size ?? sizes.get(copy.source.input.index));
+      const { bytes, sha256 } = await metered(options, label, copy.url, copy.containerPath, (moving) => this.streamCopy(copy, size, moving));
+      logs.push({ url: redactUrl(copy.url), path: copy.containerPath, size_bytes: String(bytes) });
+      checksums[`sha256:${copy.containerPath}`] = sha256;
+    });
+    return { outputs: logs, checksums };
+  }
+
+  /** One file from its source to its destination; a failure is told as the input's or the output's, by its origin. */
+  private async streamCopy({ source, output, url }: PlannedCopy, size: number | undefined, moving: TransferOptions): Promise<UploadResult> {
+    let stream: Readable;
+    try {
+      stream = 'content' in source ? Readable.from([Buffer.from(source.content, 'utf8')], { objectMode: false }) : await openFromStorage(this.registry, source.url, { signal: moving.signal });
+    } catch (err) {
+      throw inputFailure(source.input, err);
+    }
+    // uploadStream rejects with the source's own error when the source breaks: that is the input's failure.
+    let sourceError: unknown;
+    stream.on('error', (err) => (sourceError = err));
+    try {
+      return await copyToStorage(this.registry, stream, url, { ...moving, size });
+    } catch (err) {
+      throw err === sourceError ? inputFailure(source.input, err) : outputFailure(output, err);
+    }
   }
 }
 
@@ -136,10 +209,22 @@ async function metered<T>(options: StagingOptions, transfer: string, url: string
   return result;
 }
 
+/** A failure already told with the transfer it concerns, passed on as it is. */
+class StagingFailure extends DomainError {}
+
+function inputFailure(input: PlanInput, err: unknown): DomainError {
+  return stagingError(`staging inputs[${input.index}] (${input.url ? redactUrl(input.url) : 'content'}) to ${input.path} failed`, err);
+}
+
+function outputFailure(output: PlanOutput, err: unknown): DomainError {
+  return stagingError(`uploading outputs[${output.index}] (${output.path} to ${redactUrl(output.url)}) failed`, err);
+}
+
 function stagingError(context: string, err: unknown): DomainError {
+  if (err instanceof StagingFailure) return err;
   const detail = errorMessage(err);
   const code = err instanceof DomainError ? err.code : ErrorCode.StorageFailed;
-  return new DomainError(code, `${context}: ${detail}`);
+  return new StagingFailure(code, `${context}: ${detail}`);
 }
 
 export async function inParallel<T>(items: readonly T[], limit: number, work: (item: T) => Promise<void>): Promise<void> {

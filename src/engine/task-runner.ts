@@ -4,10 +4,11 @@ import type { TaskUpdate } from '../domain/task-update';
 import type { ExecutionPlan, PlanExecutor, TaskLayout } from './execution-plan';
 import { ExecutorOutput, OutputFiles } from './executor-output';
 import type { ExecutorRuntime, LeftoverExecutor, RunningExecutor } from './executor-runtime';
-import type { Staging, TransferProgress } from './staging';
+import type { StagedOutputs, Staging, TransferProgress } from './staging';
 import { openInRootForReading, openInRootForWriting } from './task-root';
 
-// The run loop: turns a plan into TaskUpdates. Stage in, executors in order through a runtime, stage out, report.
+// The run loop: turns a plan into TaskUpdates. Stage in, executors in order through a runtime, stage out, report;
+// a plan without executors is a transfer, streamed from sources to destinations (Staging.transferDirect).
 // Plain TypeScript: the local compute backend runs it, and so will `tesp runner`.
 
 export interface RunnerSettings {
@@ -55,10 +56,19 @@ export class TaskRunner {
     const transfers = { signal: stop, log: (message: string) => emit({ kind: 'system-log', message }), progress: control.progress };
     try {
       const leftovers = control.leftovers;
+      if (plan.executors.length === 0) {
+        // A transfer: each file goes from its source to its destination without a stop on this host's disk.
+        const staged = await this.staging.transferDirect(plan, transfers);
+        const end = ended();
+        if (end) return end;
+        reportOutputs(staged, emit);
+        emit({ kind: 'finished', state: 'COMPLETE' });
+        return 'finished';
+      }
       if (!leftovers) await this.staging.stageInputs(plan, layout, transfers);
       let end = ended();
       if (end) return end;
-      if (plan.executors.length > 0) emit({ kind: 'running' });
+      emit({ kind: 'running' });
       let executorFailed = false;
       const lastLeftover = Math.max(-1, ...(leftovers ?? []).map((l) => l.index));
       for (const executor of plan.executors) {
@@ -74,9 +84,7 @@ export class TaskRunner {
       }
       // Outputs are collected after an executor error too: partial results help to see what went wrong.
       try {
-        const staged = await this.staging.stageOutputs(plan, layout, transfers);
-        if (staged.outputs.length > 0) emit({ kind: 'output-uploaded', outputs: staged.outputs });
-        if (Object.keys(staged.checksums).length > 0) emit({ kind: 'metadata', values: staged.checksums });
+        reportOutputs(await this.staging.stageOutputs(plan, layout, transfers), emit);
       } catch (err) {
         if ((end = ended())) return end;
         if (!executorFailed) throw err;
@@ -139,6 +147,11 @@ export class TaskRunner {
       clearInterval(refresh);
     }
   }
+}
+
+function reportOutputs(staged: StagedOutputs, emit: Emit): void {
+  if (staged.outputs.length > 0) emit({ kind: 'output-uploaded', outputs: staged.outputs });
+  if (Object.keys(staged.checksums).length > 0) emit({ kind: 'metadata', values: staged.checksums });
 }
 
 /** The executor's stdout and stderr files, opened safely in the task root (one handle when both name one file). */
