@@ -46,7 +46,9 @@ export async function plannedCopies(plan: ExecutionPlan, output: PlanOutput, lis
     if (atPath) return [copy(output.path, sourceOf(atPath), output.url)];
     const holder = holdingDirectory(plan, output.path);
     const relative = holder && path.posix.relative(holder.path, output.path);
-    const entry = holder && (await listing(holder)).find((listed) => listed.relativePath === relative);
+    const listed = holder ? await listing(holder) : [];
+    const entry = listed.find((file) => file.relativePath === relative);
+    if (!entry && listed.some((file) => file.relativePath.startsWith(`${relative}/`))) throw new DomainError(ErrorCode.StorageFailed, `${output.path} is not a file`);
     if (!holder || !entry) throw new DomainError(ErrorCode.StorageFailed, `${output.path} does not exist`);
     return [copy(output.path, { input: holder, url: entry.url, size: entry.size }, output.url)];
   }
