@@ -2,6 +2,7 @@ import { parseFtpCredentials } from './ftp-credential-entries';
 import { parseIrodsAuth, parseIrodsZones } from './irods-zone-entries';
 import { parseRunnerEntries } from './runner-entries';
 import { parseBucketEntries } from './s3-bucket-entries';
+import { parseSftpHosts } from './sftp-host-entries';
 
 // The one settings schema. Each leaf says its type, default and bounds; the loader validates every key at
 // start-up and names the key and where its value came from in its error. Entry lists are checked here with the
@@ -165,6 +166,22 @@ export const settingsSchema = {
       retries: int(5, 0, 20),
       retry_base_ms: int(500, 1, 60_000),
       retry_max_ms: int(30_000, 1, 600_000),
+    },
+    sftp: {
+      enabled: bool(true),
+      // "host[:port]=user;key_file=PATH;passphrase_file=PATH;password_file=PATH;agent=SOCKET" entries: logins come
+      // from here, never from the URL.
+      hosts: list([], parseSftpHosts),
+      // An OpenSSH known_hosts file; empty: every host is unknown.
+      known_hosts: str('', { allowEmpty: true }),
+      // Accept a host key not in known_hosts (logged as a warning; nothing is written to the file).
+      trust_unknown_hosts: bool(false),
+      timeout_ms: int(30_000, 100, 3_600_000),
+      retries: int(5, 0, 20),
+      retry_base_ms: int(500, 1, 60_000),
+      retry_max_ms: int(30_000, 1, 600_000),
+      // SFTP read or write requests in flight per file.
+      parallel_requests: int(8, 1, 256),
     },
     irods: {
       // Off until a zone is mapped to its iRODS HTTP API.

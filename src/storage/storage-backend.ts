@@ -2,7 +2,7 @@ import type { Readable } from 'node:stream';
 import type { UploadResult } from './transfer/hashed-read';
 
 // The storage port, one implementation per URL scheme family: file/ (file:// and plain paths), http/
-// (http, https), ftp/, s3/ and irods/. Adapters turn library errors into DomainErrors
+// (http, https), ftp/, sftp/, s3/ and irods/. Adapters turn library errors into DomainErrors
 // (STORAGE_FAILED with `transient` set when a retry may help, STORAGE_DENIED for policy refusals).
 
 export const STORAGE_BACKENDS = Symbol('STORAGE_BACKENDS');

@@ -6,6 +6,7 @@ import { FtpStorageBackend } from './ftp/ftp-storage.backend';
 import { HttpStorageBackend } from './http/http-storage.backend';
 import { IrodsStorageBackend } from './irods/irods-storage.backend';
 import { S3StorageBackend } from './s3/s3-storage.backend';
+import { SftpStorageBackend } from './sftp/sftp-storage.backend';
 import type { StorageBackend } from './storage-backend';
 
 /**
@@ -18,6 +19,7 @@ const KNOWN_SCHEMES: Readonly<Record<string, string>> = {
   http: 'storage.http.enabled',
   https: 'storage.http.enabled',
   ftp: 'storage.ftp.enabled',
+  sftp: 'storage.sftp.enabled with storage.sftp.hosts and storage.sftp.known_hosts',
   s3: 'storage.s3.enabled with storage.s3.endpoint (or AWS credentials)',
   irods: 'storage.irods.enabled with storage.irods.zones and credentials',
 };
@@ -38,6 +40,7 @@ export class StorageRegistry {
     const parts = { partBytes: storage.transfer.part_size_mb * 1024 * 1024, parallel: storage.transfer.parallel_parts };
     if (storage.http.enabled) backends.push(new HttpStorageBackend(storage.http, parts));
     if (storage.ftp.enabled) backends.push(new FtpStorageBackend(storage.ftp));
+    if (storage.sftp.enabled) backends.push(new SftpStorageBackend(storage.sftp, parts));
     if (storage.s3.enabled) backends.push(new S3StorageBackend(storage.s3, parts));
     if (storage.irods.enabled) backends.push(new IrodsStorageBackend(storage.irods, parts));
     return new StorageRegistry(backends);
