@@ -3,6 +3,7 @@
 // HTTP API double) and S3 (Ceph RGW) that leave no file of the data on tesp's disk; and the login failures a task
 // must report clearly and without secrets.
 import { GetObjectCommand, S3Client } from '@aws-sdk/client-s3';
+import { spawn } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { createReadStream, createWriteStream, existsSync, mkdirSync, readdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import * as path from 'node:path';
@@ -205,4 +206,55 @@ describeWhen('SFTP login failures', sshdAvailable(), 'needs OpenSSH (apt-get ins
   it('an unknown host key, refused before any login', async () => {
     expect(await failure(`sftp://localhost:${sshd.port}${sshd.dataDir}/in.txt`)).toMatch(/host key of \[localhost\]:\d+ is not in storage\.sftp\.known_hosts/);
   });
+});
+
+describeWhen('SFTP → iRODS memory', sshdAvailable(), 'needs OpenSSH (apt-get install openssh-server)', () => {
+  const GiB = 1024 * 1024 * 1024;
+  let sshd: Sshd;
+  let irods: IrodsHttpApiDouble;
+
+  beforeAll(async () => {
+    sshd = await startSshd();
+    irods = await new IrodsHttpApiDouble().start();
+  }, 60_000);
+
+  afterAll(async () => {
+    await irods?.close();
+    await sshd?.stop();
+  });
+
+  it('streams 1 GiB from SFTP to iRODS chunk by chunk in a process whose RSS grows by less than 128 MiB', async () => {
+    const digest = await writeSource(path.join(sshd.dataDir, 'big.bin'), GiB);
+    const plan = {
+      taskId: 'memory',
+      mounts: [],
+      inputs: [{ index: 0, url: `sftp://127.0.0.1:${sshd.port}${sshd.dataDir}/big.bin`, type: 'FILE', path: '/m/big.bin' }],
+      outputs: [{ index: 0, url: 'irods://tempZone/home/alice/big.bin', type: 'FILE', path: '/m/big.bin' }],
+      executors: [],
+      limits: {},
+    };
+    const settings = {
+      'logging.level': 'silent',
+      'storage.sftp.hosts': [`127.0.0.1:${sshd.port}=${sshd.user};key_file=${sshd.key.file}`],
+      'storage.sftp.known_hosts': sshd.knownHosts,
+      'storage.irods.enabled': true,
+      'storage.irods.zones': [`tempZone=${irods.baseUrl}`],
+      'storage.irods.credentials': ['tempZone=alice:apass'],
+    };
+    const child = path.join(__dirname, '..', 'engine', 'direct-transfer-memory.child.js');
+    const measured = await new Promise<{ rssBefore: number; rssPeak: number; bytes: number; sha256: string }>((resolve, reject) => {
+      const proc = spawn(process.execPath, ['--expose-gc', child, JSON.stringify({ settings, plan })], { stdio: ['ignore', 'pipe', 'pipe'] });
+      let out = '';
+      let err = '';
+      proc.stdout.on('data', (chunk) => (out += chunk));
+      proc.stderr.on('data', (chunk) => (err += chunk));
+      proc.once('exit', (code) => (code === 0 ? resolve(JSON.parse(out)) : reject(new Error(`the child exited with ${code}: ${err}`))));
+    });
+    const increase = measured.rssPeak - measured.rssBefore;
+    process.stderr.write(`SFTP → iRODS, 1 GiB streamed: RSS ${Math.round(measured.rssBefore / 2 ** 20)} MiB before, peak increase ${(increase / 2 ** 20).toFixed(1)} MiB\n`);
+    expect(measured.bytes).toBe(GiB);
+    expect(measured.sha256).toBe(digest);
+    expect(createHash('sha256').update(irods.object('/tempZone/home/alice/big.bin')!).digest('hex')).toBe(digest);
+    expect(increase).toBeLessThan(128 * 2 ** 20);
+  }, 600_000);
 });
