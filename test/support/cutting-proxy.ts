@@ -5,9 +5,11 @@ import { createServer, connect, Server, Socket } from 'node:net';
 
 export interface CuttingProxy {
   port: number;
-  /** Cut once: the next connection that has sent more than `bytes` to the client is reset. */
-  armCut(bytes: number): void;
+  /** Cut once: the next connection that has moved more than `bytes` in `direction` (default to the client) is reset. */
+  armCut(bytes: number, direction?: Direction): void;
   cuts(): number;
+  /** Bytes relayed in `direction` over every connection so far. */
+  moved(direction: Direction): number;
   close(): Promise<void>;
 }
 
@@ -101,7 +103,8 @@ export async function startCuttingProxy(targetPort: number): Promise<CuttingProx
   const server = await listenLocal((client) => void relay(client, targetPort, sockets, cut));
   return {
     port: (server.address() as { port: number }).port,
-    armCut: (bytes) => cut.arm(bytes),
+    armCut: (bytes, direction) => cut.arm(bytes, direction),
+    moved: (direction) => cut.moved[direction],
     cuts: () => cut.count,
     close: () => closeAll([server], sockets),
   };

@@ -154,6 +154,8 @@ export async function startSshd(): Promise<Sshd> {
         child.kill('SIGTERM');
         await exited;
       }
+      // Connection processes share the log pipe and may outlive the listener by a moment: stop reading it.
+      child.stderr?.destroy();
       rmSync(dir, { recursive: true, force: true });
     },
   };

@@ -205,7 +205,9 @@ export async function openSession(target: SessionTarget, policy: HostKeyPolicy, 
     return session;
   } catch (err) {
     signal?.removeEventListener('abort', abort);
-    throw err;
+    client.end();
+    // connect() itself throws for a key it cannot parse (a wrong passphrase).
+    throw translateConnectError(target, err);
   }
 }
 

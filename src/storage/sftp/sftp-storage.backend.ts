@@ -246,7 +246,7 @@ export class SftpStorageBackend implements StorageBackend {
     let created = false;
     try {
       await sendOnce(input, this.retry, options.signal, target.shown, () =>
-        this.withSession(target, options, async (session) => {
+        this.onSession(target, options, async (session) => {
           await session.mkdirs(path.posix.dirname(target.path));
           const handle = await session.open(temporary, 'w');
           created = true;
@@ -287,18 +287,22 @@ export class SftpStorageBackend implements StorageBackend {
     return openSession(target, this.hostKeys, this.settings.timeout_ms, signal);
   }
 
-  private async withSession<T>(target: SftpTarget, options: TransferOptions, work: (session: SftpSession) => Promise<T>): Promise<T> {
-    return withRetries(this.retry, options.signal, async () => {
-      const session = await this.connect(target, options.signal);
-      try {
-        return await work(session);
-      } catch (err) {
-        if (options.signal?.aborted) throw new DomainError(ErrorCode.StorageFailed, `${target.shown}: aborted`);
-        throw err;
-      } finally {
-        session.end();
-      }
-    });
+  /** `work` on a session of its own, the whole retried after transient failures. */
+  private withSession<T>(target: SftpTarget, options: TransferOptions, work: (session: SftpSession) => Promise<T>): Promise<T> {
+    return withRetries(this.retry, options.signal, () => this.onSession(target, options, work));
+  }
+
+  /** `work` on a session of its own, once (a single-pass stream decides itself what may be tried again). */
+  private async onSession<T>(target: SftpTarget, options: TransferOptions, work: (session: SftpSession) => Promise<T>): Promise<T> {
+    const session = await this.connect(target, options.signal);
+    try {
+      return await work(session);
+    } catch (err) {
+      if (options.signal?.aborted) throw new DomainError(ErrorCode.StorageFailed, `${target.shown}: aborted`);
+      throw err;
+    } finally {
+      session.end();
+    }
   }
 
   /** Deletes what a failed upload left, on a connection of its own and without the transfer's signal. */
