@@ -13,7 +13,7 @@ const { Client } = require('ssh2');
 const { tempDir, removeDir, fmt, ROOT, startIrodsDouble, watchdog } = require('./lib');
 const { makeBackend, makeSource } = require('./storage-transfer');
 
-const SIZE = Number(process.env.BENCH_SFTP_MB ?? 256) * 1024 * 1024;
+const SIZE = Number(process.env.BENCH_SFTP_MB ?? 64) * 1024 * 1024;
 const RUNS = 3;
 
 /** test/support/sshd.ts, compiled on the fly as irods-double-server.js does with the iRODS double. */
