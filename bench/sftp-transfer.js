@@ -11,10 +11,10 @@ const { pipeline } = require('node:stream/promises');
 const ts = require('typescript');
 const { Client } = require('ssh2');
 const { tempDir, removeDir, fmt, ROOT, startIrodsDouble, watchdog } = require('./lib');
-const { makeBackend, makeSource } = require('./storage-transfer');
+const { best, makeBackend, makeSource } = require('./storage-transfer');
 
 const SIZE = Number(process.env.BENCH_SFTP_MB ?? 64) * 1024 * 1024;
-const RUNS = 3;
+const { RUNS } = require('./storage-transfer');
 
 /** test/support/sshd.ts, compiled on the fly as irods-double-server.js does with the iRODS double. */
 function loadSshdHarness() {
@@ -25,16 +25,6 @@ function loadSshdHarness() {
   harness.paths = module.paths;
   harness._compile(outputText, file);
   return harness.exports;
-}
-
-async function best(fn) {
-  let fastest = Infinity;
-  for (let i = 0; i < RUNS; i++) {
-    const t0 = process.hrtime.bigint();
-    await fn();
-    fastest = Math.min(fastest, Number(process.hrtime.bigint() - t0) / 1e9);
-  }
-  return fastest;
 }
 
 /** One ssh2 SFTP session for the plain baseline. */

@@ -241,5 +241,5 @@ async function run() {
   }
 }
 
-module.exports = { run, makeBackend, makeSource, listening, RGW, FTP };
+module.exports = { run, best, RUNS, makeBackend, makeSource, listening, RGW, FTP };
 if (require.main === module) run().then(() => process.exit(0), (err) => { console.error(err); process.exit(1); });

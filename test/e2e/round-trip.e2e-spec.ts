@@ -4,36 +4,18 @@ import { GetObjectCommand, S3Client } from '@aws-sdk/client-s3';
 import { Upload } from '@aws-sdk/lib-storage';
 import { execFileSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
-import { chownSync, createReadStream, createWriteStream, mkdirSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { chownSync, createReadStream, mkdirSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import type { Readable } from 'node:stream';
 import { IrodsHttpApiDouble } from '../doubles/irods-http-api.double';
 import { HttpFileServer, startHttpFileServer } from '../support/http-file-server';
 import { dropBucket, newBucket, rgwClient } from '../support/rgw-client';
+import { hashStream, writeSource } from '../support/test-data';
 import { describeWhen, RGW, rgwAvailable, VSFTPD, vsftpdAvailable } from '../support/service-check';
 import { dockerAvailable, ServiceProcess } from './service-process';
 
 const SIZE = 200 * 1024 * 1024;
-
-async function writeSource(file: string): Promise<string> {
-  const hash = createHash('sha256');
-  const out = createWriteStream(file);
-  const chunk = Buffer.alloc(4 * 1024 * 1024);
-  for (let written = 0, n = 0; written < SIZE; written += chunk.length, n++) {
-    for (let i = 0; i < chunk.length; i += 4096) chunk.writeUInt32LE((n * 1024 + i) >>> 0, i);
-    hash.update(chunk);
-    if (!out.write(chunk)) await new Promise<void>((resolve) => out.once('drain', () => resolve()));
-  }
-  await new Promise<void>((resolve) => out.end(() => resolve()));
-  return hash.digest('hex');
-}
-
-async function hashStream(stream: Readable): Promise<string> {
-  const hash = createHash('sha256');
-  for await (const chunk of stream) hash.update(chunk as Buffer);
-  return hash.digest('hex');
-}
 
 const available = dockerAvailable() && vsftpdAvailable() && rgwAvailable();
 const missing = 'the round trip needs Docker, vsftpd on 127.0.0.1:2121 and Ceph RGW on 127.0.0.1:7480 (see .ci/run)';
@@ -53,7 +35,7 @@ describeWhen('200 MiB round trips per scheme', available, missing, () => {
   beforeAll(async () => {
     work = mkdtempSync(path.join(os.tmpdir(), 'tesp-round-trip-'));
     source = path.join(work, 'source.bin');
-    digest = await writeSource(source);
+    digest = await writeSource(source, SIZE);
 
     mkdirSync(path.join(work, 'http'));
     execFileSync('cp', [source, path.join(work, 'http', 'in.bin')]);

@@ -5,36 +5,18 @@
 import { GetObjectCommand, S3Client } from '@aws-sdk/client-s3';
 import { spawn } from 'node:child_process';
 import { createHash } from 'node:crypto';
-import { createReadStream, createWriteStream, existsSync, mkdirSync, readdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
+import { createReadStream, existsSync, mkdirSync, readdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import * as path from 'node:path';
 import type { Readable } from 'node:stream';
 import { IrodsHttpApiDouble } from '../doubles/irods-http-api.double';
 import { startCuttingProxy, CuttingProxy } from '../support/cutting-proxy';
 import { dropBucket, newBucket, rgwClient } from '../support/rgw-client';
+import { hashStream, writeSource } from '../support/test-data';
 import { describeWhen, RGW, rgwAvailable } from '../support/service-check';
 import { Sshd, sshdAvailable, startSshd } from '../support/sshd';
 import { dockerAvailable, ServiceProcess, sleep } from './service-process';
 
 const SIZE = 200 * 1024 * 1024;
-
-async function writeSource(file: string, size: number): Promise<string> {
-  const hash = createHash('sha256');
-  const out = createWriteStream(file);
-  const chunk = Buffer.alloc(4 * 1024 * 1024);
-  for (let written = 0, n = 0; written < size; written += chunk.length, n++) {
-    for (let i = 0; i < chunk.length; i += 4096) chunk.writeUInt32LE((n * 1024 + i) >>> 0, i);
-    hash.update(chunk);
-    if (!out.write(chunk)) await new Promise<void>((resolve) => out.once('drain', () => resolve()));
-  }
-  await new Promise<void>((resolve) => out.end(() => resolve()));
-  return hash.digest('hex');
-}
-
-async function hashStream(stream: Readable): Promise<string> {
-  const hash = createHash('sha256');
-  for await (const chunk of stream) hash.update(chunk as Buffer);
-  return hash.digest('hex');
-}
 
 /** The largest regular file under `dir` (0 when there is none). */
 function largestFile(dir: string): number {
