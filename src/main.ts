@@ -101,7 +101,9 @@ async function runner(settings: Settings, logger: Logger): Promise<void> {
   if (!isLoopback(settings.runner.host) && !settings.runner.private_token) {
     logger.warn({ host: settings.runner.host }, 'the runner listens beyond loopback without a private_token: anyone who reaches this port can run commands');
   }
-  logger.info({ port: running.port, host: settings.runner.host, staging_dir: running.stagingDir }, 'tesp runner is serving the Pulsar REST API');
+  const amqp = settings.runner.amqp.url || settings.runner.amqp.url_file ? { amqp_manager: settings.runner.amqp.manager } : {};
+  if (running.port === 0) logger.info({ port: 0, staging_dir: running.stagingDir, ...amqp }, 'tesp runner is consuming its Pulsar queues (no HTTP port)');
+  else logger.info({ port: running.port, host: settings.runner.host, staging_dir: running.stagingDir, ...amqp }, 'tesp runner is serving the Pulsar REST API');
 }
 
 async function main(): Promise<void> {

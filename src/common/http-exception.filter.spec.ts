@@ -22,6 +22,7 @@ describe('HttpExceptionFilter', () => {
       [ErrorCode.InvalidArgument]: 400,
       [ErrorCode.StorageDenied]: 400,
       [ErrorCode.NotFound]: 404,
+      [ErrorCode.Forbidden]: 403,
       [ErrorCode.Conflict]: 409,
       [ErrorCode.PayloadTooLarge]: 413,
       [ErrorCode.Unavailable]: 503,

@@ -18,6 +18,8 @@ export function statusFor(code: ErrorCode): number {
       return HttpStatus.BAD_REQUEST;
     case ErrorCode.NotFound:
       return HttpStatus.NOT_FOUND;
+    case ErrorCode.Forbidden:
+      return HttpStatus.FORBIDDEN;
     case ErrorCode.Conflict:
       return HttpStatus.CONFLICT;
     case ErrorCode.PayloadTooLarge:

@@ -1,3 +1,4 @@
+import type { Readable } from 'node:stream';
 import type { TaskUpdate } from '../domain/task-update';
 import type { BackendRef, StoredTask } from '../domain/tes-task';
 import type { BackendParameter } from '../engine/backend-parameters';
@@ -16,6 +17,31 @@ export const COMPUTE_BACKEND = Symbol('COMPUTE_BACKEND');
  * waits for this, so a crash in between never leaves a task whose work is gone and whose end is unwritten.
  */
 export type UpdateListener = (taskId: string, update: TaskUpdate, seq: number) => Promise<boolean>;
+
+/**
+ * Reports about tasks that another replica may hold: a runner's status pushed through a broker (any replica may
+ * consume it), a file a runner posts to a staging URL (any replica may receive it). The scheduler applies them with
+ * the attempt and state guards only (patchForReport): idempotent, and never moving a task backwards.
+ */
+export interface TaskReports {
+  /** The task as stored, to match a report against its backend reference. */
+  get(taskId: string): Promise<StoredTask | undefined>;
+  /**
+   * Applies the updates in order to the attempt. Resolves to true when the store has taken them (or refused them
+   * for good: the task moved on), false when it could not take them now (report again later).
+   */
+  apply(taskId: string, attempt: number, updates: readonly TaskUpdate[]): Promise<boolean>;
+}
+
+/**
+ * tesp's staging URLs for runners that fetch inputs and post outputs themselves (Pulsar over AMQP), served by the
+ * API on every replica. Refusals are DomainErrors: FORBIDDEN for a wrong key or an attempt that is over.
+ */
+export interface StagingRelay {
+  openInput(taskId: string, attempt: number, key: string, index: number, relative: string): Promise<{ body: Readable; size?: number }>;
+  /** `clientPath` is the upload's `path` parameter; `body` the multipart part named `file`. */
+  receiveFile(taskId: string, attempt: number, key: string, clientPath: string, body: Readable): Promise<{ stored: string }>;
+}
 
 export type ResumeOutcome =
   /** The backend found the task's work and follows it again; updates follow as for submit. */
@@ -53,6 +79,12 @@ export interface ComputeBackend {
 
   /** Subscribes the scheduler. Called once at start-up, before any submit or resume. */
   onUpdate(listener: UpdateListener): void;
+
+  /** Present when the backend's runners fetch and post files through tesp (see StagingRelay). */
+  readonly stagingRelay?: StagingRelay;
+
+  /** For backends that take reports any replica may receive; called once at start-up on every replica. */
+  acceptReports?(reports: TaskReports): void;
 
   /**
    * Starts the work of a task this replica has just claimed or opened a new attempt of (INITIALIZING).

@@ -1,4 +1,7 @@
 import { Module } from '@nestjs/common';
+import { randomBytes } from 'node:crypto';
+import { readFileSync } from 'node:fs';
+import * as os from 'node:os';
 import * as path from 'node:path';
 import { LOGGER, Logger } from '../common/logger';
 import { dataDir } from '../config/settings.loader';
@@ -16,8 +19,17 @@ import { PulsarComputeBackend } from './pulsar/pulsar-compute.backend';
 import { RunnerPool } from './pulsar/runner-pool';
 import { parseRunnerEntries } from '../config/runner-entries';
 
-/** The one factory for the compute port, from the compute settings. */
-export function createComputeBackend(compute: Settings['compute'], dataDirectory: string, storage: StorageRegistry, logger: Logger): ComputeBackend {
+/**
+ * The one factory for the compute port, from the compute settings (`server` says where the API listens: the default
+ * base of the staging URLs AMQP runners use).
+ */
+export function createComputeBackend(
+  compute: Settings['compute'],
+  dataDirectory: string,
+  storage: StorageRegistry,
+  logger: Logger,
+  server: Pick<Settings['server'], 'host' | 'port'> = { host: '127.0.0.1', port: 8080 },
+): ComputeBackend {
   switch (compute.backend) {
     case 'local': {
       const local = compute.local;
@@ -40,11 +52,29 @@ export function createComputeBackend(compute: Settings['compute'], dataDirectory
         pollMaxIntervalMs: Math.max(pulsar.poll_max_interval_ms, pulsar.poll_interval_ms),
         logTailBytes: pulsar.log_tail_bytes,
         logRefreshMs: pulsar.log_refresh_ms,
+        amqp: {
+          stagingUrl: pulsar.staging_url || `http://${server.host === '0.0.0.0' || server.host === '::' ? os.hostname() : server.host}:${server.port}`,
+          stagingSecret: stagingSecret(pulsar, entries.some((entry) => entry.transport === 'amqp'), logger),
+          statusIntervalMs: pulsar.amqp_status_interval_ms,
+          publishTimeoutMs: pulsar.request_timeout_ms,
+        },
       }, logger);
     }
     default:
       throw new Error(`compute.backend "${compute.backend as string}" has no implementation`);
   }
+}
+
+/** The staging URLs' secret: the setting's file, the setting, or (one replica only) a random one per process. */
+function stagingSecret(pulsar: Settings['compute']['pulsar'], needed: boolean, logger: Logger): string {
+  if (pulsar.staging_secret_file) {
+    const secret = readFileSync(pulsar.staging_secret_file, 'utf8').trim();
+    if (!secret) throw new Error(`compute.pulsar.staging_secret_file (${pulsar.staging_secret_file}) is empty`);
+    return secret;
+  }
+  if (pulsar.staging_secret) return pulsar.staging_secret;
+  if (needed) logger.warn('compute.pulsar.staging_secret is not set: staging URLs are valid on this replica only; set the same secret on every replica');
+  return randomBytes(32).toString('base64url');
 }
 
 @Module({
@@ -53,7 +83,7 @@ export function createComputeBackend(compute: Settings['compute'], dataDirectory
     {
       provide: COMPUTE_BACKEND,
       inject: [SETTINGS, StorageRegistry, LOGGER],
-      useFactory: (settings: Settings, storage: StorageRegistry, logger: Logger) => createComputeBackend(settings.compute, dataDir(settings), storage, logger),
+      useFactory: (settings: Settings, storage: StorageRegistry, logger: Logger) => createComputeBackend(settings.compute, dataDir(settings), storage, logger, settings.server),
     },
   ],
   exports: [COMPUTE_BACKEND],

@@ -106,6 +106,15 @@ export const settingsSchema = {
       // Bytes of each executor's stdout and stderr shown in the task log (the last ones), refreshed while it runs.
       log_tail_bytes: int(65_536, 1024, 16 * 1024 * 1024),
       log_refresh_ms: int(2000, 100, 600_000),
+      // AMQP runners fetch inputs from and post outputs to tesp's staging URLs under this base (how they reach the
+      // API); empty: http://<server.host>:<server.port>.
+      staging_url: str('', { allowEmpty: true, url: 'http(s)' }),
+      // The key of staging URLs is an HMAC under this secret: the same on every replica. Empty: one per process.
+      staging_secret: str('', { allowEmpty: true }),
+      // A file holding the secret instead (a mounted secret); wins over staging_secret.
+      staging_secret_file: str('', { allowEmpty: true }),
+      // AMQP: how often the holder asks for the status of its jobs, in case an update was lost (none is polled else).
+      amqp_status_interval_ms: int(300_000, 1000, 86_400_000),
     },
   },
   // `tesp runner`: the Pulsar-compatible runner a centre runs next to its compute (node dist/main.js runner). It
@@ -121,6 +130,19 @@ export const settingsSchema = {
     max_concurrent_jobs: int(4, 1, 10_000),
     // Stage inputs and outputs itself with its storage backends when tesp asks (direct staging).
     direct_staging: bool(true),
+    amqp: {
+      // amqp(s)://user:password@host:port/vhost: consume this broker's queues of `manager` (Pulsar's message mode).
+      url: str('', { allowEmpty: true }),
+      // A file holding the URL instead (it carries the broker's password); wins over url.
+      url_file: str('', { allowEmpty: true }),
+      // Queues pulsar_<manager>__setup, __kill, __status (pulsar__setup, ... for _default_).
+      manager: str('_default_'),
+      // Pulsar's amqp_acknowledge: status updates carry acknowledge_uuid and are published again until answered.
+      acknowledge: bool(false),
+      ack_republish_ms: int(30_000, 100, 3_600_000),
+      // How long posting an output or bookkeeping file to tesp is retried (tesp restarting) before the job fails.
+      upload_retry_ms: int(600_000, 0, 86_400_000),
+    },
   },
   storage: {
     transfer: {

@@ -3,6 +3,8 @@
 export enum ErrorCode {
   InvalidArgument = 'INVALID_ARGUMENT',
   NotFound = 'NOT_FOUND',
+  /** The caller may not do this (e.g. a staging URL whose key or attempt is not valid, or no longer). */
+  Forbidden = 'FORBIDDEN',
   Conflict = 'CONFLICT',
   PayloadTooLarge = 'PAYLOAD_TOO_LARGE',
   /** A storage location refused or could not serve a transfer. */

@@ -26,6 +26,7 @@ export type PatchOp =
   | { op: 'add_outputs'; outputs: TesOutputFileLog[] }
   | { op: 'merge_metadata'; values: Record<string, string> }
   | { op: 'set_times'; start_time?: string; end_time?: string }
+  /** Sets the given keys of the backend reference (the others stay: reports stored meanwhile survive a later set). */
   | { op: 'set_backend_ref'; ref: BackendRef };
 
 export interface TaskPatch {
@@ -111,7 +112,7 @@ function applyOp(task: StoredTask, log: TesTaskLog, op: PatchOp): void {
       if (op.end_time !== undefined) log.end_time = op.end_time;
       return;
     case 'set_backend_ref':
-      task.control.backend_ref = { ...op.ref };
+      task.control.backend_ref = { ...(task.control.backend_ref ?? {}), ...op.ref } as BackendRef;
       return;
   }
 }
@@ -167,6 +168,8 @@ export function patchForUpdate(update: TaskUpdate, run: RunPosition, now: string
       return reporting([{ op: 'merge_metadata', values: update.values }]);
     case 'system-log':
       return reporting([{ op: 'add_system_log', line: update.message }]);
+    case 'backend-report':
+      return reporting([{ op: 'set_backend_ref', ref: update.values as BackendRef }]);
     case 'finished': {
       const to = TesState[update.state];
       const reason = update.reason ?? (to === TesState.SYSTEM_ERROR ? 'the compute backend reported a system error without a reason' : undefined);
@@ -175,4 +178,15 @@ export function patchForUpdate(update: TaskUpdate, run: RunPosition, now: string
       return { ...guards, from: [TesState.INITIALIZING, TesState.RUNNING], to, ops };
     }
   }
+}
+
+/**
+ * The patch for a report about a task that may be held by another replica (a status a runner pushed through a
+ * broker, a file it posted to a staging URL): guarded by the attempt and the task's state only. Such reports have no
+ * order of their own; what makes them safe to apply twice or out of order is that every op is idempotent and a
+ * state change applies only forwards (the state machine refuses RUNNING after an end, and any end after an end).
+ */
+export function patchForReport(update: TaskUpdate, attempt: number, now: string): TaskPatch {
+  const { seq: _seq, lease_token: _token, ...patch } = patchForUpdate(update, { attempt, seq: 0, leaseToken: '' }, now);
+  return patch;
 }

@@ -11,5 +11,7 @@ export type TaskUpdate =
   | { kind: 'output-uploaded'; outputs: TesOutputFileLog[] }
   | { kind: 'metadata'; values: Record<string, string> }
   | { kind: 'system-log'; message: string }
+  /** Keys to set in the task's backend reference (what a remote runner reported, kept for whoever settles the run). */
+  | { kind: 'backend-report'; values: Record<string, unknown> }
   /** The last update of a run. `reason` goes to system_logs (required for SYSTEM_ERROR). */
   | { kind: 'finished'; state: 'COMPLETE' | 'EXECUTOR_ERROR' | 'SYSTEM_ERROR'; reason?: string };

@@ -16,6 +16,8 @@
 //   <job>/metadata/tesp/notes            lines for the task's system_logs (e.g. a symbolic link that was dropped)
 //   <job>/metadata/tesp/staging-result.json  direct staging only: the runner's StagingResult
 
+import type { ExecutionPlan } from './execution-plan';
+
 /** Upload name prefix of the task root's files (type `input`). */
 export const ROOT_UPLOAD_PREFIX = 'root/';
 /** The job script's upload name (type `input`). */
@@ -69,4 +71,14 @@ export interface StagingResult {
 /** Pulsar job ids tesp sends and `tesp runner` accepts: safe as one path segment, never "." or "..". */
 export function isSafeJobId(id: string): boolean {
   return /^[A-Za-z0-9_][A-Za-z0-9_.-]{0,199}$/.test(id) && id !== '.' && id !== '..' && !id.includes('..');
+}
+
+/** What a tesp runner stages itself (direct staging): the plan's transfers with their storage URLs. */
+export function stagingRequestOf(plan: ExecutionPlan): StagingRequest {
+  return {
+    taskId: plan.taskId,
+    inputs: plan.inputs.flatMap((i) => (i.url !== undefined && i.content === undefined ? [{ index: i.index, url: i.url, type: i.type, path: i.path }] : [])),
+    outputs: plan.outputs.map((o) => ({ index: o.index, url: o.url, type: o.type, path: o.path, ...(o.glob ? { glob: o.glob } : {}) })),
+    mounts: plan.mounts,
+  };
 }

@@ -97,6 +97,12 @@ export function joinUrl(base: string, relative: string): string {
  * within one segment, `**` across segments, `[...]` classes and `{a,b}` alternatives; dot files match too.
  */
 export function globMatcher(pattern: string): (relativePath: string) => boolean {
+  const re = new RegExp(`^${globSource(pattern)}$`);
+  return (relativePath) => re.test(relativePath);
+}
+
+/** The regular expression (unanchored source) of an output glob, as globMatcher reads it. */
+export function globSource(pattern: string): string {
   let source = '';
   for (let i = 0; i < pattern.length; i++) {
     const c = pattern[i];
@@ -121,8 +127,7 @@ export function globMatcher(pattern: string): (relativePath: string) => boolean 
         source += `(?:${pattern.slice(i + 1, end).split(',').map((alt) => alt.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')).join('|')})`;
         i = end;
       }
-    } else source += c.replace(/[.*+?^${}()|[\]\\/]/g, '\\$&');
+    } else source += c.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
   }
-  const re = new RegExp(`^${source}$`);
-  return (relativePath) => re.test(relativePath);
+  return source;
 }

@@ -9,8 +9,10 @@ import { isAlive, processesWithEnv, signal } from '../engine/process-runtime';
 import { renderCommandScript } from './command-script';
 import type { ContainerSweeper } from './container-sweeper';
 import { DirectStaging, readStagingRequest } from './direct-staging';
+import type { StagingRequest } from '../engine/job-layout';
 import { JOB_SUBDIRECTORIES, makeDirectoriesInside, openForWritingInside, relativePath, uploadPlacement } from './job-files';
 import { FinalStatus, JobState, STATE_FILES } from './job-state';
+import { RemoteStagingConfig, remoteStagingOf, stageInRemote, stageOutRemote } from './remote-staging';
 
 // The jobs of one runner: queued FIFO, at most max_concurrent_jobs processes at once, each command.sh run by bash
 // detached in its own session (setsid), so it outlives the runner. Every step is recorded in the job directory
@@ -48,6 +50,15 @@ export interface JobManagerOptions {
   /** HOME, PATH and TMPDIR for the jobs' clean environment. */
   hostEnvironment: Record<string, string>;
   logger: Logger;
+  /** How long a remote_staging transfer is retried while the other side does not answer. */
+  remoteStagingRetryMs?: number;
+  /** Told when a job starts running and when it ends (the AMQP face publishes status updates). */
+  events?: JobEvents;
+}
+
+export interface JobEvents {
+  running(id: string): void;
+  ended(id: string, status: FinalStatus): void;
 }
 
 export interface SubmitRequest {
@@ -313,6 +324,7 @@ export class JobManager {
           // Synchronously, so the window in which a killed runner leaves no pid behind stays tiny.
           writeFileSync(state.path(STATE_FILES.pid), `${child.pid}\n`);
           this.options.logger.info({ job_id: job.id, pid: child.pid }, 'job started');
+          this.options.events?.running(job.id);
           if (job.abort.signal.aborted) void this.stop(job);
         }
       } finally {
@@ -377,28 +389,92 @@ export class JobManager {
   }
 
   private async stageIn(job: ActiveJob): Promise<string | undefined> {
+    const remote = await this.remoteStaging(job);
+    const options = this.stageOptions(job);
+    // The message items first: the direct-staging request may be one of them.
+    const messages = remote ? await stageInRemote(job.state.dir, { setup: (remote.setup ?? []).filter(isMessageItem) }, options) : undefined;
+    if (messages) return this.stageInFailed(job, messages);
+    const direct = await this.directRequest(job, remote !== undefined);
+    if (direct && 'failure' in direct) return this.stageInFailed(job, direct.failure);
+    if (direct) {
+      this.options.logger.info({ job_id: job.id, task_id: direct.request.taskId, inputs: direct.request.inputs.length }, 'staging inputs');
+      await job.state.write(STATE_FILES.directStaged, '');
+      const failure = await this.options.directStaging!.stageIn(job.state.dir, direct.request, job.abort.signal);
+      if (failure) return this.stageInFailed(job, failure);
+    }
+    if (!remote) return undefined;
+    const rest = (remote.setup ?? []).filter((item) => !isMessageItem(item));
+    // Inputs the runner staged itself are not fetched again through tesp.
+    const failure = await stageInRemote(job.state.dir, { setup: rest }, { ...options, skipNames: direct ? ['root/'] : [] });
+    return failure ? this.stageInFailed(job, failure) : undefined;
+  }
+
+  /**
+   * The direct-staging request, when the runner stages this job itself: over REST whenever tesp sent one (it asked
+   * /tesp/capabilities first); with remote_staging only when this runner serves every scheme the request names.
+   */
+  private async directRequest(job: ActiveJob, remote: boolean): Promise<{ request: StagingRequest } | { failure: string } | undefined> {
     const staging = this.options.directStaging;
     if (!staging) return undefined;
-    let request;
+    let request: StagingRequest | undefined;
     try {
       request = await readStagingRequest(job.state.dir);
     } catch (err) {
       const reason = errorMessage(err);
       await staging.recordStageInFailure(job.state.dir, reason);
-      return reason;
+      return { failure: reason };
     }
     if (!request) return undefined;
-    this.options.logger.info({ job_id: job.id, task_id: request.taskId, inputs: request.inputs.length }, 'staging inputs');
-    return staging.stageIn(job.state.dir, request, job.abort.signal);
+    if (remote) {
+      const schemes = staging.schemes();
+      const urls = [...request.inputs.map((i) => i.url), ...request.outputs.map((o) => o.url)];
+      const servable = urls.every((url) => {
+        const scheme = /^([a-z][a-z0-9+.-]*):/i.exec(url)?.[1]?.toLowerCase() ?? 'file';
+        return scheme !== 'file' && schemes.includes(scheme);
+      });
+      if (!servable) {
+        this.options.logger.info({ job_id: job.id }, 'not every scheme of the task is served here: staging through tesp');
+        return undefined;
+      }
+    }
+    return { request };
+  }
+
+  private async stageInFailed(job: ActiveJob, reason: string): Promise<string> {
+    await job.state.write(STATE_FILES.stageInFailure, reason).catch(() => undefined);
+    return reason;
   }
 
   private async stageOut(job: ActiveJob): Promise<string | undefined> {
     const staging = this.options.directStaging;
-    if (!staging) return undefined;
-    const request = await readStagingRequest(job.state.dir).catch(() => undefined);
-    if (!request) return undefined;
-    this.options.logger.info({ job_id: job.id, task_id: request.taskId, outputs: request.outputs.length }, 'staging outputs');
-    return staging.stageOut(job.state.dir, request, job.abort.signal);
+    const remote = await this.remoteStaging(job);
+    const direct = staging && (remote ? await job.state.has(STATE_FILES.directStaged) : true) ? await readStagingRequest(job.state.dir).catch(() => undefined) : undefined;
+    if (direct) {
+      this.options.logger.info({ job_id: job.id, task_id: direct.taskId, outputs: direct.outputs.length }, 'staging outputs');
+      const failure = await staging!.stageOut(job.state.dir, direct, job.abort.signal);
+      // Over remote_staging the result (failure included) is posted with the metadata: tesp reads it from there.
+      if (failure && !remote) return failure;
+    }
+    if (!remote) return undefined;
+    return stageOutRemote(job.state.dir, remote, { ...this.stageOptions(job), skipWorking: direct !== undefined });
+  }
+
+  private async remoteStaging(job: ActiveJob): Promise<RemoteStagingConfig | undefined> {
+    const text = await job.state.read(STATE_FILES.launchConfig);
+    if (!text) return undefined;
+    try {
+      return remoteStagingOf(JSON.parse(text) as Record<string, unknown>);
+    } catch {
+      return undefined;
+    }
+  }
+
+  private stageOptions(job: ActiveJob) {
+    return {
+      signal: job.abort.signal,
+      retryMs: this.options.remoteStagingRetryMs ?? 60_000,
+      log: (line: string) => this.options.logger.warn({ job_id: job.id }, line),
+    };
   }
 
   /** SIGTERM to the job's process group and every process carrying its marker; SIGKILL after stop_timeout_s. */
@@ -448,7 +524,12 @@ export class JobManager {
     await job.state.write(STATE_FILES.finalStatus, status);
     this.active.delete(job.id);
     this.options.logger.info({ job_id: job.id, status, returncode: await job.state.returnCode() }, 'job ended');
+    this.options.events?.ended(job.id, status);
   }
+}
+
+function isMessageItem(item: unknown): boolean {
+  return (item as { action?: { action_type?: unknown } } | undefined)?.action?.action_type === 'message';
 }
 
 /** Galaxy's submit_extras.touch_outputs: empty files in outputs/ before the job runs. */

@@ -20,6 +20,12 @@ export const STATE_FILES = {
   cancelled: 'cancelled',
   /** Stage-out done (or nothing to stage). */
   postprocessed: 'postprocessed',
+  /** The runner staged the task's inputs and outputs itself (direct staging) rather than through remote_staging. */
+  directStaged: 'direct_staged',
+  /** Why the stage-in failed (the job never ran): shown in the status's job_stderr. */
+  stageInFailure: 'stage_in_failure',
+  /** The final status was published to the broker (and acknowledged, when acknowledgements are on). */
+  statusPublished: 'status_published',
   /** complete | failed | cancelled: the job is over. */
   finalStatus: 'final_status',
 } as const;

@@ -1,4 +1,5 @@
 import { promises as fs, readFileSync } from 'node:fs';
+import { AmqpLink } from '../common/amqp-link';
 import type { Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import * as path from 'node:path';
@@ -10,14 +11,17 @@ import { StorageRegistry } from '../storage/storage-registry';
 import { ContainerSweeper } from './container-sweeper';
 import { DirectStaging } from './direct-staging';
 import { JobManager } from './job-manager';
+import { PulsarAmqpFace } from './pulsar-amqp-face';
 import { Capabilities, createPulsarRestServer } from './pulsar-rest-server';
 
-// `tesp runner`: the job manager and the Pulsar REST face, built from the same settings as the API (storage for
-// direct staging, compute.local for the runtime and stop timeout). No Nest: a plain node:http server.
+// `tesp runner`: the job manager with the Pulsar REST face (a plain node:http server, no Nest) and, when
+// runner.amqp.url is set, the message-queue face; built from the same settings as the API (storage for direct
+// staging, compute.local for the runtime and stop timeout). With AMQP and runner.port 0 it opens no port at all.
 
 const VERSION: string = JSON.parse(readFileSync(path.resolve(__dirname, '..', '..', 'package.json'), 'utf8')).version;
 
 export interface RunningRunner {
+  /** 0 when it serves no HTTP (AMQP only). */
   port: number;
   stagingDir: string;
   /** Stops serving; jobs keep running and are recovered by the next start. */
@@ -32,6 +36,16 @@ export async function startRunner(settings: Settings, logger: Logger): Promise<R
   const stagingDir = runnerStagingDir(settings);
   await fs.mkdir(stagingDir, { recursive: true });
   const directStaging = settings.runner.direct_staging ? new DirectStaging(StorageRegistry.fromSettings(settings.storage)) : undefined;
+  const amqpUrl = settings.runner.amqp.url_file ? (await fs.readFile(settings.runner.amqp.url_file, 'utf8')).trim() : settings.runner.amqp.url;
+  const face = amqpUrl
+    ? new PulsarAmqpFace(new AmqpLink(amqpUrl, brokerLabel(amqpUrl), logger, { prefetch: 16 }), {
+        manager: settings.runner.amqp.manager,
+        acknowledge: settings.runner.amqp.acknowledge,
+        ackRepublishMs: settings.runner.amqp.ack_republish_ms,
+        version: VERSION,
+        logger,
+      })
+    : undefined;
   const manager = new JobManager({
     stagingDir,
     maxConcurrentJobs: settings.runner.max_concurrent_jobs,
@@ -40,8 +54,11 @@ export async function startRunner(settings: Settings, logger: Logger): Promise<R
     sweeper: new ContainerSweeper(settings.compute.local.docker_socket, logger),
     hostEnvironment: jobHostEnvironment(),
     logger,
+    remoteStagingRetryMs: settings.runner.amqp.upload_retry_ms,
+    events: face,
   });
   await manager.recover();
+  await face?.start(manager);
   const capabilities = (): Capabilities => ({
     tesp_runner: VERSION,
     runtime: settings.compute.local.runtime,
@@ -50,17 +67,21 @@ export async function startRunner(settings: Settings, logger: Logger): Promise<R
     queued_jobs: manager.queuedJobs,
     max_concurrent_jobs: settings.runner.max_concurrent_jobs,
   });
-  const server = createPulsarRestServer({ manager, privateToken: settings.runner.private_token, version: VERSION, capabilities, logger });
-  await listen(server, settings.runner.port, settings.runner.host);
-  const port = (server.address() as AddressInfo).port;
+  const serveHttp = !face || settings.runner.port !== 0;
+  const server = serveHttp ? createPulsarRestServer({ manager, privateToken: settings.runner.private_token, version: VERSION, capabilities, logger }) : undefined;
+  if (server) await listen(server, settings.runner.port, settings.runner.host);
+  const port = server ? (server.address() as AddressInfo).port : 0;
   return {
     port,
     stagingDir,
     close: async () => {
-      await new Promise<void>((resolve) => {
-        server.close(() => resolve());
-        server.closeIdleConnections();
-      });
+      if (server) {
+        await new Promise<void>((resolve) => {
+          server.close(() => resolve());
+          server.closeIdleConnections();
+        });
+      }
+      await face?.close();
       await directStaging?.close();
     },
   };
@@ -74,4 +95,14 @@ function listen(server: Server, port: number, host: string): Promise<void> {
       resolve();
     });
   });
+}
+
+/** The broker as a log may show it: scheme, host, port and vhost, no credentials. */
+function brokerLabel(url: string): string {
+  try {
+    const parsed = new URL(url);
+    return `${parsed.protocol}//${parsed.host}${parsed.pathname || '/'}`;
+  } catch {
+    return 'the broker (runner.amqp.url)';
+  }
 }

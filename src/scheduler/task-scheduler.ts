@@ -51,6 +51,10 @@ export class TaskScheduler {
 
   start(): void {
     this.backend.onUpdate((taskId, update, seq) => this.applier.enqueue(taskId, update, seq));
+    this.backend.acceptReports?.({
+      get: (taskId) => this.repo.get(taskId),
+      apply: (taskId, attempt, updates) => this.applier.report(taskId, attempt, updates),
+    });
     this.logger.info({ holder: this.holder, leaseMs: this.settings.lease_ms }, 'scheduler started');
     // Ticks at least four times a lease, so a renewal (due every third of one) always lands before the lease ends.
     this.timer = setInterval(() => this.tick(), Math.min(this.settings.poll_interval_ms, Math.floor(this.settings.lease_ms / 4)));

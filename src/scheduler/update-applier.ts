@@ -1,7 +1,7 @@
 import type { Logger } from '../common/logger';
 import { errorMessage, redactText } from '../common/redact';
 import { DomainError, ErrorCode } from '../domain/domain-error';
-import { patchForUpdate, PatchResult, TaskPatch } from '../domain/task-patch';
+import { patchForReport, patchForUpdate, PatchResult, TaskPatch } from '../domain/task-patch';
 import type { TaskUpdate } from '../domain/task-update';
 import type { TaskRepository } from '../persistence/task-repository';
 import type { HeldRun, HeldRuns } from './held-runs';
@@ -38,6 +38,27 @@ export class UpdateApplier {
       return Promise.resolve(true);
     }
     return this.chain(taskId, () => this.apply(run, update, seq)).catch(() => false);
+  }
+
+  /**
+   * Reports about a task that any replica may receive (TaskReports.apply): each update becomes a report patch,
+   * guarded by the attempt and the state only, written in order behind what is queued for the task here. When one
+   * ends a run this replica holds, the run is over here too.
+   */
+  report(taskId: string, attempt: number, updates: readonly TaskUpdate[]): Promise<boolean> {
+    return this.chain(taskId, async () => {
+      const now = new Date().toISOString();
+      for (const update of updates) {
+        const result = await this.store(taskId, patchForReport(redacted(update), attempt, now));
+        const run = this.runs.get(taskId);
+        if (update.kind === 'finished' && result.applied && run?.attempt === attempt) this.ended(run, update, result);
+        else if (update.kind === 'finished' && result.applied) this.logger.info({ taskId, state: result.task.state, reason: update.reason }, 'task finished');
+      }
+      return true;
+    }).catch((err: unknown) => {
+      this.logger.error({ taskId, err: errorMessage(err) }, 'could not record a report');
+      return false;
+    });
   }
 
   /** Writes a scheduler patch after the updates already queued for the task. */

@@ -427,6 +427,15 @@ export function describeTaskRepositoryContract(name: string, open: () => Promise
         expect(await repo.get(task.id)).toEqual(expected);
       });
 
+      it('sets backend ref keys without dropping keys another writer stored before', async () => {
+        const task = await claimed('replica-a', LONG_LEASE_MS);
+        // A report (no lease token: another replica may write it) lands before the holder records its reference.
+        await repo.patch(task.id, { from: [TesState.INITIALIZING], attempt: task.control.attempt, ops: [{ op: 'set_backend_ref', ref: { report_progress: 'p' } }] });
+        await repo.patch(task.id, byHolder(task, { ops: [{ op: 'set_backend_ref', ref: { runner: 'r1', job_id: 'j1' } }] }));
+        await repo.patch(task.id, byHolder(task, { ops: [{ op: 'set_backend_ref', ref: { job_id: 'j2' } }] }));
+        expect((await repo.get(task.id))?.control.backend_ref).toEqual({ report_progress: 'p', runner: 'r1', job_id: 'j2' });
+      });
+
       it('opens a new attempt with its own log and update numbers', async () => {
         const task = await claimed('replica-a', LONG_LEASE_MS);
         await repo.patch(task.id, byHolder(task, { seq: 5, ops: [{ op: 'set_backend_ref', ref: { container: 'lost' } }] }));

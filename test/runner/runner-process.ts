@@ -66,7 +66,7 @@ export class RunnerProcess {
       child.stdout?.on('data', (d: Buffer) => {
         this.output += d.toString();
         for (const line of this.output.split('\n')) {
-          if (!line.includes('tesp runner is serving the Pulsar REST API')) continue;
+          if (!line.includes('tesp runner is serving the Pulsar REST API') && !line.includes('tesp runner is consuming its Pulsar queues')) continue;
           clearTimeout(timer);
           resolve(JSON.parse(line).port);
         }

@@ -6,18 +6,21 @@ import { SHM_SIZE_GB } from '../../engine/backend-parameters';
 import { buildExecutionPlan } from '../../engine/execution-plan';
 import { isSafeJobId, jobContainerName } from '../../engine/job-layout';
 import type { StorageRegistry } from '../../storage/storage-registry';
-import { BackendUnavailable, ComputeBackend, ResumeOutcome, UpdateListener } from '../compute-backend';
+import { BackendUnavailable, ComputeBackend, ResumeOutcome, StagingRelay, TaskReports, UpdateListener } from '../compute-backend';
+import { AmqpDispatch, AmqpDispatchSettings } from './amqp-dispatch';
+import { AmqpReports } from './amqp-reports';
 import { JobEnd, PulsarJob, PulsarJobSettings } from './pulsar-job';
 import { PulsarRequestError } from './pulsar-rest-client';
-import { ANY_RUNNER, Runner, RunnerPool } from './runner-pool';
+import { ANY_RUNNER, RestRunner, Runner, RunnerPool } from './runner-pool';
 
 export interface PulsarBackendSettings extends PulsarJobSettings {
   maxConcurrentTasks: number;
+  amqp: AmqpDispatchSettings;
 }
 
 interface Run {
   job: PulsarJob;
-  runner: Runner;
+  runner: RestRunner;
   detach: AbortController;
   cancel: AbortController;
   done: Promise<JobEnd | undefined>;
@@ -29,16 +32,19 @@ const CANCEL_CONFIRM_MS = 30_000;
 const CANCEL_REACH_MS = 60_000;
 
 /**
- * Runs each task as a job on one of several Pulsar runners (a real Pulsar or `tesp runner`) over Pulsar's REST API.
- * The backend reference names the runner and the job id it uses, so any replica can follow, cancel or clean the
- * job after a take-over.
+ * Runs each task as a job on one of several Pulsar runners (a real Pulsar or `tesp runner`), over Pulsar's REST API
+ * (PulsarJob: this replica follows the job by polling) or its message queues (AmqpDispatch: the runner pushes
+ * status updates that any replica settles). The backend reference names the runner and the job id it uses, so any
+ * replica can follow, cancel or clean the job after a take-over.
  */
 export class PulsarComputeBackend implements ComputeBackend {
   readonly name = 'pulsar';
   readonly backendParameters;
   readonly capacity: ComputeBackend['capacity'];
+  readonly stagingRelay?: StagingRelay;
   private listener?: UpdateListener;
   private readonly runs = new Map<string, Run>();
+  private readonly amqp?: AmqpDispatch;
 
   constructor(
     private readonly pool: RunnerPool,
@@ -48,12 +54,21 @@ export class PulsarComputeBackend implements ComputeBackend {
   ) {
     this.backendParameters = [pool.parameter, SHM_SIZE_GB];
     this.capacity = { tasks: settings.maxConcurrentTasks, setting: `compute.pulsar.max_concurrent_tasks = ${settings.maxConcurrentTasks}` };
+    if (pool.amqpRunners.length > 0) {
+      const reports = new AmqpReports(storage, { stagingSecret: settings.amqp.stagingSecret, logTailBytes: settings.logTailBytes }, logger);
+      this.amqp = new AmqpDispatch(pool.amqpRunners, reports, settings.amqp, (runner, jobId) => this.reference(runner, jobId), logger);
+      this.stagingRelay = reports;
+    }
     // Also on a replica that only serves the API: service-info shows whether each runner answers.
     void pool.start();
   }
 
   onUpdate(listener: UpdateListener): void {
     this.listener = listener;
+  }
+
+  acceptReports(reports: TaskReports): void {
+    this.amqp?.accept(reports);
   }
 
   available(waitKey: string): boolean {
@@ -66,10 +81,11 @@ export class PulsarComputeBackend implements ComputeBackend {
       runners: [...this.pool.runners.values()].map((runner) => ({
         name: runner.entry.name,
         transport: runner.entry.transport,
+        ...(runner.transport === 'amqp' ? { broker: runner.amqp.link.label, queue: runner.amqp.queues.setup } : {}),
         up: runner.up === true,
         tesp_runner: runner.capabilities !== undefined,
         runtime: runner.capabilities?.runtime ?? runner.entry.runtime,
-        direct_staging: runner.capabilities?.staging_schemes ?? [],
+        direct_staging: runner.capabilities?.staging_schemes ?? (runner.entry.staging === 'direct' ? ['(the runner\'s own)'] : []),
       })),
     };
   }
@@ -78,6 +94,7 @@ export class PulsarComputeBackend implements ComputeBackend {
     const running = this.runs.get(task.id);
     if (running) return this.reference(running.runner, running.job.jobId);
     const runner = await this.pool.pick(task.resources?.backend_parameters?.runner);
+    if (runner.transport === 'amqp') return this.amqp!.submit(task, runner);
     const wanted = `${task.id}-${task.control.attempt}`;
     let jobId: string;
     try {
@@ -100,6 +117,7 @@ export class PulsarComputeBackend implements ComputeBackend {
     const located = this.locate(task);
     if ('reason' in located) return { kind: 'lost', reason: located.reason };
     const { runner, jobId } = located;
+    if (runner.transport === 'amqp') return this.amqp!.resume(task, runner, jobId);
     let state: string;
     try {
       state = (await runner.client.status(jobId)).status;
@@ -128,6 +146,7 @@ export class PulsarComputeBackend implements ComputeBackend {
       return located.reason === NO_REF ? 'nothing of it had reached a runner' : `its job could not be stopped: ${located.reason}`;
     }
     const { runner, jobId } = located;
+    if (runner.transport === 'amqp') return this.amqp!.cancel(task, runner, jobId);
     const where = `job ${jobId} on runner ${runner.entry.name}`;
     const reached = await this.untilReached(() => runner.client.cancel(jobId));
     await run?.done;
@@ -146,6 +165,7 @@ export class PulsarComputeBackend implements ComputeBackend {
   }
 
   async release(taskId: string): Promise<void> {
+    this.amqp?.release(taskId);
     const run = this.runs.get(taskId);
     if (!run) return;
     run.detach.abort();
@@ -153,6 +173,7 @@ export class PulsarComputeBackend implements ComputeBackend {
   }
 
   async detach(): Promise<void> {
+    this.amqp?.detach();
     const runs = [...this.runs.values()];
     for (const run of runs) run.detach.abort();
     await Promise.all(runs.map((run) => run.done));
@@ -176,7 +197,7 @@ export class PulsarComputeBackend implements ComputeBackend {
     return { runner, jobId: ref.job_id };
   }
 
-  private begin(task: StoredTask, runner: Runner, jobId: string, how: 'run' | 'resume'): void {
+  private begin(task: StoredTask, runner: RestRunner, jobId: string, how: 'run' | 'resume'): void {
     let seq = task.control.update_seq;
     const emit = (update: TaskUpdate) => this.listener?.(task.id, update, ++seq) ?? Promise.resolve(false);
     const detach = new AbortController();
@@ -214,7 +235,7 @@ export class PulsarComputeBackend implements ComputeBackend {
    * A real Pulsar SIGKILLs the job script, and a `docker run` it started keeps its container: a second job removes
    * them by name. A tesp runner removes its jobs' containers itself.
    */
-  private async removeContainers(task: StoredTask, runner: Runner, jobId: string): Promise<string> {
+  private async removeContainers(task: StoredTask, runner: RestRunner, jobId: string): Promise<string> {
     const runtime = runner.capabilities?.runtime ?? runner.entry.runtime;
     if (runner.capabilities || runtime !== 'docker' || task.executors.length === 0) return '';
     const names = task.executors.map((_, index) => jobContainerName(jobId, index));

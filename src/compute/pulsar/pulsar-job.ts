@@ -18,15 +18,15 @@ import {
   SCRIPT_UPLOAD_NAME,
   STAGING_REQUEST_UPLOAD_NAME,
   STAGING_RESULT_FILE,
-  StagingRequest,
   StagingResult,
+  stagingRequestOf,
 } from '../../engine/job-layout';
 import { renderScript } from '../../engine/job-script';
 import { globMatcher, joinUrl } from '../../engine/output-files';
 import { inParallel } from '../../engine/staging';
 import type { StorageRegistry } from '../../storage/storage-registry';
 import { PulsarRequestError, PulsarStatus } from './pulsar-rest-client';
-import type { Runner } from './runner-pool';
+import type { RestRunner } from './runner-pool';
 
 // One run of a task as a Pulsar job: stage the inputs in (through the runner's upload route, or by the runner
 // itself), submit the job script, follow the job's status with no ceiling (backing off while the runner does not
@@ -61,7 +61,7 @@ export class PulsarJob {
   private runnerSilent = false;
 
   constructor(
-    private readonly runner: Runner,
+    private readonly runner: RestRunner,
     readonly jobId: string,
     private readonly plan: ExecutionPlan,
     private readonly storage: StorageRegistry,
@@ -111,13 +111,7 @@ export class PulsarJob {
       if (direct) {
         this.emit({ kind: 'system-log', message: `runner ${this.runner.entry.name} stages the inputs and outputs itself` });
         await this.uploadContents();
-        const request: StagingRequest = {
-          taskId: this.plan.taskId,
-          inputs: this.plan.inputs.flatMap((i) => (i.url !== undefined && i.content === undefined ? [{ index: i.index, url: i.url, type: i.type, path: i.path }] : [])),
-          outputs: this.plan.outputs.map((o) => ({ index: o.index, url: o.url, type: o.type, path: o.path, ...(o.glob ? { glob: o.glob } : {}) })),
-          mounts: this.plan.mounts,
-        };
-        await this.client.upload(this.jobId, STAGING_REQUEST_UPLOAD_NAME, 'input', JSON.stringify(request));
+        await this.client.upload(this.jobId, STAGING_REQUEST_UPLOAD_NAME, 'input', JSON.stringify(stagingRequestOf(this.plan)));
       } else {
         await this.uploadInputs();
       }

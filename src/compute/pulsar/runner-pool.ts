@@ -1,16 +1,19 @@
+import { AmqpLink } from '../../common/amqp-link';
 import type { Logger } from '../../common/logger';
 import { errorMessage } from '../../common/redact';
 import type { RunnerEntry } from '../../config/runner-entries';
 import type { BackendParameter } from '../../engine/backend-parameters';
 import { BackendUnavailable } from '../compute-backend';
+import { PulsarAmqpClient } from './pulsar-amqp-client';
 import { PulsarRestClient, RunnerCapabilities } from './pulsar-rest-client';
 
-// The runners of compute.pulsar.runners and whether each answers: a health check (/healthz) per runner every
-// health_interval_ms, also while it is down, so a task waiting for a runner starts soon after it is back.
+// The runners of compute.pulsar.runners and whether each answers, checked every health_interval_ms, also while it
+// is down, so a task waiting for a runner starts soon after it is back. A REST runner answers /healthz; an AMQP
+// runner is up while its broker is connected and something consumes its setup queue. Runners on one broker share
+// one connection.
 
-export interface Runner {
+interface RunnerBase {
   readonly entry: RunnerEntry;
-  readonly client: PulsarRestClient;
   /** Undefined until the first check has answered or failed. */
   up?: boolean;
   /** Why the last check failed (no secrets). */
@@ -21,6 +24,18 @@ export interface Runner {
   active: number;
 }
 
+export interface RestRunner extends RunnerBase {
+  readonly transport: 'rest';
+  readonly client: PulsarRestClient;
+}
+
+export interface AmqpRunner extends RunnerBase {
+  readonly transport: 'amqp';
+  readonly amqp: PulsarAmqpClient;
+}
+
+export type Runner = RestRunner | AmqpRunner;
+
 /** The wait key of a task that may run on any runner. */
 export const ANY_RUNNER = '*';
 
@@ -29,12 +44,26 @@ export class RunnerPool {
   private timer?: NodeJS.Timeout;
   private firstCheck?: Promise<void>;
 
+  private readonly links = new Map<string, AmqpLink>();
+
   constructor(
     entries: readonly RunnerEntry[],
     private readonly settings: { healthIntervalMs: number; requestTimeoutMs: number },
     private readonly logger: Logger,
   ) {
-    this.runners = new Map(entries.map((entry) => [entry.name, { entry, client: new PulsarRestClient(entry, settings.requestTimeoutMs), active: 0 }]));
+    this.runners = new Map(entries.map((entry): [string, Runner] => {
+      if (entry.transport === 'rest') return [entry.name, { transport: 'rest', entry, client: new PulsarRestClient(entry, settings.requestTimeoutMs), active: 0 }];
+      let link = this.links.get(entry.baseUrl);
+      if (!link) {
+        link = new AmqpLink(entry.baseUrl, entry.brokerLabel ?? entry.name, logger, { prefetch: 32 });
+        this.links.set(entry.baseUrl, link);
+      }
+      return [entry.name, { transport: 'amqp', entry, amqp: new PulsarAmqpClient(link, entry.manager, settings.requestTimeoutMs), active: 0 }];
+    }));
+  }
+
+  get amqpRunners(): AmqpRunner[] {
+    return [...this.runners.values()].filter((runner): runner is AmqpRunner => runner.transport === 'amqp');
   }
 
   /** The `runner` backend parameter: one of the configured names. */
@@ -49,7 +78,10 @@ export class RunnerPool {
 
   /** Checks every runner now and then every interval. */
   start(): Promise<void> {
-    this.firstCheck ??= this.checkAll();
+    this.firstCheck ??= (async () => {
+      await Promise.all([...this.links.values()].map((link) => link.start(Math.min(this.settings.requestTimeoutMs, 5000))));
+      await this.checkAll();
+    })();
     this.timer ??= setInterval(() => void this.checkAll(), this.settings.healthIntervalMs);
     this.timer.unref();
     return this.firstCheck;
@@ -57,7 +89,8 @@ export class RunnerPool {
 
   async stop(): Promise<void> {
     clearInterval(this.timer);
-    await Promise.all([...this.runners.values()].map((runner) => runner.client.close()));
+    await Promise.all([...this.runners.values()].map((runner) => (runner.transport === 'rest' ? runner.client.close() : undefined)));
+    await Promise.all([...this.links.values()].map((link) => link.close()));
   }
 
   /** Whether a task waiting for `key` (a runner name, or ANY_RUNNER) could be placed now. */
@@ -99,6 +132,7 @@ export class RunnerPool {
   }
 
   private async check(runner: Runner): Promise<void> {
+    if (runner.transport === 'amqp') return this.checkAmqp(runner);
     try {
       await runner.client.healthz();
       runner.capabilities = await runner.client.capabilities();
@@ -108,5 +142,15 @@ export class RunnerPool {
     } catch (err) {
       this.markDown(runner, errorMessage(err));
     }
+  }
+
+  private async checkAmqp(runner: AmqpRunner): Promise<void> {
+    const { link, queues } = runner.amqp;
+    if (!link.connected) return this.markDown(runner, `broker ${link.label} is not reachable (${link.lastError ?? 'connecting'})`);
+    const consumers = await runner.amqp.consumers();
+    if (!consumers) return this.markDown(runner, `nothing consumes ${queues.setup} on broker ${link.label} (is the runner started?)`);
+    if (runner.up !== true) this.logger.info({ runner: runner.entry.name, broker: link.label, queue: queues.setup }, 'runner listens on its queue');
+    runner.up = true;
+    runner.down = undefined;
   }
 }

@@ -213,7 +213,11 @@ function applyOp(op: PatchOp, log: string, set: Record<string, unknown>, addTo: 
       if (op.end_time !== undefined) set[`${log}.end_time`] = op.end_time;
       return;
     case 'set_backend_ref':
-      set['control.backend_ref'] = { ...op.ref };
+      // Key by key, as the domain merges: reports another replica stored meanwhile stay.
+      for (const [key, value] of Object.entries(op.ref)) {
+        if (!/^[A-Za-z0-9_]+$/.test(key)) throw new Error(`backend reference key ${JSON.stringify(key)} is not a plain word`);
+        set[`control.backend_ref.${key}`] = value;
+      }
       return;
   }
 }
