@@ -146,12 +146,18 @@ export class AmqpLink {
     if (this.closed || this.connecting || this.reconnectTimer) return;
     this.reconnectTimer = setTimeout(() => {
       this.reconnectTimer = undefined;
-      this.connecting = this.connect().finally(() => (this.connecting = undefined));
-    }, delayMs);
-    this.reconnectTimer.unref();
+      this.connecting = this.connect().then((connected) => {
+        this.connecting = undefined;
+        if (!connected) {
+          this.connectSoon(this.delay);
+          this.delay = Math.min(this.delay * 2, BACKOFF_MAX_MS);
+        }
+      });
+    }, delayMs); // not unref'd: a runner with no HTTP port lives on its broker link
   }
 
-  private async connect(): Promise<void> {
+  /** One attempt; false when it failed (the caller schedules the next). */
+  private async connect(): Promise<boolean> {
     let connection: amqp.ChannelModel | undefined;
     try {
       connection = await amqp.connect(this.url, { timeout: 10_000 });
@@ -168,7 +174,7 @@ export class AmqpLink {
       for (const topology of this.topologies) await topology(channel);
       if (this.closed) {
         await connection.close().catch(() => undefined);
-        return;
+        return true;
       }
       this.connection = connection;
       this.channel = channel;
@@ -180,14 +186,14 @@ export class AmqpLink {
       if (again) for (const hook of this.connectHooks) hook();
       this.delay = BACKOFF_START_MS;
       for (const waiter of [...this.waiters]) waiter();
+      return true;
     } catch (err) {
       this.lastError = errorMessage(err);
       this.logger.warn({ broker: this.label, err: this.lastError, retryInMs: this.delay }, 'cannot connect to the broker');
       if (this.connection !== connection) await connection?.close().catch(() => undefined);
       this.connection = undefined;
       this.channel = undefined;
-      this.connectSoon(this.delay);
-      this.delay = Math.min(this.delay * 2, BACKOFF_MAX_MS);
+      return false;
     }
   }
 

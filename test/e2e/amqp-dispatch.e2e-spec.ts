@@ -38,6 +38,8 @@ async function until<T>(what: string, probe: () => Promise<T | undefined> | T | 
   }
 }
 
+jest.setTimeout(180_000);
+
 describeWhen('dispatch to tesp runners over AMQP (RabbitMQ)', tcpOpen(BROKER_PORT) && dockerAvailable(), `no RabbitMQ on 127.0.0.1:${BROKER_PORT} or no Docker engine`, () => {
   let proxy: TcpProxy;
   let files: HttpFileServer;
@@ -112,10 +114,7 @@ describeWhen('dispatch to tesp runners over AMQP (RabbitMQ)', tcpOpen(BROKER_POR
         { image: 'alpine:latest', command: ['sh', '-c', 'wc -l < /out/result.txt'] },
       ],
     });
-    const task = await api.waitFor(id, undefined, 40_000).catch(async (err) => {
-      console.log(api.output.slice(-3000), runnerA.output.slice(-5000), require('child_process').execSync(`find ${runnerA.stagingDir} -maxdepth 3; cat ${runnerA.stagingDir}/*/launch_config | head -c 3000`).toString());
-      throw err;
-    });
+    const task = await api.waitFor(id, undefined, 90_000);
     expect(task.state).toBe('COMPLETE');
     const expected = 'from content\nremote input\nhello $HOME\n';
     expect(readFileSync(path.join(filesRoot, 'out', 'amqp-result.txt'), 'utf8')).toBe(expected);
@@ -138,11 +137,159 @@ describeWhen('dispatch to tesp runners over AMQP (RabbitMQ)', tcpOpen(BROKER_POR
       executors: [{ image: 'none', command: ['sh', '-c', 'mkdir -p "$TESP_TASK_ROOT/out/sub" && cp "$TESP_TASK_ROOT/in/a.txt" "$TESP_TASK_ROOT/out/" && echo b > "$TESP_TASK_ROOT/out/sub/b.txt"'] }],
     });
     const task = await api.waitFor(id, undefined, 60_000);
-    if (task.state !== 'COMPLETE') console.log(JSON.stringify(task, null, 1), api.output.slice(-4000), runnerB.output.slice(-4000));
     expect(task.state).toBe('COMPLETE');
     expect(readFileSync(path.join(filesRoot, 'out', 'copied', 'a.txt'), 'utf8')).toBe('a\n');
     expect(readFileSync(path.join(filesRoot, 'out', 'copied', 'sub', 'b.txt'), 'utf8')).toBe('b\n');
     expect(runnerB.output).toContain(`${id}-1`);
     expect(runnerA.output).not.toContain(id);
+  });
+
+  const sleepTask = (runner: string, seconds: number, out: string) => ({
+    resources: { backend_parameters: { runner } },
+    outputs: [{ path: '/out/done.txt', url: `${files.base}/out/${out}` }],
+    executors: [{ image: 'none', command: ['sh', '-c', `sleep ${seconds}; mkdir -p "$TESP_TASK_ROOT/out"; echo done > "$TESP_TASK_ROOT/out/done.txt"; echo finished`] }],
+  });
+
+  it('loses no update while the broker is away during a running task: it completes once the broker is back', async () => {
+    const id = await api.createTask(sleepTask('b', 3, 'broker-away.txt'));
+    await api.waitFor(id, ['RUNNING'], 30_000);
+    await proxy.cut();
+    // The job ends while neither side reaches the broker; its final status waits in the runner.
+    await sleep(5000);
+    expect((await api.get(`/tasks/${id}`)).json.state).toBe('RUNNING');
+    await proxy.start();
+    const task = await api.waitFor(id, undefined, 60_000).catch((err) => {
+      console.log(api.output.slice(-3000), runnerB.output.slice(-4000));
+      throw err;
+    });
+    expect(task.state).toBe('COMPLETE');
+    expect(task.logs.at(-1).logs[0].stdout).toBe('finished\n');
+    expect(readFileSync(path.join(filesRoot, 'out', 'broker-away.txt'), 'utf8')).toBe('done\n');
+    expect(api.output).toContain('connected to the broker again');
+  });
+
+  it('completes a task while tesp is killed with SIGKILL and started again', async () => {
+    const id = await api.createTask(sleepTask('b', 3, 'tesp-killed.txt'));
+    await api.waitFor(id, ['RUNNING'], 30_000);
+    await api.stop('SIGKILL');
+    await sleep(4000); // the job ends meanwhile: its outputs wait in the runner (retried), its status in the queue
+    await api.start();
+    const task = await api.waitFor(id, undefined, 60_000);
+    expect(task.state).toBe('COMPLETE');
+    expect(readFileSync(path.join(filesRoot, 'out', 'tesp-killed.txt'), 'utf8')).toBe('done\n');
+    expect(task.logs).toHaveLength(1); // the same attempt, followed on
+  });
+
+  it('completes a task while its runner is killed with SIGKILL and started again', async () => {
+    const id = await api.createTask(sleepTask('b', 3, 'runner-killed.txt'));
+    await api.waitFor(id, ['RUNNING'], 30_000);
+    await runnerB.stop('SIGKILL');
+    await sleep(1000);
+    await runnerB.start();
+    const task = await api.waitFor(id, undefined, 60_000);
+    expect(task.state).toBe('COMPLETE');
+    expect(readFileSync(path.join(filesRoot, 'out', 'runner-killed.txt'), 'utf8')).toBe('done\n');
+    expect(task.logs).toHaveLength(1);
+  });
+
+  it('cancels a running task with a kill message: CANCELED, and no container left', async () => {
+    const id = await api.createTask({ resources: { backend_parameters: { runner: 'a' } }, executors: [{ image: 'alpine:latest', command: ['sleep', '600'] }] });
+    await until('the container to run', () => containersOf(id).length === 1, 60_000);
+    expect((await api.post(`/tasks/${id}:cancel`, {})).status).toBe(200);
+    const task = await api.waitFor(id, ['CANCELED'], 30_000);
+    await until('the container to be gone', () => containersOf(id).length === 0, 30_000);
+    expect(task.logs.at(-1).system_logs.join('\n')).toMatch(/canceled: a kill message for job .* on runner a was sent to pulsar_ta\w+__kill/);
+    await until('the job directory to be cleaned', () => jobDirs(runnerA).length === 0);
+  });
+
+  it('drops a malformed message on every queue with a log line, and both sides go on working', async () => {
+    const a = pulsarQueues(MANAGER_A);
+    const publish = (queue: string, body: string, contentType?: string) => channel.publish('pulsar', queue, Buffer.from(body), { contentType, persistent: true });
+    for (const queue of [a.setup, a.kill, a.status, a.clean, a.statusUpdate]) {
+      publish(queue, 'not json at all', 'application/octet-stream');
+      publish(queue, '{"half": ', 'application/json');
+      publish(queue, '{"no_job_id": true}', 'application/json');
+    }
+    publish(a.statusUpdate, JSON.stringify({ job_id: 'nosuchtask-1', status: 'complete', complete: 'true' }), 'application/json');
+    publish(a.setup, JSON.stringify({ job_id: '..', command_line: 'true', setup_params: { job_id: '..' } }), 'application/json');
+    const id = await api.createTask(sleepTask('a', 0, 'after-poison.txt'));
+    expect((await api.waitFor(id, undefined, 60_000)).state).toBe('COMPLETE');
+    await until('the queues to be drained', async () => {
+      for (const queue of [a.setup, a.kill, a.status, a.clean, a.statusUpdate]) if ((await channel.checkQueue(queue)).messageCount > 0) return false;
+      return true;
+    });
+    expect(api.output).toContain('dropped a malformed status update');
+    expect(api.output).toContain('a status update of an unknown job: dropped');
+    for (const problem of ['is not application/json', 'the body is not JSON']) expect(runnerA.output).toContain(problem);
+    expect(runnerA.output).toMatch(/dropped a message that could not be carried out.*job_id/);
+  });
+
+  describe('status updates from a runner the test plays (protocol of the reference, §12)', () => {
+    const c = pulsarQueues(MANAGER_C);
+    let setups: amqp.ConsumeMessage[] = [];
+    let acks: string[] = [];
+    let fake: amqp.Channel;
+
+    beforeAll(async () => {
+      fake = await broker.createChannel();
+      await fake.assertQueue(c.setup, { durable: true });
+      await fake.consume(c.setup, (message) => message && (setups.push(message), fake.ack(message)));
+      await fake.assertQueue(c.statusUpdateAck, { durable: true });
+      await fake.bindQueue(c.statusUpdateAck, 'pulsar', c.statusUpdateAck);
+      await fake.consume(c.statusUpdateAck, (message) => message && (acks.push(JSON.parse(message.content.toString()).acknowledge_uuid_response), fake.ack(message)));
+    });
+
+    afterAll(async () => {
+      await fake?.close().catch(() => undefined);
+    });
+
+    /** Submits a task to runner c and plays its job: posts the bookkeeping files, then publishes `statuses`. */
+    async function playJob(statuses: Array<Record<string, unknown>>): Promise<any> {
+      setups = [];
+      const id = await api.createTask({ resources: { backend_parameters: { runner: 'c' } }, executors: [{ image: 'none', command: ['echo', 'hi'] }] });
+      const setup = await until('the setup message', () => setups[0], 30_000);
+      expect(setup.properties.contentType).toBe('application/json');
+      const message = JSON.parse(setup.content.toString());
+      expect(message.setup_params).toBeDefined();
+      const endpoint: string = message.remote_staging.action_mapper.files_endpoint;
+      const t = new Date().toISOString();
+      const post = async (clientPath: string, contents: string) => {
+        const form = new FormData();
+        form.append('file', new Blob([contents]), path.basename(clientPath));
+        const res = await fetch(`${endpoint}?${new URLSearchParams({ path: clientPath, file_type: 'output_metadata' })}`, { method: 'POST', body: form });
+        expect(res.status).toBe(200);
+      };
+      await post('/tesp/metadata/tesp/0.stdout', 'hi\n');
+      await post('/tesp/metadata/tesp/progress', `start\t0\t${t}\nexit\t0\t${t}\t0\nend\t${t}\n`);
+      await post('/tesp/metadata/tesp/files', '');
+      for (const status of statuses) channel.publish('pulsar', c.statusUpdate, Buffer.from(JSON.stringify({ job_id: message.job_id, ...status })), { contentType: 'application/json', persistent: true });
+      return { id, jobId: message.job_id, task: await api.waitFor(id, undefined, 30_000) };
+    }
+
+    const running = { status: 'running', complete: 'false' };
+    const complete = { status: 'complete', complete: 'true', returncode: 0, job_stdout: '', job_stderr: '' };
+    const comparable = (task: any) => ({ state: task.state, logs: task.logs.map((l: any) => ({ ...l, start_time: undefined, end_time: undefined, logs: l.logs.map((e: any) => ({ ...e, start_time: undefined, end_time: undefined })) })) });
+
+    it('leaves a task the same after an update delivered twice and two delivered out of order as after one delivery in order', async () => {
+      const inOrder = await playJob([running, complete]);
+      expect(inOrder.task.state).toBe('COMPLETE');
+      expect(inOrder.task.logs[0].logs[0]).toMatchObject({ exit_code: 0, stdout: 'hi\n' });
+      const shuffled = await playJob([complete, running, complete]);
+      await until('the queue to be drained', async () => (await channel.checkQueue(c.statusUpdate)).messageCount === 0);
+      await sleep(500);
+      const after = (await api.get(`/tasks/${shuffled.id}?view=FULL`)).json;
+      expect(comparable(after)).toEqual(comparable((await api.get(`/tasks/${inOrder.id}?view=FULL`)).json));
+    });
+
+    it('answers acknowledge_uuid once the update is stored, also for a republished one (force_noack)', async () => {
+      acks = [];
+      const ackFields = { acknowledge_uuid: 'ack-uuid-1', acknowledge_queue: 'status_update_ack', acknowledge_submit_queue: 'status_update' };
+      const played = await playJob([{ ...complete, ...ackFields }]);
+      expect(played.task.state).toBe('COMPLETE');
+      await until('the acknowledgement', () => acks.includes('ack-uuid-1'));
+      channel.publish('pulsar', c.statusUpdate, Buffer.from(JSON.stringify({ job_id: played.jobId, ...complete, ...ackFields, force_noack: true })), { contentType: 'application/json', persistent: true });
+      await until('the second acknowledgement', () => acks.filter((uuid) => uuid === 'ack-uuid-1').length === 2);
+      expect((await api.get(`/tasks/${played.id}?view=FULL`)).json.logs).toEqual(played.task.logs);
+    });
   });
 });
