@@ -212,7 +212,12 @@ describeWhen('dispatch to tesp runners over AMQP (RabbitMQ)', tcpOpen(BROKER_POR
     }
     publish(a.statusUpdate, JSON.stringify({ job_id: 'nosuchtask-1', status: 'complete', complete: 'true' }), 'application/json');
     publish(a.setup, JSON.stringify({ job_id: '..', command_line: 'true', setup_params: { job_id: '..' } }), 'application/json');
-    const id = await api.createTask(sleepTask('a', 0, 'after-poison.txt'));
+    const id = await api.createTask({
+      resources: { backend_parameters: { runner: 'a' } },
+      outputs: [{ path: '/out/done.txt', url: `${files.base}/out/after-poison.txt` }],
+      volumes: ['/out'],
+      executors: [{ image: 'alpine:latest', command: ['sh', '-c', 'echo done > /out/done.txt'] }],
+    });
     expect((await api.waitFor(id, undefined, 60_000)).state).toBe('COMPLETE');
     await until('the queues to be drained', async () => {
       for (const queue of [a.setup, a.kill, a.status, a.clean, a.statusUpdate]) if ((await channel.checkQueue(queue)).messageCount > 0) return false;
@@ -221,7 +226,8 @@ describeWhen('dispatch to tesp runners over AMQP (RabbitMQ)', tcpOpen(BROKER_POR
     expect(api.output).toContain('dropped a malformed status update');
     expect(api.output).toContain('a status update of an unknown job: dropped');
     for (const problem of ['is not application/json', 'the body is not JSON']) expect(runnerA.output).toContain(problem);
-    expect(runnerA.output).toMatch(/dropped a message that could not be carried out.*job_id/);
+    expect(runnerA.output).toMatch(/"err":"job_id undefined is missing or not accepted","msg":"dropped a message that could not be carried out"/);
+    expect(runnerA.output).toMatch(/"err":"job_id \\"..\\" is missing or not accepted"/);
   });
 
   describe('status updates from a runner the test plays (protocol of the reference, §12)', () => {
@@ -237,6 +243,7 @@ describeWhen('dispatch to tesp runners over AMQP (RabbitMQ)', tcpOpen(BROKER_POR
       await fake.assertQueue(c.statusUpdateAck, { durable: true });
       await fake.bindQueue(c.statusUpdateAck, 'pulsar', c.statusUpdateAck);
       await fake.consume(c.statusUpdateAck, (message) => message && (acks.push(JSON.parse(message.content.toString()).acknowledge_uuid_response), fake.ack(message)));
+      await until('runner c to be seen listening', async () => (await api.get('/service-info')).json.tesp_compute.runners.find((r: any) => r.name === 'c')?.up === true);
     });
 
     afterAll(async () => {

@@ -28,6 +28,9 @@ interface AmqpRun {
   jobId: string;
 }
 
+/** The job id suffix of the job that removes a cancelled job's containers on a real Pulsar. */
+const CLEANUP_SUFFIX = '-rm';
+
 /** How long a cancel keeps trying to reach a broker that is away. */
 const CANCEL_REACH_MS = 60_000;
 
@@ -59,6 +62,11 @@ export class AmqpDispatch {
           return;
         }
         const { update } = parsed;
+        if (update.jobId.endsWith(CLEANUP_SUFFIX)) {
+          // The job that removed a cancelled job's containers: once over, its directory can go too.
+          if (['complete', 'failed', 'cancelled'].includes(update.status)) await runner.amqp.clean(update.jobId);
+          return;
+        }
         const outcome = await this.reports.statusUpdate(runner.entry.name, update);
         if (outcome.result === 'requeue') return 'requeue';
         // Acknowledged to the runner only once stored, so it republishes what was lost.
@@ -115,7 +123,7 @@ export class AmqpDispatch {
     if (runner.entry.runtime === 'docker' && task.executors.length > 0) {
       // A real Pulsar kills the job script but not the containers it started (a tesp runner removes them itself).
       const names = task.executors.map((_, index) => jobContainerName(jobId, index));
-      const cleanupId = `${jobId}-rm`;
+      const cleanupId = `${jobId}${CLEANUP_SUFFIX}`;
       await runner.amqp
         .setup({ job_id: cleanupId, command_line: `docker rm -f ${names.join(' ')} >/dev/null 2>&1; true`, setup_params: { job_id: cleanupId, tool_id: 'tes-task-cleanup', tool_version: '1.1' }, env: [] })
         .then(() => (containers = `, a job removing its containers was sent (${cleanupId})`), (err: unknown) => (containers = `; removing its containers could not be asked for: ${errorMessage(err)}`));
