@@ -8,6 +8,30 @@ describe('compute.pulsar.runners entries', () => {
     ]);
   });
 
+  it('reads amqp entries: the broker with its credentials, the manager, runtime and staging', () => {
+    expect(parseRunnerEntries(['centre1=amqp://tes:p%40ss@rabbit.example.org:5672/hpc?manager=centre1&runtime=process&staging=direct&heartbeat=30'])).toEqual([
+      {
+        name: 'centre1',
+        transport: 'amqp',
+        baseUrl: 'amqp://tes:p%40ss@rabbit.example.org:5672/hpc?heartbeat=30',
+        brokerLabel: 'amqp://rabbit.example.org:5672/hpc',
+        manager: 'centre1',
+        runtime: 'process',
+        staging: 'direct',
+      },
+    ]);
+    expect(parseRunnerEntries(['d=amqp://127.0.0.1/'])[0]).toMatchObject({ manager: '_default_', runtime: 'docker', staging: 'relay', brokerLabel: 'amqp://127.0.0.1/' });
+  });
+
+  it.each([
+    ['a=amqp://u:secretpw@127.0.0.1/?manager=bad/name', /manager "bad\/name"/],
+    ['a=amqp://u:secretpw@127.0.0.1/?staging=sideways', /staging "sideways"/],
+    ['a=amqp://u:secretpw@127.0.0.1/?colour=blue', /unknown parameter "colour"/],
+  ])('refuses the amqp entry %s without showing its password', (entry, problem) => {
+    expect(() => parseRunnerEntries([entry])).toThrow(problem);
+    expect(() => parseRunnerEntries([entry])).not.toThrow(/secretpw/);
+  });
+
   it('keeps a runner without a token tokenless', () => {
     expect(parseRunnerEntries(['a=http://127.0.0.1:8913'])[0].token).toBeUndefined();
   });
