@@ -95,13 +95,13 @@ describeWhen(
     let services: Record<string, Service>;
 
     beforeAll(() => {
-      const run = composeConfig(compose!, { TESP_RUNNER_TOKEN: TOKEN });
+      const run = composeConfig(compose!, { TESP_RUNNER_TOKEN: TOKEN, TESP_BROKER_PASSWORD: 'br0k3rpw', TESP_STAGING_SECRET: 'st4g1ng' });
       if (run.status !== 0) throw new Error(`${compose!.join(' ')} config exited ${run.status}: ${run.stderr}`);
       services = (yaml.load(run.stdout) as { services: Record<string, Service> }).services;
     });
 
-    it('has the four services, none behind a profile and the API without a container_name (so it scales)', () => {
-      expect(Object.keys(services).sort()).toEqual(['api', 'mongo', 'rabbitmq', 'runner']);
+    it('has the five services, none behind a profile and the API without a container_name (so it scales)', () => {
+      expect(Object.keys(services).sort()).toEqual(['api', 'mongo', 'rabbitmq', 'runner', 'runner-amqp']);
       for (const service of Object.values(services)) expect(service.profiles ?? []).toEqual([]);
       expect(services.api.container_name).toBeUndefined();
       expect(services.api.build?.dockerfile).toBe('docker/Dockerfile');
@@ -137,12 +137,23 @@ describeWhen(
       expect(settings.server.host).toBe('0.0.0.0');
       expect(settings.server.port).toBe(8080);
       expect(settings.compute.backend).toBe('pulsar');
-      const [runner, ...others] = parseRunnerEntries(settings.compute.pulsar.runners);
+      const [runner, centre, ...others] = parseRunnerEntries(settings.compute.pulsar.runners);
       expect(others).toEqual([]);
       expect(runner).toMatchObject({ name: 'runner', baseUrl: 'http://runner:8913', token: TOKEN });
+      expect(centre).toMatchObject({ name: 'centre1', transport: 'amqp', baseUrl: 'amqp://tesp:br0k3rpw@rabbitmq:5672/', manager: 'centre1' });
+      expect(settings.compute.pulsar.staging_url).toBe('http://api:8080');
+      expect(settings.compute.pulsar.staging_secret).toBe('st4g1ng');
       // The API needs no Docker engine: the runner starts the containers.
       expect(mounts(services.api).map((m) => m.target)).not.toContain('/var/run/docker.sock');
       expect(mounts(services.api)).toContainEqual({ source: expect.stringMatching(/api-data$/), target: settings.data_dir });
+    });
+
+    it('runs the AMQP runner with no port, on manager queue centre1 of the broker the API names', () => {
+      const settings = settingsOf(services['runner-amqp']);
+      expect(settings.runner.port).toBe(0);
+      expect(settings.runner.amqp).toMatchObject({ url: 'amqp://tesp:br0k3rpw@rabbitmq:5672/', manager: 'centre1' });
+      expect(services.rabbitmq.environment).toMatchObject({ RABBITMQ_DEFAULT_USER: 'tesp', RABBITMQ_DEFAULT_PASS: 'br0k3rpw' });
+      expect(ports(services['runner-amqp'])).toEqual([]);
     });
 
     it('gives the runner the Docker socket and its job directories at the same path as on the host', () => {
@@ -159,7 +170,7 @@ describeWhen(
     });
 
     it('refuses to resolve without TESP_RUNNER_TOKEN, saying which variable to set', () => {
-      const run = composeConfig(compose!, {});
+      const run = composeConfig(compose!, { TESP_BROKER_PASSWORD: 'br0k3rpw', TESP_STAGING_SECRET: 'st4g1ng' });
       expect(run.status).not.toBe(0);
       expect(run.stderr).toContain('set TESP_RUNNER_TOKEN');
       expect(run.stdout).not.toContain('runner:8913');
