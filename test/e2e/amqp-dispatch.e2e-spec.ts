@@ -12,13 +12,14 @@ import { RunnerProcess } from '../runner/runner-process';
 import { HttpFileServer, startHttpFileServer } from '../support/http-file-server';
 import { describeWhen, tcpOpen } from '../support/service-check';
 import { TcpProxy } from '../support/tcp-proxy';
-import { containersOf, dockerAvailable, ServiceProcess, sleep } from './service-process';
+import { containersOf, dockerAvailable, freePort, ServiceProcess, sleep } from './service-process';
 
 const BROKER_PORT = 5672;
 const run = Date.now().toString(36);
 const MANAGER_A = `ta${run}`;
 const MANAGER_B = `tb${run}`;
 const MANAGER_C = `tc${run}`;
+const MANAGER_D = `td${run}`;
 
 function jobDirs(runner: RunnerProcess): string[] {
   try {
@@ -90,7 +91,7 @@ describeWhen('dispatch to tesp runners over AMQP (RabbitMQ)', tcpOpen(BROKER_POR
     await Promise.all([runnerA?.stop(), runnerB?.stop()]);
     await files?.close();
     await proxy?.stop();
-    for (const manager of [MANAGER_A, MANAGER_B, MANAGER_C]) {
+    for (const manager of [MANAGER_A, MANAGER_B, MANAGER_C, MANAGER_D]) {
       for (const queue of Object.values(pulsarQueues(manager))) await channel?.deleteQueue(queue).catch(() => undefined);
     }
     await broker?.close().catch(() => undefined);
@@ -297,6 +298,60 @@ describeWhen('dispatch to tesp runners over AMQP (RabbitMQ)', tcpOpen(BROKER_POR
       channel.publish('pulsar', c.statusUpdate, Buffer.from(JSON.stringify({ job_id: played.jobId, ...complete, ...ackFields, force_noack: true })), { contentType: 'application/json', persistent: true });
       await until('the second acknowledgement', () => acks.filter((uuid) => uuid === 'ack-uuid-1').length === 2);
       expect((await api.get(`/tasks/${played.id}?view=FULL`)).json.logs).toEqual(played.task.logs);
+    });
+  });
+
+  describe('two API replicas on one store, both consuming the status queue', () => {
+    let holder: ServiceProcess;
+    let apiOnly: ServiceProcess;
+    let runnerD: RunnerProcess;
+
+    beforeAll(async () => {
+      runnerD = new RunnerProcess(RunnerProcess.tempDataDir(), { TESP_COMPUTE__LOCAL__RUNTIME: 'process', TESP_RUNNER__AMQP__URL: brokerUrl(), TESP_RUNNER__AMQP__MANAGER: MANAGER_D, TESP_RUNNER__DIRECT_STAGING: 'false' });
+      await runnerD.start();
+      const dataDir = ServiceProcess.tempDataDir();
+      const replica = (name: string, extra: Record<string, string>) =>
+        new ServiceProcess(dataDir, {
+          TESP_SCHEDULER__HOLDER_ID: name,
+          TESP_COMPUTE__BACKEND: 'pulsar',
+          TESP_COMPUTE__PULSAR__RUNNERS: JSON.stringify([`d=${brokerUrl()}?manager=${MANAGER_D}&runtime=process`]),
+          TESP_COMPUTE__PULSAR__HEALTH_INTERVAL_MS: '300',
+          TESP_COMPUTE__PULSAR__STAGING_SECRET: 'shared-secret',
+          ...extra,
+        });
+      // The API-only replica holds no task (and takes none over); the staging URLs name it, as a load balancer would.
+      apiOnly = replica('api-only', { TESP_COMPUTE__PULSAR__MAX_CONCURRENT_TASKS: '0' });
+      apiOnly.port = await freePort();
+      holder = replica('holder', { TESP_COMPUTE__PULSAR__STAGING_URL: `http://127.0.0.1:${apiOnly.port}` });
+      await apiOnly.start();
+      await holder.start();
+    });
+
+    afterAll(async () => {
+      await Promise.all([holder?.stop(), apiOnly?.stop(), runnerD?.stop()]);
+      holder?.cleanup();
+      runnerD?.cleanup();
+    });
+
+    it('settles a task whose holder was SIGKILLed from the status update alone, on the replica that holds nothing', async () => {
+      const id = await holder.createTask(sleepTask('d', 3, 'holder-killed.txt'));
+      await holder.waitFor(id, ['RUNNING'], 30_000);
+      await holder.stop('SIGKILL');
+      const task = await apiOnly.waitFor(id, undefined, 60_000);
+      expect(task.state).toBe('COMPLETE');
+      expect(task.logs).toHaveLength(1);
+      expect(task.logs[0].logs[0]).toMatchObject({ exit_code: 0, stdout: 'finished\n' });
+      expect(readFileSync(path.join(filesRoot, 'out', 'holder-killed.txt'), 'utf8')).toBe('done\n');
+      expect(apiOnly.output).toMatch(new RegExp(`"taskId":"${id}","state":"COMPLETE".*"task finished"`));
+      expect(apiOnly.output).not.toContain(`taken over by api-only`);
+      await until('the job directory to be cleaned', () => jobDirs(runnerD).length === 0);
+      await holder.start();
+    });
+
+    it('completes tasks created on either replica whichever replica consumes their updates', async () => {
+      const ids = await Promise.all([0, 1, 2, 3].map((i) => (i % 2 ? apiOnly : holder).createTask(sleepTask('d', 0, `either-${i}.txt`))));
+      for (const id of ids) expect((await apiOnly.waitFor(id, undefined, 60_000)).state).toBe('COMPLETE');
+      for (let i = 0; i < 4; i++) expect(readFileSync(path.join(filesRoot, 'out', `either-${i}.txt`), 'utf8')).toBe('done\n');
     });
   });
 });
