@@ -13,6 +13,14 @@ describe('redaction', () => {
     }
   });
 
+  it('hides the key of tesp staging URLs and a broker password', () => {
+    expect(redactUrl('http://tes.example.org/tesp/relay/t1/2/KEYabc_-/inputs/0')).toBe('http://tes.example.org/tesp/relay/t1/2/***/inputs/0');
+    expect(redactText('GET http://h/tesp/relay/t1/2/KEYabc/files?path=x answered 500; again http://h/tesp/relay/t2/1/K2/files')).toBe(
+      'GET http://h/tesp/relay/t1/2/***/files?path=x answered 500; again http://h/tesp/relay/t2/1/***/files',
+    );
+    expect(redactUrl('amqp://tes:pw@rabbit:5672/?manager=x')).toBe('amqp://***@rabbit:5672/?manager=x');
+  });
+
   it('hides userinfo inside free text', () => {
     expect(redactText('connect to ftp://bob:hunter2@host/x failed')).toBe('connect to ftp://***@host/x failed');
   });

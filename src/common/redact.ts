@@ -22,13 +22,21 @@ export function redactUrl(raw: string): string {
       changed = true;
     }
   }
+  const pathname = url.pathname.replace(RELAY_KEY, '$1***');
+  if (pathname !== url.pathname) {
+    url.pathname = pathname;
+    changed = true;
+  }
   // URLs without secrets are returned exactly as given, so clients see their own URLs back.
   return changed ? url.toString() : raw;
 }
 
+/** The key segment of tesp's staging URLs (/tesp/relay/<task>/<attempt>/<key>/...). */
+const RELAY_KEY = /(\/tesp\/relay\/[^/\s]+\/\d+\/)[^/\s?#]+/g;
+
 /** Replaces every URL with userinfo inside free text (error messages from libraries). */
 export function redactText(text: string): string {
-  return text.replace(/([a-z][a-z0-9+.-]*:\/\/)[^/@\s]*@/gi, '$1***@');
+  return text.replace(/([a-z][a-z0-9+.-]*:\/\/)[^/@\s]*@/gi, '$1***@').replace(RELAY_KEY, '$1***');
 }
 
 /** An error's message with credentials removed, for logs and system_logs. */

@@ -7,6 +7,7 @@ import * as amqp from 'amqplib';
 import { mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
+import { relayKey } from '../../src/compute/pulsar/amqp-setup-message';
 import { pulsarQueues } from '../../src/engine/pulsar-queues';
 import { RunnerProcess } from '../runner/runner-process';
 import { HttpFileServer, startHttpFileServer } from '../support/http-file-server';
@@ -126,6 +127,12 @@ describeWhen('dispatch to tesp runners over AMQP (RabbitMQ)', tcpOpen(BROKER_POR
     expect(log.logs[2].stdout.trim()).toBe('3');
     expect(log.outputs).toEqual([{ url: `${files.base}/out/amqp-result.txt`, path: '/out/result.txt', size_bytes: String(expected.length) }]);
     expect(JSON.stringify(task)).not.toContain('amqp-test-secret');
+    // The staging URLs' key and the broker's password appear in no log line and no answer.
+    const key = relayKey('amqp-test-secret', id, 1);
+    for (const text of [api.output, runnerA.output, JSON.stringify(task), JSON.stringify((await api.get('/service-info')).json)]) {
+      expect(text).not.toContain(key);
+      expect(text).not.toContain('guest:guest');
+    }
     // The end is stored: the runner was asked to remove the job's directory.
     await until('the job directory to be cleaned', () => jobDirs(runnerA).length === 0);
   });

@@ -1,6 +1,9 @@
-// The pulsar backend against a real Pulsar 0.15 REST server, which cannot run on our machines (no PyPI): these
-// tests run when TESP_TEST_PULSAR_URL names one, e.g. TESP_TEST_PULSAR_URL=http://TOKEN@127.0.0.1:8913/ (append
-// ?runtime=process when that Pulsar's host has no Docker; with Docker it needs the image alpine:latest).
+// The pulsar backend against a real Pulsar 0.15, which cannot run on our machines (no PyPI): these tests run when
+// TESP_TEST_PULSAR_URL names its REST server, e.g. TESP_TEST_PULSAR_URL=http://TOKEN@127.0.0.1:8913/, and when
+// TESP_TEST_PULSAR_AMQP_URL names the broker and manager it consumes in message-queue mode, e.g.
+// TESP_TEST_PULSAR_AMQP_URL='amqp://guest:guest@127.0.0.1:5672/?manager=_default_' (that Pulsar must reach the
+// test's 127.0.0.1 for the staging URLs). Append runtime=process when its host has no Docker; with Docker it needs
+// the image alpine:latest.
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
@@ -8,7 +11,7 @@ import { HttpFileServer, startHttpFileServer } from '../support/http-file-server
 import { describeWhenConfigured } from '../support/service-check';
 import { ServiceProcess } from './service-process';
 
-describeWhenConfigured('a real Pulsar REST server', 'TESP_TEST_PULSAR_URL', 'a Pulsar 0.15 REST server that can reach 127.0.0.1', (pulsarUrl) => {
+function realPulsarSuite(pulsarUrl: string): void {
   let api: ServiceProcess;
   let files: HttpFileServer;
   let root: string;
@@ -55,8 +58,11 @@ describeWhenConfigured('a real Pulsar REST server', 'TESP_TEST_PULSAR_URL', 'a P
 
   it('cancels a running sleep 600 and ends it CANCELED', async () => {
     const id = await api.createTask({ executors: [{ image: 'alpine:latest', command: ['sleep', '600'] }] });
-    await api.waitForExecutor(id, 0, 300_000);
+    await api.waitFor(id, ['RUNNING'], 300_000);
     expect((await api.post(`/tasks/${id}:cancel`, {})).status).toBe(200);
     expect((await api.waitFor(id, ['CANCELED'], 120_000)).state).toBe('CANCELED');
   });
-});
+}
+
+describeWhenConfigured('a real Pulsar REST server', 'TESP_TEST_PULSAR_URL', 'a Pulsar 0.15 REST server that can reach 127.0.0.1', realPulsarSuite);
+describeWhenConfigured('a real Pulsar in message-queue mode', 'TESP_TEST_PULSAR_AMQP_URL', 'a Pulsar 0.15 consuming an AMQP broker, able to reach 127.0.0.1', realPulsarSuite);
