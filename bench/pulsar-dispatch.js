@@ -1,7 +1,7 @@
 // What dispatching through a Pulsar runner costs: submit-to-COMPLETE latency of a trivial task (`true`, process
-// runtime) through the API and one `tesp runner`, against the local backend running the same task in the same run;
-// and tasks per second for many trivial tasks with one and with two runners, against the local backend with the
-// same number of tasks running at once.
+// runtime) through the API and one `tesp runner`, over REST and over AMQP (the RabbitMQ on 127.0.0.1:5672), against
+// the local backend running the same task in the same run; and tasks per second for many trivial tasks with one and
+// with two runners (and one over AMQP), against the local backend with the same number of tasks running at once.
 'use strict';
 const { Pool } = require('undici');
 const { tempDir, removeDir, watchdog, startTesp, startRunner, median, sleep, fmt } = require('./lib');
@@ -12,8 +12,10 @@ const TASKS = Number(process.env.BENCH_PULSAR_TASKS ?? 500);
 const CONCURRENCY = Number(process.env.BENCH_PULSAR_CONCURRENCY ?? 8);
 const TASK = JSON.stringify({ executors: [{ image: 'ignored', command: ['true'] }] });
 
-/** Starts an API with `runners` runners (0: the local backend); resolves to {api, stop}. */
-async function setup(runners) {
+const BROKER = process.env.BENCH_AMQP_URL ?? 'amqp://guest:guest@127.0.0.1:5672/';
+
+/** Starts an API with `runners` runners (0: the local backend) over `transport`; resolves to {api, stop}. */
+async function setup(runners, transport = 'rest') {
   const dirs = [];
   const stops = [];
   const env = { TESP_SCHEDULER__POLL_INTERVAL_MS: '50', TESP_COMPUTE__LOCAL__RUNTIME: 'process' };
@@ -22,9 +24,11 @@ async function setup(runners) {
     for (let i = 0; i < runners; i++) {
       const dir = tempDir('tesp-bench-runner-');
       dirs.push(dir);
-      const runner = await startRunner({ ...env, TESP_DATA_DIR: dir, TESP_RUNNER__MAX_CONCURRENT_JOBS: String(Math.ceil(CONCURRENCY / runners)) });
+      const manager = `bench${process.pid}x${Date.now().toString(36)}x${i}`;
+      const amqp = transport === 'amqp' ? { TESP_RUNNER__AMQP__URL: BROKER, TESP_RUNNER__AMQP__MANAGER: manager, TESP_RUNNER__DIRECT_STAGING: 'false' } : {};
+      const runner = await startRunner({ ...env, ...amqp, TESP_DATA_DIR: dir, TESP_RUNNER__MAX_CONCURRENT_JOBS: String(Math.ceil(CONCURRENCY / runners)) });
       stops.push(runner.stop);
-      entries.push(runner.entry(`r${i}`));
+      entries.push(transport === 'amqp' ? `r${i}=${BROKER}?manager=${manager}&runtime=process` : runner.entry(`r${i}`));
     }
     const dir = tempDir('tesp-bench-api-');
     dirs.push(dir);
@@ -93,8 +97,8 @@ async function throughput(api, before) {
   return TASKS / seconds;
 }
 
-async function measure(runners) {
-  const s = await setup(runners);
+async function measure(runners, transport) {
+  const s = await setup(runners, transport);
   try {
     return { latencyMs: await latency(s.api), perSecond: await throughput(s.api, LATENCY_RUNS) };
   } finally {
@@ -108,6 +112,7 @@ async function run() {
     const local = await measure(0);
     const one = await measure(1);
     const two = await measure(2);
+    const amqp = await measure(1, 'amqp');
     const rows = [
       {
         name: `submit to COMPLETE of \`true\` through one tesp runner (REST, process runtime), median of ${LATENCY_RUNS}`,
@@ -115,9 +120,16 @@ async function run() {
         baseline: `the local backend, same task: ${fmt(local.latencyMs, 0)} ms`,
         ratio: `${fmt(one.latencyMs / local.latencyMs, 2)} × the local latency (+${fmt(one.latencyMs - local.latencyMs, 0)} ms per task)`,
       },
+      {
+        name: `submit to COMPLETE of \`true\` through one tesp runner over AMQP (RabbitMQ, process runtime), median of ${LATENCY_RUNS}`,
+        tesp: `${fmt(amqp.latencyMs, 0)} ms`,
+        baseline: `the local backend, same task: ${fmt(local.latencyMs, 0)} ms; over REST: ${fmt(one.latencyMs, 0)} ms`,
+        ratio: `${fmt(amqp.latencyMs / local.latencyMs, 2)} × the local latency, ${fmt(amqp.latencyMs / one.latencyMs, 2)} × REST`,
+      },
       ...[
         ['one runner', one],
         ['two runners', two],
+        ['one runner over AMQP', amqp],
       ].map(([label, result]) => ({
         name: `${TASKS} tasks running \`true\` through ${label} (${CONCURRENCY} jobs at once in all)`,
         tesp: `${fmt(result.perSecond, 1)} tasks/s`,
