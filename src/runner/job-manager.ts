@@ -82,6 +82,8 @@ interface ActiveJob {
   pid?: number;
   /** Aborts the job's staging (cancel, clean). */
   abort: AbortController;
+  /** The submit's remote_staging (null: none), once read. */
+  remote?: RemoteStagingConfig | null;
   /** Resolves once the job has no process (any more, or never will have). */
   gone: Promise<void>;
   markGone: () => void;
@@ -140,6 +142,7 @@ export class JobManager {
       await touchOutputs(dir, request.submitExtras.touch_outputs);
       await state.write(STATE_FILES.submitted, `${Date.now()} ${++this.sequence}\n`);
       const job = this.track(id, state);
+      job.remote = remoteStagingOf(request.launchConfig) ?? null;
       this.options.logger.info({ job_id: id }, 'job submitted');
       void this.prepare(job);
       return 'accepted';
@@ -460,13 +463,16 @@ export class JobManager {
   }
 
   private async remoteStaging(job: ActiveJob): Promise<RemoteStagingConfig | undefined> {
-    const text = await job.state.read(STATE_FILES.launchConfig);
-    if (!text) return undefined;
-    try {
-      return remoteStagingOf(JSON.parse(text) as Record<string, unknown>);
-    } catch {
-      return undefined;
+    if (job.remote === undefined) {
+      // A job recovered after a restart: its submit's parameters are in launch_config.
+      const text = await job.state.read(STATE_FILES.launchConfig);
+      try {
+        job.remote = (text ? remoteStagingOf(JSON.parse(text) as Record<string, unknown>) : undefined) ?? null;
+      } catch {
+        job.remote = null;
+      }
     }
+    return job.remote ?? undefined;
   }
 
   private stageOptions(job: ActiveJob) {

@@ -24,6 +24,8 @@ export const STATE_FILES = {
   directStaged: 'direct_staged',
   /** Why the stage-in failed (the job never ran): shown in the status's job_stderr. */
   stageInFailure: 'stage_in_failure',
+  /** The job came as a setup message: its status changes are published to the broker. */
+  viaBroker: 'via_broker',
   /** The final status was published to the broker (and acknowledged, when acknowledgements are on). */
   statusPublished: 'status_published',
   /** complete | failed | cancelled: the job is over. */

@@ -81,12 +81,17 @@ export class PulsarAmqpFace implements JobEvents {
   }
 
   running(id: string): void {
-    void this.publish(id, { complete: 'false', status: 'running', job_id: id }, false);
+    void this.ifViaBroker(id, () => this.publish(id, { complete: 'false', status: 'running', job_id: id }, false));
   }
 
   ended(id: string, status: string): void {
     if (status === 'cancelled') return; // as Pulsar: a kill is followed by a status request, not an update
-    void this.publishStatus(id, true);
+    void this.ifViaBroker(id, () => this.publishStatus(id, true));
+  }
+
+  /** Jobs that came over REST report over REST only. */
+  private async ifViaBroker(id: string, publish: () => Promise<void>): Promise<void> {
+    if (await new JobState(this.manager!.jobDir(id)).has(STATE_FILES.viaBroker)) await publish();
   }
 
   private async handle(queue: string, message: ConsumeMessage, work: (body: Record<string, unknown>) => Promise<void>): Promise<void> {
@@ -119,6 +124,8 @@ export class PulsarAmqpFace implements JobEvents {
       }
       const { remote_staging, submit_params, dependencies_description } = body;
       try {
+        await this.manager!.setup(id);
+        await new JobState(this.manager!.jobDir(id)).write(STATE_FILES.viaBroker, '');
         await this.manager!.submit(id, {
           commandLine: body.command_line,
           env: Array.isArray(body.env) ? body.env : [],
@@ -191,7 +198,7 @@ export class PulsarAmqpFace implements JobEvents {
     for (const id of (await fs.readdir(stagingDir).catch(() => [] as string[])).filter(isSafeJobId)) {
       const state = new JobState(manager.jobDir(id));
       const final = await state.finalStatus();
-      if (!final || final === 'cancelled' || (await state.has(STATE_FILES.statusPublished))) continue;
+      if (!final || final === 'cancelled' || !(await state.has(STATE_FILES.viaBroker)) || (await state.has(STATE_FILES.statusPublished))) continue;
       void this.publishStatus(id, true);
     }
   }
