@@ -11,5 +11,8 @@ export type TaskUpdate =
   | { kind: 'output-uploaded'; outputs: TesOutputFileLog[] }
   | { kind: 'metadata'; values: Record<string, string> }
   | { kind: 'system-log'; message: string }
-  /** The last update of a run. `reason` goes to system_logs (required for SYSTEM_ERROR). */
-  | { kind: 'finished'; state: 'COMPLETE' | 'EXECUTOR_ERROR' | 'SYSTEM_ERROR'; reason?: string };
+  /**
+   * The last update of a run. `reason` goes to system_logs (required for SYSTEM_ERROR). PREEMPTED: the scheduler the
+   * task ran under took its resources back (a Slurm preemption).
+   */
+  | { kind: 'finished'; state: 'COMPLETE' | 'EXECUTOR_ERROR' | 'SYSTEM_ERROR' | 'PREEMPTED'; reason?: string };

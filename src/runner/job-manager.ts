@@ -7,7 +7,7 @@ import { errorMessage } from '../common/redact';
 import { isSafeJobId } from '../engine/job-layout';
 import { isAlive, processesWithEnv, signal } from '../engine/process-runtime';
 import { renderCommandScript } from './command-script';
-import type { ContainerSweeper } from './container-sweeper';
+import type { ContainerSweeper } from '../engine/container-sweeper';
 import { DirectStaging, readStagingRequest } from './direct-staging';
 import { JOB_SUBDIRECTORIES, makeDirectoriesInside, openForWritingInside, relativePath, uploadPlacement } from './job-files';
 import { FinalStatus, JobState, STATE_FILES } from './job-state';

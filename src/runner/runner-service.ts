@@ -7,7 +7,7 @@ import { jobHostEnvironment } from '../config/host-environment';
 import { dataDir } from '../config/settings.loader';
 import type { Settings } from '../config/settings.schema';
 import { StorageRegistry } from '../storage/storage-registry';
-import { ContainerSweeper } from './container-sweeper';
+import { ContainerSweeper } from '../engine/container-sweeper';
 import { DirectStaging } from './direct-staging';
 import { JobManager } from './job-manager';
 import { Capabilities, createPulsarRestServer } from './pulsar-rest-server';
