@@ -26,6 +26,12 @@ export interface SlurmSubmission {
   extraArgs: readonly string[];
 }
 
+/** A job as tesp knows it: its id and the name tesp gave it. */
+export interface SlurmJobRef {
+  id: string;
+  name: string;
+}
+
 export interface SlurmJobState {
   jobId: string;
   /** Slurm's base state: PENDING, RUNNING, COMPLETED, FAILED, TIMEOUT, OUT_OF_MEMORY, NODE_FAIL, PREEMPTED, ... */
@@ -73,25 +79,31 @@ export class SlurmClient {
 
   /**
    * The states of many jobs at once: one squeue for all of them (it still lists jobs that ended within MinJobAge),
-   * and one sacct for those squeue no longer knows. A job absent from the map is unknown to Slurm.
+   * and one sacct for those squeue no longer knows. A job counts only under its own name: ids start again at 1 when
+   * a controller loses its state, and accounting keeps the old jobs. A job absent from the map is unknown to Slurm.
    */
-  async states(jobIds: readonly string[]): Promise<Map<string, SlurmJobState>> {
+  async states(jobs: readonly SlurmJobRef[]): Promise<Map<string, SlurmJobState>> {
     const found = new Map<string, SlurmJobState>();
-    if (jobIds.length === 0) return found;
-    const queued = await this.runListing('squeue', ['-h', '-t', 'all', '-j', jobIds.join(','), '-o', ['%i', '%T', '%r'].join(FIELD_SEPARATOR)]);
-    for (const [jobId, state, reason] of queued) if (jobIds.includes(jobId)) found.set(jobId, { jobId, state: baseState(state), reason: reason ?? 'None' });
-    const missing = jobIds.filter((id) => !found.has(id));
+    if (jobs.length === 0) return found;
+    const names = new Map(jobs.map((job) => [job.id, job.name]));
+    const ids = [...names.keys()].join(',');
+    const queued = await this.runListing('squeue', ['-h', '-t', 'all', '-j', ids, '-o', ['%i', '%j', '%T', '%r'].join(FIELD_SEPARATOR)]);
+    for (const [jobId, name, state, reason] of queued) {
+      if (names.get(jobId) === name) found.set(jobId, { jobId, state: baseState(state), reason: reason ?? 'None' });
+    }
+    const missing = [...names.keys()].filter((id) => !found.has(id));
     if (missing.length === 0) return found;
     let accounted: string[][];
     try {
-      accounted = await this.runListing('sacct', ['-n', '-X', '-P', '-j', missing.join(','), '-o', 'JobID,State,ExitCode,Reason']);
+      accounted = await this.runListing('sacct', ['-n', '-X', '-P', '-j', missing.join(','), '-o', 'JobID,JobName,State,ExitCode,Reason']);
     } catch (err) {
       // Without accounting a job that left squeue is simply unknown.
       if (err instanceof SlurmCommandError && /accounting storage is disabled/i.test(err.stderr)) return found;
       throw err;
     }
-    for (const [jobId, state, exitCode, reason] of accounted) {
-      if (missing.includes(jobId)) found.set(jobId, { jobId, state: baseState(state), reason: reason || 'None', exitCode });
+    // The latest record of an id comes last.
+    for (const [jobId, name, state, exitCode, reason] of accounted) {
+      if (missing.includes(jobId) && names.get(jobId) === name) found.set(jobId, { jobId, state: baseState(state), reason: reason || 'None', exitCode });
     }
     return found;
   }

@@ -1,6 +1,6 @@
 import type { Logger } from '../common/logger';
 import { errorMessage } from '../common/redact';
-import type { SlurmClient, SlurmJobState } from './slurm-client';
+import type { SlurmClient, SlurmJobRef, SlurmJobState } from './slurm-client';
 
 // Job states for every run that follows a Slurm job, read in rounds: each round asks Slurm once (SlurmClient.states:
 // one squeue, and one sacct for jobs squeue no longer lists) for all the jobs waited on, however many tasks run.
@@ -13,7 +13,7 @@ export type JobLookup =
   | { kind: 'unreachable'; error: string };
 
 interface Waiter {
-  jobId: string;
+  job: SlurmJobRef;
   resolve: (lookup: JobLookup) => void;
 }
 
@@ -34,11 +34,11 @@ export class SlurmJobWatch {
   }
 
   /** The job's state at the next round; resolves early (as unreachable) when `signal` aborts. */
-  next(jobId: string, signal?: AbortSignal): Promise<JobLookup> {
+  next(job: SlurmJobRef, signal?: AbortSignal): Promise<JobLookup> {
     if (signal?.aborted) return Promise.resolve({ kind: 'unreachable', error: 'no longer followed' });
     return new Promise((resolve) => {
       const waiter: Waiter = {
-        jobId,
+        job,
         resolve: (lookup) => {
           signal?.removeEventListener('abort', onAbort);
           resolve(lookup);
@@ -57,22 +57,22 @@ export class SlurmJobWatch {
   private async round(): Promise<void> {
     const waiting = this.waiters;
     this.waiters = [];
-    const ids = [...new Set(waiting.map((w) => w.jobId))];
+    const jobs = [...new Map(waiting.map((w) => [w.job.id, w.job])).values()];
     this.rounds += 1;
     let lookups: (id: string) => JobLookup;
     try {
-      const states = await this.client.states(ids);
+      const states = await this.client.states(jobs);
       lookups = (id) => {
         const state = states.get(id);
         return state ? { kind: 'state', state } : { kind: 'unknown' };
       };
-      this.logger.debug({ round: this.rounds, jobs: ids.length, known: states.size }, 'slurm job states read');
+      this.logger.debug({ round: this.rounds, jobs: jobs.length, known: states.size }, 'slurm job states read');
     } catch (err) {
       const error = errorMessage(err);
-      this.logger.warn({ jobs: ids.length, err: error }, 'could not read slurm job states');
+      this.logger.warn({ jobs: jobs.length, err: error }, 'could not read slurm job states');
       lookups = () => ({ kind: 'unreachable', error });
     }
-    for (const waiter of waiting) waiter.resolve(lookups(waiter.jobId));
+    for (const waiter of waiting) waiter.resolve(lookups(waiter.job.id));
     this.timer = undefined;
     if (this.waiters.length > 0) this.timer = setTimeout(() => void this.round(), this.pollIntervalMs);
   }

@@ -107,7 +107,7 @@ export class SlurmComputeBackend implements ComputeBackend {
       // Ended once Slurm says so; the job script removes its containers on the way (SIGTERM, KillWait, SIGKILL).
       const deadline = Date.now() + CANCEL_CONFIRM_MS;
       while (Date.now() < deadline) {
-        const lookup = await this.watch.next(jobId);
+        const lookup = await this.watch.next({ id: jobId, name: slurmJobName(task.id, task.control.attempt) });
         state = lookup.kind === 'state' ? lookup.state.state : lookup.kind;
         if (lookup.kind === 'unknown' || (lookup.kind === 'state' && jobPhase(lookup.state.state) === 'ended')) break;
       }

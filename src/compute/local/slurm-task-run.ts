@@ -152,7 +152,7 @@ export class SlurmTaskRun {
     let silent = false;
     let lastWait = '';
     for (;;) {
-      const lookup = await this.parts.watch.next(jobId, this.stop);
+      const lookup = await this.parts.watch.next({ id: jobId, name: this.jobName }, this.stop);
       if (this.ended) return this.ended;
       if (lookup.kind === 'unreachable') {
         // A restarting controller is not a failed task: keep asking.
