@@ -75,6 +75,9 @@ fi
 munge_works() { munge -n 2>/dev/null | unmunge >/dev/null 2>&1; }
 until_true 10 "munge" munge_works
 
+# Accounting lives in the machine's MariaDB, which must be running.
+port_open 3306 || { echo "start-slurm: no MariaDB answers on 127.0.0.1:3306 (accounting needs it)" >&2; exit 1; }
+
 # The accounting database, its user and the configuration (rewritten only when it changed, so a running
 # cluster is not disturbed).
 mariadb -uroot -h127.0.0.1 -e "CREATE DATABASE IF NOT EXISTS slurm_acct_db;
@@ -174,5 +177,5 @@ node_ready() {
   esac
   return 1
 }
-until_true 30 "node $HOST becoming ready (last state '$node_state')" node_ready
+until_true 30 "node $HOST becoming ready" node_ready || { echo "start-slurm: node $HOST is '$node_state'" >&2; exit 1; }
 echo "slurm ready: node $HOST $node_state, CPUs=$CPUS, RealMemory=$MEMORY MiB"
