@@ -2,13 +2,13 @@ import { DomainError, ErrorCode } from '../domain/domain-error';
 import { settingEntries } from './setting-entries';
 
 // compute.pulsar.runners: "name=URL" entries, the URL's scheme picking the transport. REST:
-// http(s)://[TOKEN@]host:port[/managers/MANAGER][?runtime=docker|process]. The token travels as Pulsar's
+// http(s)://[TOKEN@]host:port[/managers/MANAGER][?runtime=docker|apptainer|process]. The token travels as Pulsar's
 // `private_token` query parameter (as Galaxy turns the userinfo into it). Messages name the entry, never the token.
 
 const KEY = 'compute.pulsar.runners';
 /** Runner names appear in backend_parameters and service-info: plain words. */
 const NAME = /^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$/;
-export const RUNNER_RUNTIMES = ['docker', 'process'] as const;
+export const RUNNER_RUNTIMES = ['docker', 'apptainer', 'process'] as const;
 export type RunnerRuntime = (typeof RUNNER_RUNTIMES)[number];
 
 export interface RunnerEntry {

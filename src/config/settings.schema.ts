@@ -115,7 +115,7 @@ export const settingsSchema = {
       command_timeout_ms: int(30_000, 1000, 600_000),
     },
     pulsar: {
-      // "name=http(s)://[TOKEN@]host:port[/managers/MANAGER][?runtime=docker|process]" entries.
+      // "name=http(s)://[TOKEN@]host:port[/managers/MANAGER][?runtime=docker|apptainer|process]" entries.
       runners: list([], parseRunnerEntries),
       // Tasks one replica follows at once over all runners; the rest wait QUEUED. 0: this replica only serves the API.
       max_concurrent_tasks: int(100, 0, 10_000),

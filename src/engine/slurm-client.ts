@@ -13,8 +13,9 @@ export interface SlurmSubmission {
   jobName: string;
   /** The batch script's working directory, on the shared file system. */
   cwd: string;
-  /** Where Slurm writes the batch script's own stdout and stderr. */
+  /** Where Slurm writes the batch script's own stdout (and stderr, unless `error` is given). */
   output: string;
+  error?: string;
   cpusPerTask?: number;
   memMb?: number;
   tmpMb?: number;
@@ -148,6 +149,7 @@ export class SlurmClient {
 /** sbatch's arguments for a submission: settings' extras first, so tesp's own win where both set one. */
 export function sbatchArguments(job: SlurmSubmission): string[] {
   const args = ['--parsable', ...job.extraArgs, `--job-name=${job.jobName}`, `--chdir=${job.cwd}`, `--output=${job.output}`, '--nodes=1', '--ntasks=1'];
+  if (job.error !== undefined) args.push(`--error=${job.error}`);
   if (job.cpusPerTask !== undefined) args.push(`--cpus-per-task=${job.cpusPerTask}`);
   if (job.memMb !== undefined) args.push(`--mem=${job.memMb}M`);
   if (job.tmpMb !== undefined) args.push(`--tmp=${job.tmpMb}M`);

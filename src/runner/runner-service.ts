@@ -9,7 +9,9 @@ import type { Settings } from '../config/settings.schema';
 import { StorageRegistry } from '../storage/storage-registry';
 import { ContainerSweeper } from '../engine/container-sweeper';
 import { DirectStaging } from './direct-staging';
-import { JobManager } from './job-manager';
+import { SlurmClient, slurmCommandLog } from '../engine/slurm-client';
+import { SlurmJobWatch } from '../engine/slurm-job-watch';
+import { JobManager, SlurmLaunch } from './job-manager';
 import { Capabilities, createPulsarRestServer } from './pulsar-rest-server';
 
 // `tesp runner`: the job manager and the Pulsar REST face, built from the same settings as the API (storage for
@@ -39,12 +41,15 @@ export async function startRunner(settings: Settings, logger: Logger): Promise<R
     directStaging,
     sweeper: new ContainerSweeper(settings.compute.local.docker_socket, logger),
     hostEnvironment: jobHostEnvironment(),
+    slurm: settings.compute.local.runtime === 'slurm' ? slurmLaunch(settings, logger) : undefined,
     logger,
   });
   await manager.recover();
   const capabilities = (): Capabilities => ({
     tesp_runner: VERSION,
-    runtime: settings.compute.local.runtime,
+    // What the job script must use on the nodes: with Slurm, the containers of compute.slurm.
+    runtime: settings.compute.local.runtime === 'slurm' ? settings.compute.slurm.containers : settings.compute.local.runtime,
+    ...(settings.compute.local.runtime === 'slurm' ? { scheduler: 'slurm' } : {}),
     staging_schemes: directStaging?.schemes() ?? [],
     active_jobs: manager.activeJobs,
     queued_jobs: manager.queuedJobs,
@@ -64,6 +69,12 @@ export async function startRunner(settings: Settings, logger: Logger): Promise<R
       await directStaging?.close();
     },
   };
+}
+
+function slurmLaunch(settings: Settings, logger: Logger): SlurmLaunch {
+  const slurm = settings.compute.slurm;
+  const client = new SlurmClient({ commandTimeoutMs: slurm.command_timeout_ms, onCommand: slurmCommandLog(logger) });
+  return { client, watch: new SlurmJobWatch(client, slurm.poll_interval_ms, logger), settings: { partition: slurm.partition, account: slurm.account, sbatchArgs: slurm.sbatch_args } };
 }
 
 function listen(server: Server, port: number, host: string): Promise<void> {
