@@ -5,7 +5,7 @@
 const { execFileSync } = require('node:child_process');
 const { mkdirSync, readdirSync, readFileSync, writeFileSync } = require('node:fs');
 const path = require('node:path');
-const { tempDir, removeDir, watchdog, startTesp, median, percentile, sleep, fmt } = require('./lib');
+const { tempDir, removeDir, watchdog, startTesp, submitToComplete, median, percentile, fmt } = require('./lib');
 
 const RUNS = Number(process.env.BENCH_SLURM_RUNS ?? 10);
 const POLL_MS = 250;
@@ -37,20 +37,7 @@ async function run() {
       TESP_COMPUTE__SLURM__CONTAINERS: 'process',
       TESP_COMPUTE__SLURM__POLL_INTERVAL_MS: String(POLL_MS),
     });
-    const submit = async () => {
-      const t0 = process.hrtime.bigint();
-      const created = await fetch(`${tesp.base}/tasks`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(TASK) });
-      if (created.status !== 200) throw new Error(`POST /tasks: HTTP ${created.status} ${await created.text()}`);
-      const { id } = await created.json();
-      let state;
-      for (let polls = 0; polls < 3000; polls++) {
-        state = (await (await fetch(`${tesp.base}/tasks/${id}?view=MINIMAL`)).json()).state;
-        if (['COMPLETE', 'EXECUTOR_ERROR', 'SYSTEM_ERROR', 'CANCELED'].includes(state)) break;
-        await sleep(20);
-      }
-      if (state !== 'COMPLETE') throw new Error(`task ${id} ended ${state ?? 'nowhere'}`);
-      return { ms: Number(process.hrtime.bigint() - t0) / 1e6, id };
-    };
+    const submit = () => submitToComplete(tesp.base, TASK);
     // The warm-up task leaves its directory (keep_task_dirs): its job script is the baseline's.
     const first = await submit();
     const script = readFileSync(path.join(dataDir, 'slurm', first.id, 'inputs', 'tesp', 'job.sh'), 'utf8');
