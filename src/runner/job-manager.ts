@@ -489,7 +489,9 @@ export class JobManager {
     this.running += 1;
     job.phase = 'running';
     try {
-      const slurmJobId = (await fs.readFile(slurmJobFiles(job.state.dir).jobIdFile, 'utf8').catch(() => '')).trim();
+      const recorded = (await fs.readFile(slurmJobFiles(job.state.dir).jobIdFile, 'utf8').catch(() => '')).trim();
+      // A runner killed between sbatch and writing the id down finds the job by its name.
+      const slurmJobId = /^\d+$/.test(recorded) ? recorded : ((await slurm.client.jobsNamed(runnerJobName(job.id)).catch(() => [])).at(-1) ?? '');
       let ended = 'it was never submitted';
       let cancelSent = false;
       while (/^\d+$/.test(slurmJobId)) {

@@ -120,6 +120,13 @@ describeWhen('tasks as Slurm jobs (compute.local.runtime = slurm)', SLURM, SLURM
     expect(JSON.stringify(json)).toContain('max_time');
   });
 
+  it('ends SYSTEM_ERROR with what sbatch said when Slurm refuses the job', async () => {
+    const id = await service.createTask({ executors: [executor('true')], resources: { backend_parameters: { partition: 'no-such-partition' } } });
+    const task = await service.waitFor(id);
+    expect(task.state).toBe('SYSTEM_ERROR');
+    expect(task.logs[0].system_logs.join('\n')).toMatch(/sbatch failed \(exit 1\): .*invalid partition specified: no-such-partition/);
+  });
+
   it('runs 50 tasks at once to COMPLETE, reading their states in batches', async () => {
     const before = counting.calls().length;
     const ids = await Promise.all(Array.from({ length: 50 }, (_, i) => service.createTask({ executors: [executor(`echo task ${i}`)] })));
