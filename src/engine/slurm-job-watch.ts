@@ -20,6 +20,8 @@ interface Waiter {
 export class SlurmJobWatch {
   private waiters: Waiter[] = [];
   private timer?: NodeJS.Timeout;
+  /** A round is asking Slurm: waiters that come meanwhile wait for the next one, which starts after it. */
+  private asking = false;
   private rounds = 0;
 
   constructor(
@@ -50,13 +52,20 @@ export class SlurmJobWatch {
       };
       signal?.addEventListener('abort', onAbort, { once: true });
       this.waiters.push(waiter);
-      this.timer ??= setTimeout(() => void this.round(), this.pollIntervalMs);
+      this.schedule();
     });
   }
 
+  private schedule(): void {
+    if (!this.asking && this.waiters.length > 0) this.timer ??= setTimeout(() => void this.round(), this.pollIntervalMs);
+  }
+
   private async round(): Promise<void> {
+    this.timer = undefined;
     const waiting = this.waiters;
     this.waiters = [];
+    if (waiting.length === 0) return; // every waiter gave up
+    this.asking = true;
     const jobs = [...new Map(waiting.map((w) => [w.job.id, w.job])).values()];
     this.rounds += 1;
     let lookups: (id: string) => JobLookup;
@@ -72,9 +81,9 @@ export class SlurmJobWatch {
       this.logger.warn({ jobs: jobs.length, err: error }, 'could not read slurm job states');
       lookups = () => ({ kind: 'unreachable', error });
     }
+    this.asking = false;
     for (const waiter of waiting) waiter.resolve(lookups(waiter.job.id));
-    this.timer = undefined;
-    if (this.waiters.length > 0) this.timer = setTimeout(() => void this.round(), this.pollIntervalMs);
+    this.schedule();
   }
 
   /** Stops the rounds; waiters left are told Slurm was not asked. */
