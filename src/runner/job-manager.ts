@@ -6,14 +6,14 @@ import type { Logger } from '../common/logger';
 import { errorMessage } from '../common/redact';
 import { isSafeJobId } from '../engine/job-layout';
 import { isAlive, processesWithEnv, signal } from '../engine/process-runtime';
-import { renderCommandScript, shellQuote } from './command-script';
 import type { ContainerSweeper } from '../engine/container-sweeper';
-import { DirectStaging, readStagingRequest } from './direct-staging';
-import { JOB_SUBDIRECTORIES, makeDirectoriesInside, openForWritingInside, relativePath, uploadPlacement } from './job-files';
-import { FinalStatus, JobState, STATE_FILES } from './job-state';
 import type { SlurmClient } from '../engine/slurm-client';
 import { renderBatchScript, slurmJobFiles, SlurmSettings } from '../engine/slurm-job';
 import { jobPhase, SlurmJobWatch } from '../engine/slurm-job-watch';
+import { renderCommandScript, shellQuote } from './command-script';
+import { DirectStaging, readStagingRequest } from './direct-staging';
+import { JOB_SUBDIRECTORIES, makeDirectoriesInside, openForWritingInside, relativePath, uploadPlacement } from './job-files';
+import { FinalStatus, JobState, STATE_FILES } from './job-state';
 
 // The jobs of one runner: queued FIFO, at most max_concurrent_jobs processes at once, each command.sh run by bash
 // detached in its own session (setsid), so it outlives the runner. Every step is recorded in the job directory
@@ -31,6 +31,10 @@ import { jobPhase, SlurmJobWatch } from '../engine/slurm-job-watch';
 // "Alive" means the pid is a live process whose environment carries TESP_RUNNER_JOB=<job dir>, so a pid reused by
 // another process is not taken for the job; when the pid file is missing (the runner died right after the spawn),
 // the job's process is found by that marker.
+//
+// With compute.local.runtime: slurm a job's command.sh goes to Slurm with sbatch instead (max_concurrent_jobs then
+// bounds the jobs in Slurm): its Slurm job id is kept in <job>/slurm/job-id, "running" means the Slurm job has not
+// ended, and after a restart the job is followed again by that id (or by its job name, tesp-runner-<job id>).
 
 /** Every process of a job carries its job directory in this variable; grandchildren inherit it. */
 export const JOB_MARKER_VARIABLE = 'TESP_RUNNER_JOB';
@@ -442,8 +446,8 @@ export class JobManager {
   }
 
   /**
-   * Submits command.sh as a Slurm job (the job's environment is the clean one a process would get; sbatch exports
-   * it), records its id, and follows it until Slurm says it ended; `running` has been counted by dispatch().
+   * Submits command.sh as a Slurm job (its batch script sets the clean environment a process of the runner would
+   * get), records its id, and follows it until Slurm says it ended; `running` has been counted by dispatch().
    */
   private async launchOnSlurm(job: ActiveJob, slurm: SlurmLaunch): Promise<void> {
     const { state } = job;
