@@ -1,5 +1,6 @@
 // The built service with compute.local.runtime = slurm, against the real one-node Slurm of docker/start-slurm.sh:
 // tasks become Slurm jobs, their states are read in rounds, and tesp survives a SIGKILL while its jobs run.
+import Database from 'better-sqlite3';
 import { execFileSync } from 'node:child_process';
 import { chmodSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import * as os from 'node:os';
@@ -40,6 +41,31 @@ function idsAsked(args: string): number {
 
 function slurmJobsNamed(name: string): string[] {
   return execFileSync('squeue', ['-h', '--name', name, '-o', '%i %T'], { encoding: 'utf8' }).split('\n').filter(Boolean);
+}
+
+/**
+ * Points a task of a stopped tesp at another Slurm job: in its stored backend reference and in its job-id file, as
+ * if tesp had submitted that job.
+ */
+function pointAtJob(dataDir: string, taskId: string, jobId: string): void {
+  const db = new Database(path.join(dataDir, 'tesp.sqlite'));
+  try {
+    const changed = db.prepare("UPDATE tasks SET backend_ref = json_set(backend_ref, '$.job_id', ?) WHERE id = ?").run(jobId, taskId).changes;
+    if (changed !== 1) throw new Error(`task ${taskId} is not in the store`);
+  } finally {
+    db.close();
+  }
+  writeFileSync(path.join(dataDir, 'slurm', taskId, 'slurm', 'job-id'), `${jobId}\n`);
+}
+
+function storedJobId(dataDir: string, taskId: string): unknown {
+  const db = new Database(path.join(dataDir, 'tesp.sqlite'), { readonly: true });
+  try {
+    const row = db.prepare('SELECT backend_ref FROM tasks WHERE id = ?').get(taskId) as { backend_ref: string };
+    return JSON.parse(row.backend_ref).job_id;
+  } finally {
+    db.close();
+  }
 }
 
 const executor = (script: string) => ({ image: 'alpine', command: ['sh', '-c', script] });
@@ -157,8 +183,10 @@ describeWhen('a Slurm task across a SIGKILL of tesp', SLURM, SLURM_MISSING, () =
 
   it('ends right when tesp is killed and started again while its job runs', async () => {
     const id = await service.createTask({ executors: [executor('echo before; sleep 4; echo after'), executor('echo second')] });
-    await service.waitForExecutor(id, 0);
+    const started = await service.waitForExecutor(id, 0);
     await service.stop('SIGKILL');
+    // The job id is the task's backend reference.
+    expect(storedJobId(service.dataDir, id)).toBe(started.logs[0].metadata.slurm_job_id);
     await service.start();
     const task = await service.waitFor(id, undefined, 90_000);
     expect(task.state).toBe('COMPLETE');
@@ -172,7 +200,7 @@ describeWhen('a Slurm task across a SIGKILL of tesp', SLURM, SLURM_MISSING, () =
     await service.stop('SIGKILL');
     execFileSync('scancel', [jobId]);
     // A job id Slurm never gave: as for a job forgotten after MinJobAge with accounting off.
-    writeFileSync(path.join(service.dataDir, 'slurm', id, 'slurm', 'job-id'), '999999999\n');
+    pointAtJob(service.dataDir, id, '999999999');
     await service.start();
     const task = await service.waitFor(id, undefined, 60_000);
     expect(task.state).toBe('SYSTEM_ERROR');
@@ -186,9 +214,8 @@ describeWhen('a Slurm task across a SIGKILL of tesp', SLURM, SLURM_MISSING, () =
     execFileSync('scancel', [started.logs[0].metadata.slurm_job_id]);
     // A job of the task's name that runs something else stands for one whose launch failed on the node.
     const stray = execFileSync('sbatch', ['--parsable', '-J', `tesp-${id}-1`, '-o', '/dev/null', '--wrap', 'sleep 600'], { encoding: 'utf8' }).trim();
-    const slurmDir = path.join(service.dataDir, 'slurm', id, 'slurm');
-    rmSync(path.join(slurmDir, 'launched'), { force: true });
-    writeFileSync(path.join(slurmDir, 'job-id'), `${stray}\n`);
+    rmSync(path.join(service.dataDir, 'slurm', id, 'slurm', 'launched'), { force: true });
+    pointAtJob(service.dataDir, id, stray);
     try {
       await service.start();
       const task = await service.waitFor(id, undefined, 60_000);

@@ -16,8 +16,9 @@ import { SlurmRunSettings, SlurmTaskRun } from './slurm-task-run';
 
 // The local backend's slurm runtime (compute.local.runtime: slurm): each attempt of a task is one Slurm job,
 // submitted with sbatch from this host. The backend reference names the runtime, the task directory on the shared
-// work directory and the job name; the job id is in <task dir>/slurm/job-id and the task log's metadata. Jobs outlive
-// tesp: a restarted tesp finds each by its id file, or by its name when it died right after sbatch.
+// work directory and the job name, and gains the Slurm job id once sbatch answered (a backend-ref update); the id is
+// also in <task dir>/slurm/job-id and the task log's metadata. Jobs outlive tesp: a restarted tesp finds each by its
+// reference, its id file, or its name when it died right after sbatch.
 
 export interface SlurmBackendSettings {
   /** Task directories live at <workDir>/<task id>; the nodes see it at the same path. */
@@ -155,8 +156,13 @@ export class SlurmComputeBackend implements ComputeBackend {
     return undefined;
   }
 
-  /** The task's job: the id its run wrote down, or (tesp died right after sbatch) the one Slurm lists by its name. */
+  /**
+   * The task's job: the id in its backend reference, else the one its run wrote down (tesp died before the reference
+   * was stored), else (tesp died right after sbatch) the one Slurm lists by its name.
+   */
   private async findJob(task: StoredTask): Promise<string | undefined> {
+    const ref = task.control.backend_ref;
+    if (ref?.job_name === slurmJobName(task.id, task.control.attempt) && typeof ref.job_id === 'string' && /^\d+$/.test(ref.job_id)) return ref.job_id;
     const recorded = (await fs.readFile(slurmJobFiles(this.taskDir(task.id)).jobIdFile, 'utf8').catch(() => '')).trim();
     if (/^\d+$/.test(recorded)) return recorded;
     const named = await this.client.jobsNamed(slurmJobName(task.id, task.control.attempt));
@@ -169,7 +175,7 @@ export class SlurmComputeBackend implements ComputeBackend {
     const detach = new AbortController();
     const cancel = new AbortController();
     const parts = { client: this.client, watch: this.watch, staging: this.staging, settings: this.settings.run, logger: this.logger };
-    const slurmRun = new SlurmTaskRun(task, this.taskDir(task.id), parts, { emit, detach: detach.signal, cancel: cancel.signal });
+    const slurmRun = new SlurmTaskRun(task, this.taskDir(task.id), this.reference(task), parts, { emit, detach: detach.signal, cancel: cancel.signal });
     const run: Run = { task: slurmRun, detach, cancel, done: Promise.resolve(undefined) };
     this.runs.set(task.id, run);
     run.done = (jobId ? slurmRun.resume(jobId) : slurmRun.start())

@@ -3,7 +3,7 @@ import * as path from 'node:path';
 import type { Logger } from '../../common/logger';
 import { errorMessage } from '../../common/redact';
 import type { TaskUpdate } from '../../domain/task-update';
-import type { StoredTask } from '../../domain/tes-task';
+import type { BackendRef, StoredTask } from '../../domain/tes-task';
 import { buildExecutionPlan, ExecutionPlan, TaskLayout } from '../../engine/execution-plan';
 import { JOB_COMMAND_LINE, NOTES_FILE } from '../../engine/job-layout';
 import { JobReporter, localJobFiles } from '../../engine/job-report';
@@ -62,6 +62,8 @@ export class SlurmTaskRun {
   constructor(
     private readonly task: StoredTask,
     readonly taskDir: string,
+    /** The backend reference submit gave; the job id joins it once sbatch answered. */
+    private readonly ref: BackendRef,
     private readonly parts: SlurmRunParts,
     private readonly control: SlurmRunControl,
   ) {
@@ -120,6 +122,7 @@ export class SlurmTaskRun {
       this.jobId = jobId;
       await fs.writeFile(this.files.jobIdFile, `${jobId}\n`);
       this.parts.logger.info({ taskId: this.task.id, slurm_job_id: jobId, job_name: this.jobName }, 'slurm job submitted');
+      void this.emit({ kind: 'backend-ref', ref: { ...this.ref, job_id: jobId } });
       void this.emit({ kind: 'metadata', values: { slurm_job_id: jobId, slurm_job_name: this.jobName } });
       return await this.follow(jobId);
     } catch (err) {
