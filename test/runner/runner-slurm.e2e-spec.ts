@@ -66,6 +66,16 @@ describeWhen('tesp runner on Slurm', slurmAvailable(), SLURM_MISSING, () => {
     expect(accounted).toBe('COMPLETED');
   });
 
+  it('finds its Slurm job again after a SIGKILL and ends the task right', async () => {
+    const id = await api.createTask({ executors: [{ image: 'alpine', command: ['sh', '-c', 'echo before; sleep 4; echo after'] }, { image: 'alpine', command: ['echo', 'second'] }] });
+    await api.waitForExecutor(id, 0, 60_000);
+    await runner.stop('SIGKILL');
+    await runner.start();
+    const task = await api.waitFor(id, undefined, 90_000);
+    expect(task.state).toBe('COMPLETE');
+    expect(task.logs[0].logs.map((l: any) => l.stdout)).toEqual(['before\nafter\n', 'second\n']);
+  }, 120_000);
+
   it('cancels a running task: CANCELED, and its Slurm job is gone', async () => {
     const id = await api.createTask({ executors: [{ image: 'alpine', command: ['sh', '-c', 'echo up; sleep 600'] }] });
     await api.waitForExecutor(id, 0, 60_000);
