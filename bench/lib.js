@@ -193,6 +193,22 @@ async function load(origin, { method, path: requestPath, body, total, concurrenc
   return { seconds, perSecond: total / seconds, latencies };
 }
 
+/** POSTs a task to tesp at `base` and polls until it ends; resolves to {ms, id} once it is COMPLETE, else throws. */
+async function submitToComplete(base, task) {
+  const t0 = process.hrtime.bigint();
+  const created = await fetch(`${base}/tasks`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(task) });
+  if (created.status !== 200) throw new Error(`POST /tasks: HTTP ${created.status} ${await created.text()}`);
+  const { id } = await created.json();
+  let state;
+  for (let polls = 0; polls < 3000; polls++) {
+    state = (await (await fetch(`${base}/tasks/${id}?view=MINIMAL`)).json()).state;
+    if (['COMPLETE', 'EXECUTOR_ERROR', 'SYSTEM_ERROR', 'CANCELED'].includes(state)) break;
+    await sleep(20);
+  }
+  if (state !== 'COMPLETE') throw new Error(`task ${id} ended ${state ?? 'nowhere'}`);
+  return { ms: Number(process.hrtime.bigint() - t0) / 1e6, id };
+}
+
 function percentile(values, p) {
   const sorted = [...values].sort((a, b) => a - b);
   return sorted[Math.min(sorted.length - 1, Math.floor((p / 100) * sorted.length))];
@@ -223,4 +239,4 @@ function machine() {
 const fmt = (n, digits = 1) => Number(n).toFixed(digits);
 
 module.exports = {
-  ROOT, tempDir, removeDir, watchdog, startTesp, startBaseline, startIrodsDouble, startRunner, load, percentile, median, sleep, dockerAvailable, machine, fmt };
+  ROOT, tempDir, removeDir, watchdog, startTesp, startBaseline, startIrodsDouble, startRunner, load, submitToComplete, percentile, median, sleep, dockerAvailable, machine, fmt };

@@ -6,7 +6,7 @@ const { machine } = require('./lib');
 
 async function main() {
   const rows = [];
-  for (const name of ['create-throughput', 'list-latency', 'submit-to-complete', 'task-throughput', 'pulsar-dispatch', 'mongo-store', 'http-transfer', 'storage-transfer', 'sftp-transfer', 'storage-memory']) {
+  for (const name of ['create-throughput', 'list-latency', 'submit-to-complete', 'task-throughput', 'pulsar-dispatch', 'mongo-store', 'http-transfer', 'storage-transfer', 'sftp-transfer', 'storage-memory', 'slurm-submit']) {
     console.error(`running ${name} ...`);
     const result = await require(`./${name}`).run();
     rows.push(...(Array.isArray(result) ? result : [result]));

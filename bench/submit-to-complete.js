@@ -2,7 +2,7 @@
 // `docker run --rm` of the same command, measured in the same run.
 'use strict';
 const { execFileSync } = require('node:child_process');
-const { tempDir, removeDir, watchdog, startTesp, median, percentile, sleep, dockerAvailable, fmt } = require('./lib');
+const { tempDir, removeDir, watchdog, startTesp, submitToComplete, median, percentile, dockerAvailable, fmt } = require('./lib');
 
 const RUNS = Number(process.env.BENCH_SUBMIT_RUNS ?? 10);
 const COMMAND = ['echo', 'hello'];
@@ -22,24 +22,7 @@ async function run() {
       TESP_COMPUTE__LOCAL__RUNTIME: 'docker',
       TESP_COMPUTE__LOCAL__PULL_IMAGES: 'false',
     });
-    const submit = async () => {
-      const t0 = process.hrtime.bigint();
-      const created = await fetch(`${tesp.base}/tasks`, {
-        method: 'POST',
-        headers: { 'content-type': 'application/json' },
-        body: JSON.stringify({ executors: [{ image: 'alpine:latest', command: COMMAND }] }),
-      });
-      if (created.status !== 200) throw new Error(`POST /tasks: HTTP ${created.status} ${await created.text()}`);
-      const { id } = await created.json();
-      let state;
-      for (let polls = 0; polls < 3000; polls++) {
-        state = (await (await fetch(`${tesp.base}/tasks/${id}?view=MINIMAL`)).json()).state;
-        if (['COMPLETE', 'EXECUTOR_ERROR', 'SYSTEM_ERROR', 'CANCELED'].includes(state)) break;
-        await sleep(20);
-      }
-      if (state !== 'COMPLETE') throw new Error(`task ${id} ended ${state ?? 'nowhere'}`);
-      return Number(process.hrtime.bigint() - t0) / 1e6;
-    };
+    const submit = async () => (await submitToComplete(tesp.base, { executors: [{ image: 'alpine:latest', command: COMMAND }] })).ms;
     const dockerRun = () => {
       const t0 = process.hrtime.bigint();
       execFileSync('docker', ['run', '--rm', '--network', 'none', 'alpine:latest', ...COMMAND], { stdio: 'ignore', timeout: 60000 });

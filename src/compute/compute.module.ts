@@ -18,6 +18,11 @@ import { LocalComputeBackend } from './local/local-compute.backend';
 import { PulsarComputeBackend } from './pulsar/pulsar-compute.backend';
 import { RunnerPool } from './pulsar/runner-pool';
 import { parseRunnerEntries } from '../config/runner-entries';
+import { ContainerSweeper } from '../engine/container-sweeper';
+import type { ScriptRuntime } from '../engine/job-script';
+import { SlurmClient, slurmCommandLog, slurmWorkDir } from '../engine/slurm-client';
+import { SlurmJobWatch } from '../engine/slurm-job-watch';
+import { SlurmComputeBackend } from './local/slurm-compute.backend';
 
 /**
  * The one factory for the compute port, from the compute settings (`server` says where the API listens: the default
@@ -33,6 +38,7 @@ export function createComputeBackend(
   switch (compute.backend) {
     case 'local': {
       const local = compute.local;
+      if (local.runtime === 'slurm') return createSlurmBackend(compute, dataDirectory, storage, logger);
       const runtime = local.runtime === 'docker' ? new DockerRuntime(local) : new ProcessRuntime(local);
       const runner = new TaskRunner(runtime, new Staging(storage), { logTailBytes: local.log_tail_bytes, logRefreshMs: local.log_refresh_ms });
       return new LocalComputeBackend(runner, {
@@ -75,6 +81,26 @@ function stagingSecret(pulsar: Settings['compute']['pulsar'], needed: boolean, l
   if (pulsar.staging_secret) return pulsar.staging_secret;
   if (needed) logger.warn('compute.pulsar.staging_secret is not set: staging URLs are valid on this replica only; set the same secret on every replica');
   return randomBytes(32).toString('base64url');
+}
+
+/** The local backend's slurm runtime: tasks as Slurm jobs, submitted from this host. */
+function createSlurmBackend(compute: Settings['compute'], dataDirectory: string, storage: StorageRegistry, logger: Logger): ComputeBackend {
+  const { local, slurm } = compute;
+  const client = new SlurmClient({ commandTimeoutMs: slurm.command_timeout_ms, onCommand: slurmCommandLog(logger) });
+  return new SlurmComputeBackend(client, new SlurmJobWatch(client, slurm.poll_interval_ms, logger), new Staging(storage), new ContainerSweeper(local.docker_socket, logger), {
+    workDir: slurmWorkDir(slurm, dataDirectory),
+    keepTaskDirs: local.keep_task_dirs,
+    maxConcurrentTasks: local.max_concurrent_tasks,
+    run: {
+      slurm: { partition: slurm.partition, account: slurm.account, sbatchArgs: slurm.sbatch_args },
+      containers: slurm.containers as ScriptRuntime,
+      apptainerCommand: slurm.apptainer_command,
+      allowNetwork: local.allow_network,
+      logTailBytes: local.log_tail_bytes,
+      logRefreshMs: local.log_refresh_ms,
+      launchTimeoutMs: slurm.launch_timeout_s * 1000,
+    },
+  }, logger);
 }
 
 @Module({

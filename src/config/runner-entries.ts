@@ -2,16 +2,16 @@ import { DomainError, ErrorCode } from '../domain/domain-error';
 import { settingEntries } from './setting-entries';
 
 // compute.pulsar.runners: "name=URL" entries, the URL's scheme picking the transport.
-// REST: http(s)://[TOKEN@]host:port[/managers/MANAGER][?runtime=docker|process]. The token travels as Pulsar's
-//   `private_token` query parameter (as Galaxy turns the userinfo into it).
-// AMQP: amqp(s)://user:password@host:port/vhost?manager=MANAGER[&runtime=docker|process][&staging=direct|relay]: the
-//   broker the runner listens on and the manager whose queues it consumes (pulsar_<manager>__setup, ...).
+// REST: http(s)://[TOKEN@]host:port[/managers/MANAGER][?runtime=docker|apptainer|process]. The token travels as
+//   Pulsar's `private_token` query parameter (as Galaxy turns the userinfo into it).
+// AMQP: amqp(s)://user:password@host:port/vhost?manager=MANAGER[&runtime=...][&staging=direct|relay]: the broker the
+//   runner listens on and the manager whose queues it consumes (pulsar_<manager>__setup, ...).
 // Messages name the entry, never the token or the broker's password.
 
 const KEY = 'compute.pulsar.runners';
 /** Runner names appear in backend_parameters and service-info: plain words. */
 const NAME = /^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$/;
-export const RUNNER_RUNTIMES = ['docker', 'process'] as const;
+export const RUNNER_RUNTIMES = ['docker', 'apptainer', 'process'] as const;
 export type RunnerRuntime = (typeof RUNNER_RUNTIMES)[number];
 
 export const RUNNER_STAGING = ['relay', 'direct'] as const;

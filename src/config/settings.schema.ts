@@ -82,7 +82,8 @@ export const settingsSchema = {
     local: {
       // Tasks one replica runs at once; the rest wait QUEUED. 0: this replica only serves the API.
       max_concurrent_tasks: int(4, 0, 10_000),
-      runtime: str('docker', { oneOf: ['docker', 'process'] }),
+      // slurm: each task is one Slurm job (compute.slurm), its executors run as compute.slurm.containers says.
+      runtime: str('docker', { oneOf: ['docker', 'process', 'slurm'] }),
       docker_socket: str('/var/run/docker.sock'),
       allow_network: bool(false),
       pull_images: bool(true),
@@ -92,8 +93,29 @@ export const settingsSchema = {
       // Cancel sends SIGTERM, then SIGKILL after this many seconds, then removes the container.
       stop_timeout_s: int(2, 0, 30),
     },
+    // The slurm runtime (compute.local.runtime: slurm, and `tesp runner` with that runtime): jobs go in with sbatch
+    // on this host, their state is read with squeue/sacct.
+    slurm: {
+      // The directory the nodes see at the same path (shared file system), where task directories live; empty:
+      // <data_dir>/slurm.
+      work_dir: str('', { allowEmpty: true }),
+      // Defaults for sbatch --partition and --account; a task's backend_parameters partition/account win.
+      partition: str('', { allowEmpty: true }),
+      account: str('', { allowEmpty: true }),
+      // More sbatch arguments, one per entry (e.g. --qos=normal), before tesp's own.
+      sbatch_args: list([]),
+      // How executors run on the nodes: docker, apptainer (Apptainer/Singularity) or plain processes.
+      containers: str('docker', { oneOf: ['docker', 'apptainer', 'process'] }),
+      apptainer_command: str('apptainer'),
+      // How often job states are read, for all jobs at once (one squeue, and one sacct for jobs it no longer lists).
+      poll_interval_ms: int(2000, 100, 600_000),
+      // A job Slurm shows RUNNING whose script has not started after this long is cancelled (SYSTEM_ERROR).
+      launch_timeout_s: int(120, 5, 86_400),
+      // How long one sbatch, squeue, sacct or scancel may take.
+      command_timeout_ms: int(30_000, 1000, 600_000),
+    },
     pulsar: {
-      // "name=http(s)://[TOKEN@]host:port[/managers/MANAGER][?runtime=docker|process]" entries.
+      // "name=http(s)://[TOKEN@]host:port[/managers/MANAGER][?runtime=docker|apptainer|process]" entries.
       runners: list([], parseRunnerEntries),
       // Tasks one replica follows at once over all runners; the rest wait QUEUED. 0: this replica only serves the API.
       max_concurrent_tasks: int(100, 0, 10_000),

@@ -168,8 +168,8 @@ export function patchForUpdate(update: TaskUpdate, run: RunPosition, now: string
       return reporting([{ op: 'merge_metadata', values: update.values }]);
     case 'system-log':
       return reporting([{ op: 'add_system_log', line: update.message }]);
-    case 'backend-report':
-      return reporting([{ op: 'set_backend_ref', ref: update.values as BackendRef }]);
+    case 'backend-ref':
+      return reporting([{ op: 'set_backend_ref', ref: update.ref }]);
     case 'finished': {
       const to = TesState[update.state];
       const reason = update.reason ?? (to === TesState.SYSTEM_ERROR ? 'the compute backend reported a system error without a reason' : undefined);

@@ -8,8 +8,9 @@ const NEXT: Readonly<Record<TesState, readonly TesState[]>> = {
   // INITIALIZING -> COMPLETE/EXECUTOR_ERROR: a task without executors ends after its transfers.
   // -> INITIALIZING: a new attempt after a lost run stages again.
   // -> QUEUED: the backend cannot take it now (its runner is down); it waits again, held by no one.
-  [TesState.INITIALIZING]: [TesState.QUEUED, TesState.INITIALIZING, TesState.RUNNING, TesState.COMPLETE, TesState.EXECUTOR_ERROR, TesState.SYSTEM_ERROR, TesState.CANCELING],
-  [TesState.RUNNING]: [TesState.INITIALIZING, TesState.COMPLETE, TesState.EXECUTOR_ERROR, TesState.SYSTEM_ERROR, TesState.CANCELING],
+  // -> PREEMPTED: a batch scheduler (Slurm) took the task's resources back.
+  [TesState.INITIALIZING]: [TesState.QUEUED, TesState.INITIALIZING, TesState.RUNNING, TesState.COMPLETE, TesState.EXECUTOR_ERROR, TesState.SYSTEM_ERROR, TesState.PREEMPTED, TesState.CANCELING],
+  [TesState.RUNNING]: [TesState.INITIALIZING, TesState.COMPLETE, TesState.EXECUTOR_ERROR, TesState.SYSTEM_ERROR, TesState.PREEMPTED, TesState.CANCELING],
   [TesState.PAUSED]: [TesState.RUNNING, TesState.SYSTEM_ERROR, TesState.CANCELING],
   // A cancel is recorded at once as CANCELING; the holder ends it CANCELED when the work is gone.
   [TesState.CANCELING]: [TesState.CANCELED, TesState.SYSTEM_ERROR],

@@ -4,7 +4,7 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import type { ExecutionPlan, PlanExecutor } from './execution-plan';
 import { ADVERSARIAL } from '../../test/support/shell-values';
-import { renderScript, shellQuote } from './job-script';
+import { apptainerImage, renderScript, shellQuote } from './job-script';
 
 
 function bashWords(rendered: string[]): Buffer {
@@ -63,7 +63,7 @@ describe('renderScript', () => {
 
   it('renders valid bash for both runtimes, whatever the values', () => {
     const nasty = executor({ command: ADVERSARIAL.filter((v) => v !== ''), env: Object.fromEntries(ADVERSARIAL.map((v, i) => [`V${i}`, v])), workdir: "/w o'rk", stdin: '/in/a.txt', stdout: '/out/$(x)', stderr: '/out/`y`' });
-    for (const runtime of ['docker', 'process'] as const) syntaxCheck(renderScript(plan([nasty, executor()]), { jobId: 'job-1', runtime }));
+    for (const runtime of ['docker', 'apptainer', 'process'] as const) syntaxCheck(renderScript(plan([nasty, executor()]), { jobId: 'job-1', runtime }));
   });
 
   it('names and labels each container by job and executor, without network by default', () => {
@@ -104,6 +104,24 @@ describe('renderScript', () => {
     const cmdLine = definition.slice(definition.indexOf('  cmd=('), definition.indexOf('\n  stdin_path='));
     const out = execFileSync('bash', ['-c', `R=/root/of/task; ${cmdLine}; printf '%s\\0' "\${cmd[@]}"`]).toString('utf8').split('\0').slice(0, -1);
     expect(out).toEqual(['env', '-i', 'PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin', 'HOME=/root/of/task', 'A=1', 'TESP_TASK_ROOT=/root/of/task', 'printenv']);
+  });
+
+  it('runs an Apptainer executor from the registry image, with its mounts bound, a clean environment and no network', () => {
+    const script = renderScript(plan([executor({ workdir: '/w', env: { A: 'x y' }, command: ['echo', '$HOME'] })]), { jobId: 'j', runtime: 'apptainer', apptainerCommand: 'singularity' });
+    expect(dockerWords(script, 0)).toEqual([
+      'singularity', 'exec', '--containall', '--cleanenv', '--net', '--network', 'none', '--pwd', '/w', '--env', 'A=x y',
+      '--bind', '$R/out:/out', '--bind', '$R/in/a.txt:/in/a.txt:ro', 'docker://alpine:latest', 'echo', '$HOME',
+    ]);
+    const open = renderScript(plan([executor()]), { jobId: 'j', runtime: 'apptainer', allowNetwork: true });
+    expect(dockerWords(open, 0).slice(0, 4)).toEqual(['apptainer', 'exec', '--containall', '--cleanenv']);
+    expect(dockerWords(open, 0)).not.toContain('--net');
+  });
+
+  it('names Docker images for Apptainer, and keeps what names an image already', () => {
+    expect(apptainerImage('ubuntu:20.04')).toBe('docker://ubuntu:20.04');
+    expect(apptainerImage('quay.io/biocontainers/samtools:1.17--h00cdaf9_0')).toBe('docker://quay.io/biocontainers/samtools:1.17--h00cdaf9_0');
+    expect(apptainerImage('library://alpine:latest')).toBe('library://alpine:latest');
+    expect(apptainerImage('/shared/images/tool.sif')).toBe('/shared/images/tool.sif');
   });
 
   it('refuses a plan executor without a command', () => {

@@ -15,10 +15,15 @@ import { DEFAULT_PATH, TASK_ROOT_VARIABLE } from './process-runtime';
 export interface JobScriptOptions {
   /** The Pulsar job id: names the containers (jobContainerName) and labels them (JOB_LABEL). */
   jobId: string;
-  runtime: 'docker' | 'process';
+  /** docker: `docker run` per executor; apptainer: `apptainer exec` of the image (on HPC nodes); process: plain. */
+  runtime: ScriptRuntime;
   /** Give containers the default network; otherwise they run with --network none. */
   allowNetwork?: boolean;
+  /** The Apptainer (or Singularity) command, for the apptainer runtime; default `apptainer`. */
+  apptainerCommand?: string;
 }
+
+export type ScriptRuntime = 'docker' | 'apptainer' | 'process';
 
 /** One word for bash: single quotes, each ' as '\''. Newlines and every other byte stay literal inside them. */
 export function shellQuote(value: string): string {
@@ -50,7 +55,7 @@ export function renderScript(plan: ExecutionPlan, options: JobScriptOptions): st
     '',
     ...plan.executors.flatMap((executor, position) => executorDefinition(plan, executor, position, options)),
     COMMON_BODY,
-    options.runtime === 'docker' ? DOCKER_BODY : PROCESS_BODY,
+    ...runtimeBody(options.runtime),
     MAIN_BODY,
   ];
   return lines.join('\n');
@@ -66,9 +71,9 @@ function executorDefinition(plan: ExecutionPlan, executor: PlanExecutor, positio
     `  ignore_error=${executor.ignoreError ? 1 : 0}`,
   ];
   const body =
-    options.runtime === 'docker'
-      ? [`  container=${shellQuote(jobContainerName(options.jobId, position))}`, `  cmd=(${dockerRunWords(plan, executor, position, options).join(' ')})`]
-      : [`  workdir=${shellQuote(executor.workdir ?? '')}`, `  cmd=(${processWords(executor).join(' ')})`];
+    options.runtime === 'docker' ? [`  container=${shellQuote(jobContainerName(options.jobId, position))}`, `  cmd=(${dockerRunWords(plan, executor, position, options).join(' ')})`]
+    : options.runtime === 'apptainer' ? [`  workdir=''`, `  cmd=(${apptainerWords(plan, executor, options).join(' ')})`]
+    : [`  workdir=${shellQuote(executor.workdir ?? '')}`, `  cmd=(${processWords(executor).join(' ')})`];
   return [`executor_${position}() {`, ...body, ...streams, '}', ''];
 }
 
@@ -90,6 +95,26 @@ function dockerRunWords(plan: ExecutionPlan, executor: PlanExecutor, position: n
   // `--` ends docker's options, so an image or command cannot be read as one.
   out.push('--', shellQuote(executor.image), ...executor.command.map(shellQuote));
   return out;
+}
+
+/**
+ * `apptainer exec` for one executor: the image from its registry (docker://), the task's mounts bound at their
+ * container paths, a clean environment and its own /tmp and HOME (--containall). CPU and memory limits are left to
+ * Slurm, which enforces them where the cluster has cgroups.
+ */
+function apptainerWords(plan: ExecutionPlan, executor: PlanExecutor, options: JobScriptOptions): string[] {
+  const out = [shellQuote(options.apptainerCommand ?? 'apptainer'), 'exec', '--containall', '--cleanenv'];
+  if (!options.allowNetwork) out.push('--net', '--network', 'none');
+  if (executor.workdir) out.push('--pwd', shellQuote(executor.workdir));
+  for (const [name, value] of Object.entries(executor.env)) out.push('--env', shellQuote(`${name}=${value}`));
+  for (const mount of plan.mounts) out.push('--bind', `"$R"${shellQuote(`${mount.path}:${mount.path}${mount.readOnly ? ':ro' : ''}`)}`);
+  out.push(shellQuote(apptainerImage(executor.image)), ...executor.command.map(shellQuote));
+  return out;
+}
+
+/** A TES image (a Docker reference) as Apptainer names it; a URI or a .sif path is taken as it is. */
+export function apptainerImage(image: string): string {
+  return /^[a-z][a-z0-9+.-]*:\/\//.test(image) || image.startsWith('/') || image.endsWith('.sif') ? image : `docker://${image}`;
 }
 
 /** The process runtime's command: exactly the environment process-runtime.ts gives, argv executed as it is. */
@@ -152,9 +177,20 @@ tee_pids=''
 pipes=()
 `;
 
-// Docker: container paths are resolved as the container sees them, an absolute link target starting again at the
-// task root (a link /out/x -> /in/x finds the input under $R/in/x), ".." stopping at the root.
-const DOCKER_BODY = bashText`
+function runtimeBody(runtime: ScriptRuntime): string[] {
+  switch (runtime) {
+    case 'docker':
+      return [CONTAINER_RESOLVE, DOCKER_LAUNCH];
+    case 'apptainer':
+      return [CONTAINER_RESOLVE, PROCESS_GROUP_LAUNCH];
+    case 'process':
+      return [PROCESS_RESOLVE, PROCESS_GROUP_LAUNCH];
+  }
+}
+
+// Containers (Docker, Apptainer): container paths are resolved as the container sees them, an absolute link target
+// starting again at the task root (a link /out/x -> /in/x finds the input under $R/in/x), ".." stopping at the root.
+const CONTAINER_RESOLVE = bashText`
 # Sets host to where container path $1 is under $R, following symbolic links as the container would. Fails when a
 # link is unreadable or there are more than 40 of them; with $2 = existing, also when the path does not exist.
 resolve() {
@@ -182,7 +218,9 @@ resolve() {
   done
   [ "$\{2:-}" != existing ] || [ -e "$host" ]
 }
+`;
 
+const DOCKER_LAUNCH = bashText`
 launch() {
   docker rm -f "$container" >/dev/null 2>&1 # a leftover of an interrupted earlier run
   running_container=$container
@@ -207,7 +245,7 @@ stop_running() {
 `;
 
 // Processes: paths are host paths, so the host resolves them; they must stay inside the task root.
-const PROCESS_BODY = bashText`
+const PROCESS_RESOLVE = bashText`
 resolve() {
   local flag=-m
   [ "$\{2:-}" != existing ] || flag=-e
@@ -218,7 +256,10 @@ resolve() {
   esac
   return 1
 }
+`;
 
+// Plain processes and Apptainer (whose container is a process tree of this script):
+const PROCESS_GROUP_LAUNCH = bashText`
 # setsid gives the executor a process group of its own (it stays this script's child), so a stop, and the end of
 # the executor, reach what it started too, as in the local process runtime.
 launch() {

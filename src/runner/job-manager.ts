@@ -6,8 +6,11 @@ import type { Logger } from '../common/logger';
 import { errorMessage } from '../common/redact';
 import { isSafeJobId } from '../engine/job-layout';
 import { isAlive, processesWithEnv, signal } from '../engine/process-runtime';
-import { renderCommandScript } from './command-script';
-import type { ContainerSweeper } from './container-sweeper';
+import type { ContainerSweeper } from '../engine/container-sweeper';
+import type { SlurmClient } from '../engine/slurm-client';
+import { renderBatchScript, slurmJobFiles, SlurmSettings } from '../engine/slurm-job';
+import { jobPhase, SlurmJobWatch } from '../engine/slurm-job-watch';
+import { renderCommandScript, shellQuote } from './command-script';
 import { DirectStaging, readStagingRequest } from './direct-staging';
 import type { StagingRequest } from '../engine/job-layout';
 import { JOB_SUBDIRECTORIES, makeDirectoriesInside, openForWritingInside, relativePath, uploadPlacement } from './job-files';
@@ -30,6 +33,10 @@ import { RemoteStagingConfig, remoteStagingOf, stageInRemote, stageOutRemote } f
 // "Alive" means the pid is a live process whose environment carries TESP_RUNNER_JOB=<job dir>, so a pid reused by
 // another process is not taken for the job; when the pid file is missing (the runner died right after the spawn),
 // the job's process is found by that marker.
+//
+// With compute.local.runtime: slurm a job's command.sh goes to Slurm with sbatch instead (max_concurrent_jobs then
+// bounds the jobs in Slurm): its Slurm job id is kept in <job>/slurm/job-id, "running" means the Slurm job has not
+// ended, and after a restart the job is followed again by that id (or by its job name, tesp-runner-<job id>).
 
 /** Every process of a job carries its job directory in this variable; grandchildren inherit it. */
 export const JOB_MARKER_VARIABLE = 'TESP_RUNNER_JOB';
@@ -40,6 +47,13 @@ type ActivePhase = 'preprocessing' | 'queued' | 'running' | 'postprocessing';
 
 const FOLLOW_INTERVAL_MS = 250;
 
+/** Jobs go to Slurm (compute.local.runtime: slurm) instead of running as processes of the runner's host. */
+export interface SlurmLaunch {
+  client: SlurmClient;
+  watch: SlurmJobWatch;
+  settings: SlurmSettings;
+}
+
 export interface JobManagerOptions {
   stagingDir: string;
   maxConcurrentJobs: number;
@@ -49,6 +63,8 @@ export interface JobManagerOptions {
   sweeper: ContainerSweeper;
   /** HOME, PATH and TMPDIR for the jobs' clean environment. */
   hostEnvironment: Record<string, string>;
+  /** Present when jobs are Slurm jobs. */
+  slurm?: SlurmLaunch;
   logger: Logger;
   /** How long a remote_staging transfer is retried while the other side does not answer. */
   remoteStagingRetryMs?: number;
@@ -178,7 +194,7 @@ export class JobManager {
     if (job.phase === 'queued') {
       this.unqueue(job);
       await this.finish(job, 'cancelled');
-    } else if (job.phase === 'running' && job.pid !== undefined) {
+    } else if (job.phase === 'running' && (job.pid !== undefined || this.options.slurm)) {
       void this.stop(job);
     }
     // Staging sees the abort; launch() stops a process that is only just starting.
@@ -193,7 +209,7 @@ export class JobManager {
       job.abort.abort();
       this.unqueue(job);
       if (job.phase === 'running') {
-        if (job.pid !== undefined) void this.stop(job);
+        if (job.pid !== undefined || this.options.slurm) void this.stop(job);
         await job.gone;
         await job.stopping;
       }
@@ -229,6 +245,12 @@ export class JobManager {
 
   private async resume(job: ActiveJob): Promise<void> {
     const { state } = job;
+    if (await state.has(STATE_FILES.cancelled) && this.options.slurm && (await state.has(STATE_FILES.running))) {
+      job.abort.abort(); // followSlurm cancels the Slurm job
+      void this.followSlurm(job);
+      await this.stop(job);
+      return;
+    }
     if (await state.has(STATE_FILES.cancelled)) {
       const pid = await this.liveProcess(job);
       if (pid !== undefined) {
@@ -244,6 +266,10 @@ export class JobManager {
     }
     if (!(await state.has(STATE_FILES.running))) {
       void this.prepare(job);
+      return;
+    }
+    if (this.options.slurm) {
+      void this.followSlurm(job);
       return;
     }
     const pid = await this.liveProcess(job);
@@ -293,7 +319,7 @@ export class JobManager {
       const job = this.queue.shift()!;
       this.running += 1;
       job.phase = 'running';
-      void this.launch(job);
+      void (this.options.slurm ? this.launchOnSlurm(job, this.options.slurm) : this.launch(job));
     }
   }
 
@@ -485,6 +511,7 @@ export class JobManager {
 
   /** SIGTERM to the job's process group and every process carrying its marker; SIGKILL after stop_timeout_s. */
   private stop(job: ActiveJob): Promise<void> {
+    if (this.options.slurm) return (job.stopping ??= this.stopOnSlurm(job));
     job.stopping ??= (async () => {
       const marker = `${JOB_MARKER_VARIABLE}=${job.state.dir}`;
       const targets = async () => [...(job.pid !== undefined ? [-job.pid] : []), ...(await processesWithEnv(marker))];
@@ -498,6 +525,95 @@ export class JobManager {
       await this.options.sweeper.removeContainersOf(job.id);
     })();
     return job.stopping;
+  }
+
+  /**
+   * Submits command.sh as a Slurm job (its batch script sets the clean environment a process of the runner would
+   * get), records its id, and follows it until Slurm says it ended; `running` has been counted by dispatch().
+   */
+  private async launchOnSlurm(job: ActiveJob, slurm: SlurmLaunch): Promise<void> {
+    const { state } = job;
+    const files = slurmJobFiles(state.dir);
+    try {
+      if (job.abort.signal.aborted) throw new Error('cancelled before it started');
+      await fs.mkdir(files.dir, { recursive: true });
+      // The job gets the clean environment a process of the runner would get, whatever sbatch passes on.
+      const env = { ...this.options.hostEnvironment, LC_CTYPE: 'C.UTF-8', [JOB_MARKER_VARIABLE]: state.dir };
+      const command = ['env', '-i', ...Object.entries(env).map(([name, value]) => shellQuote(`${name}=${value}`)), '/bin/bash', shellQuote(state.path(STATE_FILES.command))].join(' ');
+      await fs.writeFile(files.batchScript, renderBatchScript(files, command), { mode: 0o755 });
+      await state.write(STATE_FILES.running, new Date().toISOString());
+      const slurmJobId = await slurm.client.submit({
+        script: files.batchScript,
+        jobName: runnerJobName(job.id),
+        cwd: path.join(state.dir, 'working'),
+        output: path.join(state.dir, 'metadata', 'job_stdout'),
+        error: path.join(state.dir, 'metadata', 'job_stderr'),
+        extraArgs: slurm.settings.sbatchArgs,
+        partition: slurm.settings.partition || undefined,
+        account: slurm.settings.account || undefined,
+      });
+      await fs.writeFile(files.jobIdFile, `${slurmJobId}\n`);
+      this.options.logger.info({ job_id: job.id, slurm_job_id: slurmJobId }, 'job submitted to slurm');
+      this.options.events?.running(job.id);
+    } catch (err) {
+      if (!job.abort.signal.aborted) this.options.logger.error({ job_id: job.id, err: errorMessage(err) }, 'could not submit a job to slurm');
+      await fs.appendFile(path.join(state.dir, 'metadata', 'job_stderr'), `tesp runner: sbatch failed: ${errorMessage(err)}\n`).catch(() => undefined);
+      job.markGone();
+      this.running -= 1;
+      this.dispatch();
+      return this.afterExit(job);
+    }
+    this.running -= 1;
+    return this.followSlurm(job);
+  }
+
+  /**
+   * Follows a job's Slurm job until it ended; a cancel (the job's abort) is passed on with scancel, and an end without
+   * an exit code is recorded on its stderr.
+   */
+  private async followSlurm(job: ActiveJob): Promise<void> {
+    const slurm = this.options.slurm!;
+    this.running += 1;
+    job.phase = 'running';
+    try {
+      const recorded = (await fs.readFile(slurmJobFiles(job.state.dir).jobIdFile, 'utf8').catch(() => '')).trim();
+      // A runner killed between sbatch and writing the id down finds the job by its name.
+      const slurmJobId = /^\d+$/.test(recorded) ? recorded : ((await slurm.client.jobsNamed(runnerJobName(job.id)).catch(() => [])).at(-1) ?? '');
+      let ended = 'it was never submitted';
+      let cancelSent = false;
+      while (/^\d+$/.test(slurmJobId)) {
+        if (job.abort.signal.aborted && !cancelSent) {
+          cancelSent = true;
+          await slurm.client.cancel(slurmJobId).catch((err: unknown) => this.options.logger.warn({ job_id: job.id, err: errorMessage(err) }, 'scancel failed'));
+        }
+        const lookup = await slurm.watch.next({ id: slurmJobId, name: runnerJobName(job.id) });
+        if (lookup.kind === 'unreachable') continue;
+        if (lookup.kind === 'unknown') {
+          ended = `Slurm no longer knows job ${slurmJobId}`;
+          break;
+        }
+        if (jobPhase(lookup.state.state) === 'ended') {
+          ended = `Slurm job ${slurmJobId} ended ${lookup.state.state} (${lookup.state.reason}${lookup.state.exitCode ? `, exit ${lookup.state.exitCode}` : ''})`;
+          break;
+        }
+      }
+      if (!job.removed && (await job.state.returnCode()) === null) {
+        await fs.appendFile(path.join(job.state.dir, 'metadata', 'job_stderr'), `tesp runner: ${ended}, without an exit code\n`).catch(() => undefined);
+      }
+      this.options.logger.info({ job_id: job.id, slurm_job_id: slurmJobId, ended }, 'slurm job ended');
+    } finally {
+      job.markGone();
+      this.running -= 1;
+      this.dispatch();
+    }
+    await this.afterExit(job);
+  }
+
+  /** followSlurm passes the cancel on (Slurm signals the job, whose script removes its containers); then the sweep. */
+  private async stopOnSlurm(job: ActiveJob): Promise<void> {
+    job.abort.abort();
+    await job.gone;
+    await this.options.sweeper.removeContainersOf(job.id);
   }
 
   /** The job's live process after a restart: its pid file's, or the group leader carrying its marker. */
@@ -536,6 +652,11 @@ export class JobManager {
 
 function isMessageItem(item: unknown): boolean {
   return (item as { action?: { action_type?: unknown } } | undefined)?.action?.action_type === 'message';
+}
+
+/** The Slurm job name of a runner's job: the Pulsar job id carries the task id and attempt. */
+export function runnerJobName(jobId: string): string {
+  return `tesp-runner-${jobId}`;
 }
 
 /** Galaxy's submit_extras.touch_outputs: empty files in outputs/ before the job runs. */

@@ -20,6 +20,8 @@ const JSON_TYPE = 'text/html; charset=UTF-8';
 export interface Capabilities {
   tesp_runner: string;
   runtime: string;
+  /** 'slurm' when jobs are Slurm jobs. */
+  scheduler?: string;
   staging_schemes: string[];
   active_jobs: number;
   queued_jobs: number;

@@ -8,9 +8,11 @@ import { jobHostEnvironment } from '../config/host-environment';
 import { dataDir } from '../config/settings.loader';
 import type { Settings } from '../config/settings.schema';
 import { StorageRegistry } from '../storage/storage-registry';
-import { ContainerSweeper } from './container-sweeper';
+import { ContainerSweeper } from '../engine/container-sweeper';
 import { DirectStaging } from './direct-staging';
-import { JobManager } from './job-manager';
+import { SlurmClient, slurmCommandLog } from '../engine/slurm-client';
+import { SlurmJobWatch } from '../engine/slurm-job-watch';
+import { JobManager, SlurmLaunch } from './job-manager';
 import { PulsarAmqpFace } from './pulsar-amqp-face';
 import { Capabilities, createPulsarRestServer } from './pulsar-rest-server';
 
@@ -53,6 +55,7 @@ export async function startRunner(settings: Settings, logger: Logger): Promise<R
     directStaging,
     sweeper: new ContainerSweeper(settings.compute.local.docker_socket, logger),
     hostEnvironment: jobHostEnvironment(),
+    slurm: settings.compute.local.runtime === 'slurm' ? slurmLaunch(settings, logger) : undefined,
     logger,
     remoteStagingRetryMs: settings.runner.amqp.upload_retry_ms,
     events: face,
@@ -61,7 +64,9 @@ export async function startRunner(settings: Settings, logger: Logger): Promise<R
   await face?.start(manager);
   const capabilities = (): Capabilities => ({
     tesp_runner: VERSION,
-    runtime: settings.compute.local.runtime,
+    // What the job script must use on the nodes: with Slurm, the containers of compute.slurm.
+    runtime: settings.compute.local.runtime === 'slurm' ? settings.compute.slurm.containers : settings.compute.local.runtime,
+    ...(settings.compute.local.runtime === 'slurm' ? { scheduler: 'slurm' } : {}),
     staging_schemes: directStaging?.schemes() ?? [],
     active_jobs: manager.activeJobs,
     queued_jobs: manager.queuedJobs,
@@ -85,6 +90,12 @@ export async function startRunner(settings: Settings, logger: Logger): Promise<R
       await directStaging?.close();
     },
   };
+}
+
+function slurmLaunch(settings: Settings, logger: Logger): SlurmLaunch {
+  const slurm = settings.compute.slurm;
+  const client = new SlurmClient({ commandTimeoutMs: slurm.command_timeout_ms, onCommand: slurmCommandLog(logger) });
+  return { client, watch: new SlurmJobWatch(client, slurm.poll_interval_ms, logger), settings: { partition: slurm.partition, account: slurm.account, sbatchArgs: slurm.sbatch_args } };
 }
 
 function listen(server: Server, port: number, host: string): Promise<void> {

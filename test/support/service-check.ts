@@ -60,3 +60,16 @@ export function describeWhenConfigured(name: string, variable: string, what: str
   process.stderr.write(`skipping "${name}": ${missing}\n`);
   describe.skip(`${name} ${SKIP_MARK}${missing})`, () => body(''));
 }
+
+/** The one-node Slurm that docker/start-slurm.sh starts: its controller answers and its node takes jobs. */
+export function slurmAvailable(): boolean {
+  try {
+    const ping = execFileSync('scontrol', ['ping'], { encoding: 'utf8', timeout: 10_000 });
+    const node = execFileSync('sinfo', ['-h', '-o', '%T'], { encoding: 'utf8', timeout: 10_000 });
+    return /is UP/.test(ping) && /idle|mixed|allocated|completing/.test(node);
+  } catch {
+    return false;
+  }
+}
+
+export const SLURM_MISSING = 'no Slurm controller with a ready node answers (run docker/start-slurm.sh)';

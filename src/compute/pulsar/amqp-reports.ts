@@ -231,7 +231,7 @@ export class AmqpReports {
       body.resume();
       throw new DomainError(ErrorCode.Forbidden, `tesp does not take metadata file ${JSON.stringify(name.slice(0, 100))}`);
     }
-    await this.record(task, [{ kind: 'backend-report', values }]);
+    await this.record(task, [{ kind: 'backend-ref', ref: values }]);
     return { stored: name };
   }
 

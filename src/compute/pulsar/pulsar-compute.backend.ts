@@ -85,6 +85,7 @@ export class PulsarComputeBackend implements ComputeBackend {
         up: runner.up === true,
         tesp_runner: runner.capabilities !== undefined,
         runtime: runner.capabilities?.runtime ?? runner.entry.runtime,
+        ...(runner.capabilities?.scheduler ? { scheduler: runner.capabilities.scheduler } : {}),
         direct_staging: runner.capabilities?.staging_schemes ?? (runner.entry.staging === 'direct' ? ['(the runner\'s own)'] : []),
       })),
     };

@@ -7,8 +7,8 @@ import type { TesOutputFileLog } from '../../domain/tes-task';
 import type { ExecutionPlan, PlanOutput } from '../../engine/execution-plan';
 import { TailBuffer } from '../../engine/executor-output';
 import { parseFilesManifest, parseProgress } from '../../engine/job-progress';
+import { JobReporter } from '../../engine/job-report';
 import {
-  executorStreamFile,
   FILES_MANIFEST,
   JOB_COMMAND_LINE,
   NOTES_FILE,
@@ -55,9 +55,7 @@ const PARALLEL_TRANSFERS = 4;
 const REASON_TAIL_CHARS = 2000;
 
 export class PulsarJob {
-  private readonly reported = { running: false, started: new Set<number>(), finished: new Set<number>() };
-  private lastTails = new Map<number, string>();
-  private lastTailAt = 0;
+  private readonly reporter: JobReporter;
   private runnerSilent = false;
 
   constructor(
@@ -67,7 +65,9 @@ export class PulsarJob {
     private readonly storage: StorageRegistry,
     private readonly settings: PulsarJobSettings,
     private readonly control: PulsarJobControl,
-  ) {}
+  ) {
+    this.reporter = new JobReporter(plan, { read: (name) => this.readBytes(name), tail: (name) => this.tail(name) }, (update) => this.emit(update), settings.logRefreshMs);
+  }
 
   private get client() {
     return this.runner.client;
@@ -194,42 +194,10 @@ export class PulsarJob {
         delay = Math.min(delay * 2, this.settings.pollMaxIntervalMs);
         continue;
       }
-      if (status.status === 'running' || status.complete) await this.syncProgress(status.complete);
+      if (status.status === 'running' || status.complete) await this.reporter.sync(status.complete);
       if (status.complete) return this.finish(status, direct);
       await sleep(delay, this.control);
     }
-  }
-
-  /** Reports what the progress file says that was not reported yet, and fresh tails of a running executor. */
-  private async syncProgress(final: boolean): Promise<ReturnType<typeof parseProgress> | undefined> {
-    const text = await this.readText(PROGRESS_FILE);
-    if (text === undefined) return undefined;
-    const progress = parseProgress(text);
-    for (const executor of progress.executors) {
-      if (executor.startTime === undefined) continue;
-      if (!this.reported.running && this.plan.executors.length > 0) {
-        this.reported.running = true;
-        this.emit({ kind: 'running' });
-      }
-      if (!this.reported.started.has(executor.index)) {
-        this.reported.started.add(executor.index);
-        this.emit({ kind: 'executor-started', index: executor.index, startTime: executor.startTime });
-      }
-      if (executor.exitCode !== undefined && !this.reported.finished.has(executor.index)) {
-        const tails = await this.tails(executor.index);
-        this.reported.finished.add(executor.index);
-        this.emit({ kind: 'executor-finished', index: executor.index, endTime: executor.endTime ?? new Date().toISOString(), exitCode: executor.exitCode, ...tails });
-      } else if (executor.exitCode === undefined && !final && Date.now() - this.lastTailAt >= this.settings.logRefreshMs) {
-        this.lastTailAt = Date.now();
-        const tails = await this.tails(executor.index);
-        const key = tails.stdout + '\0' + tails.stderr;
-        if (this.lastTails.get(executor.index) !== key) {
-          this.lastTails.set(executor.index, key);
-          this.emit({ kind: 'executor-output', index: executor.index, ...tails });
-        }
-      }
-    }
-    return progress;
   }
 
   private async finish(status: PulsarStatus, direct: boolean): Promise<JobEnd> {
@@ -313,12 +281,6 @@ export class PulsarJob {
     } catch {
       return { stage_out_error: 'the runner wrote an unreadable staging result' };
     }
-  }
-
-  /** The last log_tail_bytes of an executor's stdout and stderr files. */
-  private async tails(index: number): Promise<{ stdout: string; stderr: string }> {
-    const [stdout, stderr] = await Promise.all((['stdout', 'stderr'] as const).map((stream) => this.tail(executorStreamFile(index, stream))));
-    return { stdout, stderr };
   }
 
   private async tail(name: string): Promise<string> {

@@ -1,6 +1,7 @@
 import type { Readable } from 'node:stream';
 import { Agent, Dispatcher, request } from 'undici';
 import type { RunnerEntry } from '../../config/runner-entries';
+import type { ScriptRuntime } from '../../engine/job-script';
 
 // Pulsar's REST API as the pulsar-protocol reference describes it (0.15): every parameter in the query string,
 // JSON values as JSON strings, JSON answers labelled text/html, `complete` a string, errors as 500 or a dropped
@@ -21,7 +22,9 @@ export interface PulsarStatus {
 /** What a `tesp runner` says of itself (GET /tesp/capabilities); a real Pulsar has no such route. */
 export interface RunnerCapabilities {
   tesp_runner: string;
-  runtime: 'docker' | 'process';
+  runtime: ScriptRuntime;
+  /** 'slurm' when the runner's jobs are Slurm jobs. */
+  scheduler?: string;
   staging_schemes: string[];
   active_jobs: number;
   queued_jobs: number;

@@ -2,7 +2,7 @@ import { promises as fs } from 'node:fs';
 import Docker from 'dockerode';
 import type { Logger } from '../common/logger';
 import { errorMessage } from '../common/redact';
-import { JOB_LABEL } from '../engine/job-layout';
+import { JOB_LABEL } from './job-layout';
 
 // Killing a job's `docker run` does not stop its container (pulsar-protocol reference §7): after a cancel, the
 // containers the job script labelled with the job id are removed here, when a Docker socket is there to ask.
