@@ -9,12 +9,18 @@ import { DomainError, ErrorCode } from '../domain/domain-error';
 
 // tesp's staging URLs for runners that fetch inputs and post outputs themselves (Pulsar over AMQP): raw streams
 // both ways, never a whole file in memory or on tesp's disk. Not part of the TES API (absent from /docs).
-//   GET  /tesp/relay/<task>/<attempt>/<key>/inputs/<index>[/<file below a directory input>]
+//   GET  /tesp/relay/<task>/<attempt>/<key>/inputs/<index>[?file=<file below a directory input>]
 //   POST /tesp/relay/<task>/<attempt>/<key>/files?path=<client path>&file_type=<type>   multipart, part `file`
 
-/** The Node request and response under whichever HTTP adapter serves the app. */
+/** The Node request under whichever HTTP adapter serves the app. */
 function raw<T>(value: unknown): T {
   return ((value as { raw?: T }).raw ?? value) as T;
+}
+
+/** The Node response, taken over from the adapter (Fastify must not answer a second time). */
+function rawResponse(value: unknown): ServerResponse {
+  (value as { hijack?: () => void }).hijack?.();
+  return raw<ServerResponse>(value);
 }
 
 @ApiExcludeController()
@@ -28,14 +34,8 @@ export class StagingRelayController {
   }
 
   @Get('inputs/:index')
-  fetchFile(@Param() params: RelayParams, @Res() res: unknown): Promise<void> {
-    return this.sendInput(params, '', raw<ServerResponse>(res));
-  }
-
-  @Get('inputs/:index/*rest')
-  fetchDirectoryFile(@Param() params: RelayParams & { rest: string | string[] }, @Res() res: unknown): Promise<void> {
-    const rest = Array.isArray(params.rest) ? params.rest.join('/') : params.rest;
-    return this.sendInput(params, rest, raw<ServerResponse>(res));
+  fetchInput(@Param() params: RelayParams, @Query('file') file: unknown, @Res() res: unknown): Promise<void> {
+    return this.sendInput(params, typeof file === 'string' ? file : '', res);
   }
 
   @Post('files')
@@ -70,14 +70,16 @@ export class StagingRelayController {
       });
       request.pipe(parser);
     });
-    const response = raw<ServerResponse>(res);
+    const response = rawResponse(res);
     response.writeHead(200, { 'content-type': 'application/json' }).end(JSON.stringify(stored));
   }
 
-  private async sendInput(params: RelayParams, relative: string, res: ServerResponse): Promise<void> {
+  /** Errors before the first byte go through the one exception filter; the answer itself is streamed raw. */
+  private async sendInput(params: RelayParams, relative: string, reply: unknown): Promise<void> {
     const index = Number(params.index);
     if (!/^\d{1,6}$/.test(params.index)) throw new DomainError(ErrorCode.NotFound, `no input ${JSON.stringify(params.index.slice(0, 20))}`);
     const { body, size } = await this.relay.openInput(params.taskId, attemptOf(params.attempt), params.key, index, relative);
+    const res = rawResponse(reply);
     res.writeHead(200, { 'content-type': 'application/octet-stream', ...(size !== undefined ? { 'content-length': String(size) } : {}) });
     await pipeline(body, res).catch(() => res.destroy());
   }

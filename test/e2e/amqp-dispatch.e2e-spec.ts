@@ -83,6 +83,7 @@ describeWhen('dispatch to tesp runners over AMQP (RabbitMQ)', tcpOpen(BROKER_POR
       TESP_COMPUTE__PULSAR__HEALTH_INTERVAL_MS: '300',
       TESP_COMPUTE__PULSAR__STAGING_SECRET: 'amqp-test-secret',
       TESP_COMPUTE__PULSAR__AMQP_STATUS_INTERVAL_MS: '5000',
+      TESP_STORAGE__FILE__ALLOWED_DIRS: JSON.stringify([filesRoot]),
     });
     await api.start();
   });
@@ -137,12 +138,13 @@ describeWhen('dispatch to tesp runners over AMQP (RabbitMQ)', tcpOpen(BROKER_POR
     await until('the job directory to be cleaned', () => jobDirs(runnerA).length === 0);
   });
 
-  it('routes a task to each runner by its manager queue, a directory output included', async () => {
+  it('routes a task to each runner by its manager queue, a directory input and a directory output included', async () => {
     const id = await api.createTask({
       resources: { backend_parameters: { runner: 'b' } },
-      inputs: [{ path: '/in/a.txt', url: `${files.base}/in/dir/a.txt` }],
+      // A directory on the API's host: the runner fetches each of its files from the staging URLs.
+      inputs: [{ path: '/in/dir', url: `file://${filesRoot}/in/dir`, type: 'DIRECTORY' }],
       outputs: [{ path: '/out', url: `${files.base}/out/copied/`, type: 'DIRECTORY' }],
-      executors: [{ image: 'none', command: ['sh', '-c', 'mkdir -p "$TESP_TASK_ROOT/out/sub" && cp "$TESP_TASK_ROOT/in/a.txt" "$TESP_TASK_ROOT/out/" && echo b > "$TESP_TASK_ROOT/out/sub/b.txt"'] }],
+      executors: [{ image: 'none', command: ['sh', '-c', 'mkdir -p "$TESP_TASK_ROOT/out" && cp -r "$TESP_TASK_ROOT/in/dir/." "$TESP_TASK_ROOT/out/"'] }],
     });
     const task = await api.waitFor(id, undefined, 60_000);
     expect(task.state).toBe('COMPLETE');

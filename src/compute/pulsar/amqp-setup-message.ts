@@ -6,7 +6,7 @@ import { globSource } from '../../engine/output-files';
 // The setup message of a task's job over AMQP (pulsar-protocol reference §9, §12.3). AMQP has no file routes, so
 // everything moves through `remote_staging`:
 //   - the job script, the direct-staging request and content inputs as `message` actions (literal contents);
-//   - other inputs as `remote_transfer` actions from tesp's staging URLs (GET .../inputs/<index>[/<file>]);
+//   - other inputs as `remote_transfer` actions from tesp's staging URLs (GET .../inputs/<index>[?file=<file>]);
 //   - outputs and the script's bookkeeping (metadata/tesp/*) posted back by the runner to the files endpoint
 //     (POST .../files?path=<client path>&file_type=<type>, multipart field `file`). Pulsar finds them through
 //     `dynamic_outputs`: regular expressions over the names below working/ and metadata/, built from the plan so
@@ -44,8 +44,7 @@ export function relayBase(stagingUrl: string, taskId: string, attempt: number, k
 }
 
 export function relayInputUrl(base: string, file: RelayInputFile): string {
-  const rel = file.relative === '' ? '' : '/' + file.relative.split('/').map(encodeURIComponent).join('/');
-  return `${base}/inputs/${file.index}${rel}`;
+  return `${base}/inputs/${file.index}${file.relative === '' ? '' : `?${new URLSearchParams({ file: file.relative })}`}`;
 }
 
 export interface SetupMessageOptions {
