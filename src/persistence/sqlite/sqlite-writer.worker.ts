@@ -1,0 +1,50 @@
+// The writer thread: owns the store's write connection and runs every write in group-commit batches, so that a
+// batch's statements and its fsync (synchronous=FULL) never hold the API's event loop. Writes that arrive while a
+// batch commits form the next batch.
+import { parentPort, workerData } from 'node:worker_threads';
+import { openTaskDatabase } from './sqlite-schema';
+import { SqliteGroupCommit } from './sqlite-group-commit';
+import { SqliteTaskWrites } from './sqlite-task-writes';
+import { toDomainError } from './sqlite-task-rows';
+import { FromWriter, ToWriter, toWireError, WriteOutcome } from './sqlite-writer-protocol';
+
+type WriteRequest = Extract<ToWriter, { kind: 'write' }>;
+
+const port = parentPort!;
+const db = openTaskDatabase((workerData as { file: string }).file);
+const writes = new SqliteTaskWrites(db);
+const groupCommit = new SqliteGroupCommit(db);
+let pending: WriteRequest[] = [];
+let scheduled = false;
+
+const send = (message: FromWriter) => port.postMessage(message);
+
+function commitPending(): void {
+  scheduled = false;
+  const batch = pending;
+  pending = [];
+  if (batch.length === 0) return;
+  const outcomes = groupCommit.commit(batch.map((request) => () => (writes[request.name] as (...args: unknown[]) => unknown).apply(writes, request.args)));
+  send({
+    kind: 'committed',
+    outcomes: outcomes.map((outcome, i): WriteOutcome =>
+      outcome.ok ? { seq: batch[i].seq, ok: true, value: outcome.value } : { seq: batch[i].seq, ok: false, error: toWireError(toDomainError(outcome.error)) },
+    ),
+  });
+}
+
+port.on('message', (message: ToWriter) => {
+  if (message.kind === 'close') {
+    // Writes sent before close still commit; then nothing keeps the thread alive.
+    commitPending();
+    db.close();
+    send({ kind: 'closed' });
+    port.close();
+    return;
+  }
+  pending.push(message);
+  if (!scheduled) {
+    scheduled = true;
+    setImmediate(commitPending);
+  }
+});
