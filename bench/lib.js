@@ -67,10 +67,13 @@ async function waitForHttp(url, child, timeoutMs = 30000) {
   throw new Error(`${url} did not answer within ${timeoutMs} ms`);
 }
 
-/** Starts dist/main.js with settings as TESP_* variables; resolves to {base, stop}. */
-async function startTesp(env) {
+/**
+ * Starts dist/main.js with settings as TESP_* variables; resolves to {base, stop}. `root`: another built checkout
+ * of tesp to run instead of this one (an older commit, to compare against).
+ */
+async function startTesp(env, root = ROOT) {
   const port = await freePort();
-  const child = spawn(process.execPath, [path.join(ROOT, 'dist', 'main.js')], {
+  const child = spawn(process.execPath, [path.join(root, 'dist', 'main.js')], {
     env: { PATH: process.env.PATH, TESP_SERVER__HOST: '127.0.0.1', TESP_SERVER__PORT: String(port), TESP_LOGGING__LEVEL: 'warn', ...env },
     stdio: ['ignore', 'ignore', 'inherit'],
   });
@@ -169,28 +172,33 @@ function stop(child) {
   });
 }
 
-/** Sends `total` requests with `concurrency` in flight; returns {seconds, perSecond, latencies}. */
-async function load(origin, { method, path: requestPath, body, total, concurrency }) {
+/**
+ * Sends `total` requests with `concurrency` in flight; returns {seconds, perSecond, latencies}. With `until` (a
+ * promise) instead of `total`, sends until it settles.
+ */
+async function load(origin, { method, path: requestPath, body, headers = {}, expectStatus = 200, total = Infinity, concurrency, until }) {
   const pool = new Pool(origin, { connections: concurrency, pipelining: 1, headersTimeout: 30000, bodyTimeout: 30000 });
   const latencies = [];
   let sent = 0;
   let failures = 0;
+  let stopped = false;
+  until?.finally(() => (stopped = true));
   const started = process.hrtime.bigint();
   const worker = async () => {
-    while (sent < total) {
+    while (sent < total && !stopped) {
       sent += 1;
       const t0 = process.hrtime.bigint();
-      const res = await pool.request({ method, path: requestPath, body, headers: body ? { 'content-type': 'application/json' } : {} });
+      const res = await pool.request({ method, path: requestPath, body, headers: body ? { 'content-type': 'application/json', ...headers } : headers });
       await res.body.text();
-      if (res.statusCode !== 200) failures += 1;
+      if (res.statusCode !== expectStatus) failures += 1;
       latencies.push(Number(process.hrtime.bigint() - t0) / 1e6);
     }
   };
   await Promise.all(Array.from({ length: concurrency }, worker));
   const seconds = Number(process.hrtime.bigint() - started) / 1e9;
   await pool.close();
-  if (failures) throw new Error(`${failures} of ${total} requests to ${origin}${requestPath} failed`);
-  return { seconds, perSecond: total / seconds, latencies };
+  if (failures) throw new Error(`${failures} of ${sent} requests to ${origin}${requestPath} failed`);
+  return { seconds, perSecond: sent / seconds, latencies };
 }
 
 function percentile(values, p) {
