@@ -2,7 +2,7 @@
 // undici, summarise latencies. Everything talks to 127.0.0.1 only and stops by itself.
 'use strict';
 const { spawn, execFileSync } = require('node:child_process');
-const { mkdtempSync, rmSync, writeFileSync } = require('node:fs');
+const { mkdtempSync, readFileSync, rmSync, writeFileSync } = require('node:fs');
 const net = require('node:net');
 const os = require('node:os');
 const path = require('node:path');
@@ -85,7 +85,15 @@ async function startTesp(env, root = ROOT) {
     await stop(child);
     throw err;
   }
-  return { origin, base: `${origin}/ga4gh/tes/v1`, stop: () => stop(child) };
+  return { origin, base: `${origin}/ga4gh/tes/v1`, pid: child.pid, stop: () => stop(child) };
+}
+
+/** CPU time (user + system, ms) a process's main thread has used so far, from /proc (Linux; clock ticks of 10 ms). */
+function mainThreadCpuMs(pid) {
+  const stat = readFileSync(`/proc/${pid}/task/${pid}/stat`, 'utf8');
+  const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+  // utime and stime are fields 14 and 15 of stat(5); `fields` starts at field 3.
+  return ((Number(fields[11]) + Number(fields[12])) * 1000) / 100;
 }
 
 /** Starts `tesp runner` (dist/main.js runner) with settings as TESP_* variables; resolves to {port, entry(name), stop}. */
@@ -231,4 +239,4 @@ function machine() {
 const fmt = (n, digits = 1) => Number(n).toFixed(digits);
 
 module.exports = {
-  ROOT, tempDir, removeDir, watchdog, startTesp, startBaseline, startIrodsDouble, startRunner, load, percentile, median, sleep, dockerAvailable, machine, fmt };
+  ROOT, tempDir, removeDir, watchdog, startTesp, mainThreadCpuMs, startBaseline, startIrodsDouble, startRunner, load, percentile, median, sleep, dockerAvailable, machine, fmt };

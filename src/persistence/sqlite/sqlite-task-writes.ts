@@ -14,7 +14,8 @@ export interface NewTaskRow {
   state: TesState;
   name: string | null;
   creationTime: string;
-  tags: Record<string, string> | undefined;
+  /** [key, value] pairs. */
+  tags: Array<[string, string]>;
   doc: string;
 }
 
@@ -39,9 +40,9 @@ export class SqliteTaskWrites {
       if (sqliteCode(err) === 'SQLITE_CONSTRAINT_UNIQUE') throw new DomainError(ErrorCode.Conflict, `task ${task.id} already exists`);
       throw err;
     }
-    if (!task.tags) return;
+    if (task.tags.length === 0) return;
     const insertTag = this.statements.get('INSERT INTO task_tags (key, task_seq, value) VALUES (?, ?, ?)');
-    for (const key of Object.keys(task.tags)) insertTag.run(key, seq, task.tags[key]);
+    for (const [key, value] of task.tags) insertTag.run(key, seq, value);
   }
 
   /**

@@ -1,13 +1,16 @@
 import type Database from 'better-sqlite3';
 import type { PatchResult, TaskPatch } from '../../domain/task-patch';
-import type { StoredTask, TaskRecord, TesState } from '../../domain/tes-task';
-import type { ClaimOptions, HeldTask, TaskListPage, TaskListQuery, TaskRepository } from '../task-repository';
+import { StoredTask, TaskRecord, TaskView, TesState } from '../../domain/tes-task';
+import type { ClaimOptions, HeldTask, TaskListPage, TaskListQuery, TaskRepository, ViewedTask } from '../task-repository';
 import {
   COUNT_HELD_SQL,
   decodePageToken,
   encodePageToken,
   EXPIRED_LEASES_SQL,
   findByStateStatement,
+  GET_BASIC_SQL,
+  GET_FULL_SQL,
+  GET_MINIMAL_SQL,
   HELD_BY_SQL,
   listStatement,
   STORED_TASK_COLUMNS,
@@ -40,14 +43,15 @@ export class SqliteTaskRepository implements TaskRepository {
   }
 
   insert(task: TaskRecord): Promise<void> {
-    // The message to the writer is a copy taken now: later changes to `task` do not leak in. The document is
-    // serialised once, here; control fields a caller's object may carry are not stored (a new task has none).
+    // What is sent is taken now (the message leaves at the end of this event-loop turn), so later changes to
+    // `task` do not leak in. The document is serialised once, here; control fields a caller's object may carry
+    // are not stored (a new task has none).
     return this.write('insert', {
       id: task.id,
       state: task.state,
       name: task.name ?? null,
       creationTime: task.creation_time,
-      tags: task.tags,
+      tags: task.tags ? Object.entries(task.tags) : [],
       doc: 'control' in task ? storedTaskJson(task as StoredTask) : JSON.stringify(task),
     });
   }
@@ -55,6 +59,12 @@ export class SqliteTaskRepository implements TaskRepository {
   async get(id: string): Promise<StoredTask | undefined> {
     const row = this.run(() => this.statements.get(`SELECT ${STORED_TASK_COLUMNS} FROM tasks WHERE id = ?`).get(id)) as StoredRow | undefined;
     return row ? toStoredTask(row) : undefined;
+  }
+
+  async getForView(id: string, view: TaskView): Promise<ViewedTask | undefined> {
+    if (view === TaskView.MINIMAL) return this.run(() => this.statements.get(GET_MINIMAL_SQL).get(id)) as ViewedTask | undefined;
+    const row = this.run(() => this.statements.get(view === TaskView.BASIC ? GET_BASIC_SQL : GET_FULL_SQL).get(id)) as ListRow | undefined;
+    return row ? toRecord(row) : undefined;
   }
 
   async list(query: TaskListQuery): Promise<TaskListPage> {
@@ -78,11 +88,11 @@ export class SqliteTaskRepository implements TaskRepository {
   }
 
   patch(id: string, patch: TaskPatch): Promise<PatchResult> {
-    return this.write('patch', id, patch);
+    return this.write('patch', id, structuredClone(patch));
   }
 
   claimNext(holder: string, leaseMs: number, options: ClaimOptions = {}): Promise<StoredTask | undefined> {
-    return this.write('claimNext', holder, leaseMs, options.skip ?? []);
+    return this.write('claimNext', holder, leaseMs, [...(options.skip ?? [])]);
   }
 
   renewLeases(holder: string, leaseMs: number): Promise<HeldTask[]> {

@@ -3,7 +3,14 @@ import type { WriteName } from './sqlite-task-writes';
 
 // Messages between the repository (main thread) and the writer thread that owns the write connection.
 
-export type ToWriter = { kind: 'write'; seq: number; name: WriteName; args: unknown[] } | { kind: 'close' };
+export interface WriteRequest {
+  seq: number;
+  name: WriteName;
+  args: unknown[];
+}
+
+/** Writes go in one message per event-loop turn of the sender: posting costs more than cloning a few more. */
+export type ToWriter = { kind: 'writes'; writes: WriteRequest[] } | { kind: 'close' };
 
 export type WriteOutcome = { seq: number; ok: true; value: unknown } | { seq: number; ok: false; error: WireError };
 

@@ -2,7 +2,7 @@ import * as path from 'node:path';
 import { Worker } from 'node:worker_threads';
 import { DomainError, ErrorCode } from '../../domain/domain-error';
 import type { WriteArgs, WriteName, WriteResult } from './sqlite-task-writes';
-import { FromWriter, fromWireError, ToWriter } from './sqlite-writer-protocol';
+import { FromWriter, fromWireError, ToWriter, WriteRequest } from './sqlite-writer-protocol';
 
 interface Waiting {
   resolve: (value: unknown) => void;
@@ -18,6 +18,7 @@ export class SqliteWriter {
   private readonly waiting = new Map<number, Waiting>();
   private readonly exited: Promise<void>;
   private nextSeq = 0;
+  private outbox: WriteRequest[] = [];
   private stopped?: DomainError;
 
   constructor(file: string) {
@@ -31,13 +32,16 @@ export class SqliteWriter {
     }));
   }
 
+  /** `args` go to the thread at the end of this event-loop turn: the caller must not change them meanwhile. */
   write<K extends WriteName>(name: K, ...args: WriteArgs<K>): Promise<WriteResult<K>> {
     if (this.stopped) return Promise.reject(this.stopped);
     return new Promise((resolve, reject) => {
       const seq = ++this.nextSeq;
       this.waiting.set(seq, { resolve: resolve as (value: unknown) => void, reject });
       if (this.waiting.size === 1) this.worker.ref();
-      this.worker.postMessage({ kind: 'write', seq, name, args } satisfies ToWriter);
+      this.outbox.push({ seq, name, args });
+      // Requests that arrived in one poll phase of the event loop go together, right after it.
+      if (this.outbox.length === 1) setImmediate(() => this.send());
     });
   }
 
@@ -45,9 +49,21 @@ export class SqliteWriter {
   async close(): Promise<void> {
     if (!this.stopped) {
       this.worker.ref();
-      this.worker.postMessage({ kind: 'close' } satisfies ToWriter);
+      this.send();
+      this.post({ kind: 'close' });
     }
     await this.exited;
+  }
+
+  private send(): void {
+    if (this.outbox.length === 0) return;
+    const writes = this.outbox;
+    this.outbox = [];
+    this.post({ kind: 'writes', writes });
+  }
+
+  private post(message: ToWriter): void {
+    this.worker.postMessage(message);
   }
 
   private receive(message: FromWriter): void {

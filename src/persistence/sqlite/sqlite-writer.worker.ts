@@ -6,9 +6,7 @@ import { openTaskDatabase } from './sqlite-schema';
 import { SqliteGroupCommit } from './sqlite-group-commit';
 import { SqliteTaskWrites } from './sqlite-task-writes';
 import { toDomainError } from './sqlite-task-rows';
-import { FromWriter, ToWriter, toWireError, WriteOutcome } from './sqlite-writer-protocol';
-
-type WriteRequest = Extract<ToWriter, { kind: 'write' }>;
+import { FromWriter, ToWriter, toWireError, WriteOutcome, WriteRequest } from './sqlite-writer-protocol';
 
 const port = parentPort!;
 const db = openTaskDatabase((workerData as { file: string }).file);
@@ -42,7 +40,7 @@ port.on('message', (message: ToWriter) => {
     port.close();
     return;
   }
-  pending.push(message);
+  for (const write of message.writes) pending.push(write);
   if (!scheduled) {
     scheduled = true;
     setImmediate(commitPending);
