@@ -17,6 +17,9 @@ export type WriteOutcome = { seq: number; ok: true; value: unknown } | { seq: nu
 /** One message per committed batch; `closed` once the connection is closed after the last batch. */
 export type FromWriter = { kind: 'committed'; outcomes: WriteOutcome[] } | { kind: 'closed' };
 
+/** The thread's first word, on the start-up port: it has opened the file, or why not. */
+export type WriterStart = { ok: true } | { ok: false; error: WireError };
+
 /** An error as it crosses threads: structured clone keeps an Error's message but not a DomainError's code. */
 export interface WireError {
   message: string;

@@ -1,8 +1,12 @@
+import { existsSync, readdirSync, statSync } from 'node:fs';
 import * as path from 'node:path';
-import { Worker } from 'node:worker_threads';
+import { MessageChannel, receiveMessageOnPort, Worker } from 'node:worker_threads';
 import { DomainError, ErrorCode } from '../../domain/domain-error';
 import type { WriteArgs, WriteName, WriteResult } from './sqlite-task-writes';
-import { FromWriter, fromWireError, ToWriter, WriteRequest } from './sqlite-writer-protocol';
+import { FromWriter, fromWireError, ToWriter, WireError, WriteRequest, WriterStart } from './sqlite-writer-protocol';
+
+/** How long the constructor waits for the writer thread to open the file (from TypeScript sources: seconds). */
+const START_TIMEOUT_MS = 30_000;
 
 interface Waiting {
   resolve: (value: unknown) => void;
@@ -21,6 +25,10 @@ export class SqliteWriter {
   private outbox: WriteRequest[] = [];
   private stopped?: DomainError;
 
+  /**
+   * Returns once the thread has opened the file, blocking the caller meanwhile (tens of milliseconds, at start-up):
+   * the first write then commits as fast as any other, and a file the thread cannot open throws here.
+   */
   constructor(file: string) {
     this.worker = startWriterThread(file);
     this.worker.unref();
@@ -87,19 +95,53 @@ export class SqliteWriter {
 }
 
 /**
- * The compiled worker beside this module; from TypeScript sources (jest runs them), the .ts worker compiled on
- * load with the project's TypeScript, as ts-jest does on the main thread, so tests never run a stale build.
+ * Starts the thread and waits for it to say it has opened the file. The thread is the compiled worker beside this
+ * module. From TypeScript sources (jest runs them) it is the build's, when the build is newer than every source the
+ * thread loads (npm test builds first); otherwise the .ts worker, compiled on load with the project's TypeScript
+ * (seconds), so a stale build is never what runs.
  */
 function startWriterThread(file: string): Worker {
-  const extension = path.extname(__filename);
-  const entry = path.join(__dirname, `sqlite-writer.worker${extension}`);
-  if (extension !== '.ts') return new Worker(entry, { workerData: { file } });
-  const typescript = require.resolve('typescript');
-  const bootstrap = `
-    const ts = require(${JSON.stringify(typescript)});
+  const ready = new Int32Array(new SharedArrayBuffer(4));
+  const { port1, port2 } = new MessageChannel();
+  const workerData = { file, ready, startup: port2 };
+  const options = { workerData, transferList: [port2] };
+  const entry = writerEntry();
+  const worker = entry.endsWith('.js') ? new Worker(entry, options) : new Worker(compilingBootstrap(entry), { ...options, eval: true });
+  const waited = Atomics.wait(ready, 0, 0, START_TIMEOUT_MS);
+  const start = receiveMessageOnPort(port1)?.message as WriterStart | undefined;
+  port1.close();
+  if (waited === 'timed-out' || !start?.ok) {
+    worker.on('error', () => undefined); // what it had to say is in `start`
+    void worker.terminate();
+    const why = start && !start.ok ? fromWireError(start.error).message : `no answer within ${START_TIMEOUT_MS} ms`;
+    throw new DomainError(ErrorCode.Unavailable, `the task store's writer thread could not open ${file}: ${why}`);
+  }
+  return worker;
+}
+
+function writerEntry(): string {
+  const compiled = path.join(__dirname, 'sqlite-writer.worker.js');
+  if (path.extname(__filename) !== '.ts') return compiled;
+  const source = path.join(__dirname, 'sqlite-writer.worker.ts');
+  const src = path.resolve(__dirname, '..', '..');
+  const built = path.resolve(src, '..', 'dist');
+  // What the thread loads: this folder and the domain (task patches).
+  const sources = ['persistence/sqlite', 'domain'].flatMap((dir) =>
+    readdirSync(path.join(src, dir)).filter((name) => name.endsWith('.ts') && !name.endsWith('.spec.ts')).map((name) => path.join(dir, name)),
+  );
+  const fresh = sources.every((name) => {
+    const output = path.join(built, name.replace(/\.ts$/, '.js'));
+    return existsSync(output) && statSync(output).mtimeMs >= statSync(path.join(src, name)).mtimeMs;
+  });
+  return fresh ? path.join(built, 'persistence', 'sqlite', 'sqlite-writer.worker.js') : source;
+}
+
+/** A worker that compiles .ts modules as it loads them, as ts-jest does on the main thread. */
+function compilingBootstrap(entry: string): string {
+  return `
+    const ts = require(${JSON.stringify(require.resolve('typescript'))});
     const { readFileSync } = require('node:fs');
     const options = { module: ts.ModuleKind.CommonJS, target: ts.ScriptTarget.ES2022, esModuleInterop: true };
     require.extensions['.ts'] = (module, name) => module._compile(ts.transpileModule(readFileSync(name, 'utf8'), { compilerOptions: options, fileName: name }).outputText, name);
     require(${JSON.stringify(entry)});`;
-  return new Worker(bootstrap, { eval: true, workerData: { file } });
 }

@@ -1,15 +1,34 @@
 // The writer thread: owns the store's write connection and runs every write in group-commit batches, so that a
 // batch's statements and its fsync (synchronous=FULL) never hold the API's event loop. Writes that arrive while a
 // batch commits form the next batch.
-import { parentPort, workerData } from 'node:worker_threads';
+import { MessagePort, parentPort, workerData } from 'node:worker_threads';
 import { openTaskDatabase } from './sqlite-schema';
 import { SqliteGroupCommit } from './sqlite-group-commit';
 import { SqliteTaskWrites } from './sqlite-task-writes';
 import { toDomainError } from './sqlite-task-rows';
-import { FromWriter, ToWriter, toWireError, WriteOutcome, WriteRequest } from './sqlite-writer-protocol';
+import { FromWriter, ToWriter, toWireError, WriteOutcome, WriteRequest, WriterStart } from './sqlite-writer-protocol';
 
+const { file, ready, startup } = workerData as { file: string; ready: Int32Array; startup: MessagePort };
 const port = parentPort!;
-const db = openTaskDatabase((workerData as { file: string }).file);
+
+/** Tells the waiting constructor how opening went: the message first, then the wake-up. */
+function started(start: WriterStart): void {
+  startup.postMessage(start);
+  startup.close();
+  Atomics.store(ready, 0, 1);
+  Atomics.notify(ready, 0);
+}
+
+let opened: ReturnType<typeof openTaskDatabase>;
+try {
+  opened = openTaskDatabase(file);
+} catch (err) {
+  started({ ok: false, error: toWireError(toDomainError(err)) });
+  // Ends this thread only; the constructor throws what it was told.
+  process.exit(1);
+}
+started({ ok: true });
+const db = opened;
 const writes = new SqliteTaskWrites(db);
 const groupCommit = new SqliteGroupCommit(db);
 let pending: WriteRequest[] = [];
