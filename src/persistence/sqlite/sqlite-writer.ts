@@ -3,7 +3,7 @@ import * as path from 'node:path';
 import { MessageChannel, receiveMessageOnPort, Worker } from 'node:worker_threads';
 import { DomainError, ErrorCode } from '../../domain/domain-error';
 import type { WriteArgs, WriteName, WriteResult } from './sqlite-task-writes';
-import { FromWriter, fromWireError, ToWriter, WireError, WriteRequest, WriterStart } from './sqlite-writer-protocol';
+import { FromWriter, fromWireError, ToWriter, WriteRequest, WriterStart } from './sqlite-writer-protocol';
 
 /** How long the constructor waits for the writer thread to open the file (from TypeScript sources: seconds). */
 const START_TIMEOUT_MS = 30_000;
@@ -26,7 +26,7 @@ export class SqliteWriter {
   private stopped?: DomainError;
 
   /**
-   * Returns once the thread has opened the file, blocking the caller meanwhile (tens of milliseconds, at start-up):
+   * Returns once the thread has opened the file, blocking the caller meanwhile (about a tenth of a second, at start-up):
    * the first write then commits as fast as any other, and a file the thread cannot open throws here.
    */
   constructor(file: string) {
