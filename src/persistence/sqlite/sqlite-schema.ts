@@ -47,14 +47,27 @@ export const SCHEMA_VERSION = MIGRATIONS.length;
 
 /** Opens (creating or upgrading) the task database: WAL, fsync on every commit, waits on a busy file. */
 export function openTaskDatabase(file: string): Database.Database {
+  const db = connectTaskDatabase(file);
+  try {
+    migrate(db, file);
+    refreshStatistics(db);
+    return db;
+  } catch (err) {
+    db.close();
+    throw err;
+  }
+}
+
+/** One more connection to a task database openTaskDatabase has opened (and so created or upgraded) already. */
+export function connectTaskDatabase(file: string): Database.Database {
   const db = new Database(file);
   try {
+    // First: switching a new file to WAL needs a lock that another process (or this one's other connection) may
+    // hold for a moment; without the timeout that is an immediate "database is locked".
+    db.pragma('busy_timeout = 5000');
     db.pragma('journal_mode = WAL');
     // FULL: a commit is on disk before insert() resolves, so an id handed to a client survives a power cut.
     db.pragma('synchronous = FULL');
-    db.pragma('busy_timeout = 5000');
-    migrate(db, file);
-    refreshStatistics(db);
     return db;
   } catch (err) {
     db.close();

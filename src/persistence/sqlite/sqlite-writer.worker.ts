@@ -2,7 +2,7 @@
 // batch's statements and its fsync (synchronous=FULL) never hold the API's event loop. Writes that arrive while a
 // batch commits form the next batch.
 import { MessagePort, parentPort, workerData } from 'node:worker_threads';
-import { openTaskDatabase } from './sqlite-schema';
+import { connectTaskDatabase } from './sqlite-schema';
 import { SqliteGroupCommit } from './sqlite-group-commit';
 import { SqliteTaskWrites } from './sqlite-task-writes';
 import { toDomainError } from './sqlite-task-rows';
@@ -19,9 +19,10 @@ function started(start: WriterStart): void {
   Atomics.notify(ready, 0);
 }
 
-let opened: ReturnType<typeof openTaskDatabase>;
+let opened: ReturnType<typeof connectTaskDatabase>;
 try {
-  opened = openTaskDatabase(file);
+  // The repository's constructor has created or upgraded the file on its own connection first.
+  opened = connectTaskDatabase(file);
 } catch (err) {
   started({ ok: false, error: toWireError(toDomainError(err)) });
   // Ends this thread only; the constructor throws what it was told.
