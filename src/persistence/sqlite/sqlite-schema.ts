@@ -62,16 +62,38 @@ export function openTaskDatabase(file: string): Database.Database {
 export function connectTaskDatabase(file: string): Database.Database {
   const db = new Database(file);
   try {
-    // First: switching a new file to WAL needs a lock that another process (or this one's other connection) may
-    // hold for a moment; without the timeout that is an immediate "database is locked".
+    // Waits on a file another connection is writing, before anything else here touches it.
     db.pragma('busy_timeout = 5000');
-    db.pragma('journal_mode = WAL');
+    switchToWal(db);
     // FULL: a commit is on disk before insert() resolves, so an id handed to a client survives a power cut.
     db.pragma('synchronous = FULL');
     return db;
   } catch (err) {
     db.close();
     throw err;
+  }
+}
+
+/** How long a start waits for another process to finish switching a new file to WAL. */
+const WAL_SWITCH_TIMEOUT_MS = 5000;
+
+/**
+ * journal_mode = WAL, tried again while the file is busy: switching a new file takes an exclusive lock without
+ * SQLite's busy handler, so replicas starting on a new file at once would otherwise fail with "database is locked".
+ * Once the file is in WAL mode (it stays so), the pragma takes no lock.
+ */
+function switchToWal(db: Database.Database): void {
+  const deadline = Date.now() + WAL_SWITCH_TIMEOUT_MS;
+  for (;;) {
+    try {
+      db.pragma('journal_mode = WAL');
+      return;
+    } catch (err) {
+      const code = (err as { code?: unknown }).code;
+      if (typeof code !== 'string' || !code.startsWith('SQLITE_BUSY') || Date.now() > deadline) throw err;
+      // A synchronous pause: opening is synchronous, at start-up.
+      Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, 20);
+    }
   }
 }
 

@@ -33,13 +33,15 @@ export class SqliteTaskRepository implements TaskRepository {
   private readonly db: Database.Database;
   private readonly statements: StatementCache;
   private readonly writer: SqliteWriter;
+  /** This repository's writes not yet settled: close waits for them (the writer may serve other repositories). */
+  private readonly inFlight = new Set<Promise<unknown>>();
   private closed = false;
 
   constructor(file: string) {
     // Opened (created, migrated) here first and synchronously, so reads work at once and errors throw here.
     this.db = openTaskDatabase(file);
     this.statements = new StatementCache(this.db);
-    this.writer = new SqliteWriter(file);
+    this.writer = SqliteWriter.acquire(file);
   }
 
   insert(task: TaskRecord): Promise<void> {
@@ -125,7 +127,8 @@ export class SqliteTaskRepository implements TaskRepository {
     if (this.closed) return;
     this.closed = true;
     // Writes sent before close still commit; their promises settle as usual.
-    await this.writer.close();
+    await Promise.allSettled([...this.inFlight]);
+    await this.writer.release();
     this.statements.clear();
     this.db.close();
   }
@@ -133,7 +136,11 @@ export class SqliteTaskRepository implements TaskRepository {
   /** Sends a write to the writer thread; refused once the store is closed. */
   private write<K extends WriteName>(name: K, ...args: WriteArgs<K>): Promise<WriteResult<K>> {
     if (this.closed) return Promise.reject(storeClosed());
-    return this.writer.write(name, ...args);
+    const written = this.writer.write(name, ...args);
+    this.inFlight.add(written);
+    const settled = () => this.inFlight.delete(written);
+    written.then(settled, settled);
+    return written;
   }
 
   /** Runs a synchronous read, refusing after close and turning SQLite errors into domain errors. */

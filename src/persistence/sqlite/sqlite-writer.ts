@@ -15,9 +15,26 @@ interface Waiting {
 
 /**
  * The main thread's end of the writer thread (sqlite-writer.worker.ts): sends writes, settles each promise when its
- * batch has committed. The thread keeps the process alive only while writes are in flight.
+ * batch has committed. The thread keeps the process alive only while writes are in flight. One thread per file and
+ * process: repositories on the same file share it (in production there is one; tests run several replicas in one
+ * process), so a second one starts without waiting for a thread and their writes share batches.
  */
 export class SqliteWriter {
+  private static readonly byFile = new Map<string, SqliteWriter>();
+
+  /** The file's writer, started if this process has none running; give it back with release(). */
+  static acquire(file: string): SqliteWriter {
+    const key = path.resolve(file);
+    let writer = SqliteWriter.byFile.get(key);
+    if (!writer || writer.stopped) {
+      writer = new SqliteWriter(file);
+      SqliteWriter.byFile.set(key, writer);
+    }
+    writer.users += 1;
+    return writer;
+  }
+
+  private users = 0;
   private readonly worker: Worker;
   private readonly waiting = new Map<number, Waiting>();
   private readonly exited: Promise<void>;
@@ -29,7 +46,7 @@ export class SqliteWriter {
    * Returns once the thread has opened the file, blocking the caller meanwhile (about a tenth of a second, at start-up):
    * the first write then commits as fast as any other, and a file the thread cannot open throws here.
    */
-  constructor(file: string) {
+  private constructor(private readonly file: string) {
     this.worker = startWriterThread(file);
     this.worker.unref();
     this.worker.on('message', (message: FromWriter) => this.receive(message));
@@ -53,8 +70,14 @@ export class SqliteWriter {
     });
   }
 
-  /** Writes sent before close still commit and settle; resolves once the write connection is closed. */
-  async close(): Promise<void> {
+  /**
+   * One user less; the last one closes the thread. The caller has awaited its own writes (writes sent before the
+   * last release still commit and settle); resolves once the thread is done with them.
+   */
+  async release(): Promise<void> {
+    this.users -= 1;
+    if (this.users > 0) return;
+    if (SqliteWriter.byFile.get(path.resolve(this.file)) === this) SqliteWriter.byFile.delete(path.resolve(this.file));
     if (!this.stopped) {
       this.worker.ref();
       this.send();
