@@ -2,7 +2,7 @@
 // undici, summarise latencies. Everything talks to 127.0.0.1 only and stops by itself.
 'use strict';
 const { spawn, execFileSync } = require('node:child_process');
-const { mkdtempSync, rmSync, writeFileSync } = require('node:fs');
+const { mkdtempSync, readFileSync, rmSync, writeFileSync } = require('node:fs');
 const net = require('node:net');
 const os = require('node:os');
 const path = require('node:path');
@@ -67,10 +67,13 @@ async function waitForHttp(url, child, timeoutMs = 30000) {
   throw new Error(`${url} did not answer within ${timeoutMs} ms`);
 }
 
-/** Starts dist/main.js with settings as TESP_* variables; resolves to {base, stop}. */
-async function startTesp(env) {
+/**
+ * Starts dist/main.js with settings as TESP_* variables; resolves to {base, stop}. `root`: another built checkout
+ * of tesp to run instead of this one (an older commit, to compare against).
+ */
+async function startTesp(env, root = ROOT) {
   const port = await freePort();
-  const child = spawn(process.execPath, [path.join(ROOT, 'dist', 'main.js')], {
+  const child = spawn(process.execPath, [path.join(root, 'dist', 'main.js')], {
     env: { PATH: process.env.PATH, TESP_SERVER__HOST: '127.0.0.1', TESP_SERVER__PORT: String(port), TESP_LOGGING__LEVEL: 'warn', ...env },
     stdio: ['ignore', 'ignore', 'inherit'],
   });
@@ -82,7 +85,15 @@ async function startTesp(env) {
     await stop(child);
     throw err;
   }
-  return { origin, base: `${origin}/ga4gh/tes/v1`, stop: () => stop(child) };
+  return { origin, base: `${origin}/ga4gh/tes/v1`, pid: child.pid, stop: () => stop(child) };
+}
+
+/** CPU time (user + system, ms) a process's main thread has used so far, from /proc (Linux; clock ticks of 10 ms). */
+function mainThreadCpuMs(pid) {
+  const stat = readFileSync(`/proc/${pid}/task/${pid}/stat`, 'utf8');
+  const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+  // utime and stime are fields 14 and 15 of stat(5); `fields` starts at field 3.
+  return ((Number(fields[11]) + Number(fields[12])) * 1000) / 100;
 }
 
 /** Starts `tesp runner` (dist/main.js runner) with settings as TESP_* variables; resolves to {port, entry(name), stop}. */
@@ -169,28 +180,33 @@ function stop(child) {
   });
 }
 
-/** Sends `total` requests with `concurrency` in flight; returns {seconds, perSecond, latencies}. */
-async function load(origin, { method, path: requestPath, body, total, concurrency }) {
+/**
+ * Sends `total` requests with `concurrency` in flight; returns {seconds, perSecond, latencies}. With `until` (a
+ * promise) instead of `total`, sends until it settles.
+ */
+async function load(origin, { method, path: requestPath, body, headers = {}, expectStatus = 200, total = Infinity, concurrency, until }) {
   const pool = new Pool(origin, { connections: concurrency, pipelining: 1, headersTimeout: 30000, bodyTimeout: 30000 });
   const latencies = [];
   let sent = 0;
   let failures = 0;
+  let stopped = false;
+  until?.finally(() => (stopped = true));
   const started = process.hrtime.bigint();
   const worker = async () => {
-    while (sent < total) {
+    while (sent < total && !stopped) {
       sent += 1;
       const t0 = process.hrtime.bigint();
-      const res = await pool.request({ method, path: requestPath, body, headers: body ? { 'content-type': 'application/json' } : {} });
+      const res = await pool.request({ method, path: requestPath, body, headers: body ? { 'content-type': 'application/json', ...headers } : headers });
       await res.body.text();
-      if (res.statusCode !== 200) failures += 1;
+      if (res.statusCode !== expectStatus) failures += 1;
       latencies.push(Number(process.hrtime.bigint() - t0) / 1e6);
     }
   };
   await Promise.all(Array.from({ length: concurrency }, worker));
   const seconds = Number(process.hrtime.bigint() - started) / 1e9;
   await pool.close();
-  if (failures) throw new Error(`${failures} of ${total} requests to ${origin}${requestPath} failed`);
-  return { seconds, perSecond: total / seconds, latencies };
+  if (failures) throw new Error(`${failures} of ${sent} requests to ${origin}${requestPath} failed`);
+  return { seconds, perSecond: sent / seconds, latencies };
 }
 
 /** POSTs a task to tesp at `base` and polls until it ends; resolves to {ms, id} once it is COMPLETE, else throws. */
@@ -239,4 +255,4 @@ function machine() {
 const fmt = (n, digits = 1) => Number(n).toFixed(digits);
 
 module.exports = {
-  ROOT, tempDir, removeDir, watchdog, startTesp, startBaseline, startIrodsDouble, startRunner, load, submitToComplete, percentile, median, sleep, dockerAvailable, machine, fmt };
+  ROOT, tempDir, removeDir, watchdog, startTesp, mainThreadCpuMs, startBaseline, startIrodsDouble, startRunner, load, submitToComplete, percentile, median, sleep, dockerAvailable, machine, fmt };

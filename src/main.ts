@@ -1,13 +1,11 @@
 #!/usr/bin/env node
 import 'reflect-metadata';
-import { NestFactory } from '@nestjs/core';
-import type { NestExpressApplication } from '@nestjs/platform-express';
 import { AppModule } from './app.module';
 import { loadSettings, SettingsError } from './config/settings.loader';
 import type { Settings } from './config/settings.schema';
 import { createLogger, Logger } from './common/logger';
 import { PinoNestLogger } from './common/nest-logger';
-import { isLoopback, setupHttpApp } from './api-docs/setup-http-app';
+import { createHttpApp, isLoopback } from './api-docs/setup-http-app';
 import { startRunner } from './runner/runner-service';
 import { errorMessage } from './common/redact';
 import { copyTasks, openStoreByName } from './persistence/store-copy';
@@ -56,12 +54,7 @@ async function storeCommand(args: readonly string[]): Promise<void> {
 }
 
 async function serve(settings: Settings, logger: Logger): Promise<void> {
-  const app = await NestFactory.create<NestExpressApplication>(AppModule.forRoot(settings, logger), {
-    logger: new PinoNestLogger(logger),
-    // setupHttpApp installs the JSON parser with the configured limit; Nest's 100 kB default would win otherwise.
-    bodyParser: false,
-  });
-  setupHttpApp(app, settings);
+  const app = await createHttpApp(AppModule.forRoot(settings, logger), settings, new PinoNestLogger(logger));
   // Graceful stop: stop claiming tasks, leave running containers for the next start, close the store, exit 0.
   for (const signal of ['SIGTERM', 'SIGINT'] as const) {
     process.once(signal, () => {

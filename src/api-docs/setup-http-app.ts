@@ -1,30 +1,35 @@
-import type { NestExpressApplication } from '@nestjs/platform-express';
+import type { LoggerService } from '@nestjs/common';
+import { NestFactory } from '@nestjs/core';
+import { FastifyAdapter, NestFastifyApplication } from '@nestjs/platform-fastify';
 import { SwaggerModule } from '@nestjs/swagger';
-import type { NextFunction, Request, Response } from 'express';
 import type { Settings } from '../config/settings.schema';
-import { bodyParserError } from '../common/http-exception.filter';
+import { installBodyParsers } from './request-body-parsers';
 import { loadTesOpenApiDocument } from './openapi-document';
 
+const MIB = 1024 * 1024;
+
+/** What browsers may send cross-origin when an origin is allowed (the `cors` package's list, as under Express). */
+const CORS_METHODS = ['GET', 'HEAD', 'PUT', 'PATCH', 'POST', 'DELETE'];
+
 /**
- * HTTP concerns outside the controllers: body parsing, CORS, and the docs at /docs. The app must be created with
- * `bodyParser: false` (Nest's own 100 kB JSON parser would run first). The error filter is TasksModule's APP_FILTER;
- * body-parser errors happen before Nest's routing, so they get the same JSON shape from the middleware here.
+ * The API's Nest application on Fastify, with the HTTP concerns outside the controllers: body parsing, CORS, and
+ * the docs at /docs. The error filter is TasksModule's APP_FILTER; Nest routes Fastify's own errors (body too
+ * large, a content length that does not match) through it too, so every error has the one JSON shape.
  */
-export function setupHttpApp(app: NestExpressApplication, settings: Settings): void {
-  app.disable('x-powered-by');
+export async function createHttpApp(rootModule: unknown, settings: Settings, logger: LoggerService | false): Promise<NestFastifyApplication> {
+  const bodyLimit = settings.server.body_limit_mb * MIB;
+  // Tasks carry inline `content` inputs (the spec asks for at least 128 KiB each), far above Fastify's 1 MiB.
+  // ignoreTrailingSlash: `/tasks/` lists as `/tasks` does, as it did under Express.
+  const adapter = new FastifyAdapter({ bodyLimit, ignoreTrailingSlash: true });
+  // bodyParser false: Nest's parsers would replace installBodyParsers's (an empty JSON body is an error there).
+  const app = await NestFactory.create<NestFastifyApplication>(rootModule as never, adapter, { logger, bodyParser: false });
+  installBodyParsers(app.getHttpAdapter().getInstance(), bodyLimit);
   // No cross-origin access unless origins are listed: any web page a user opens could otherwise submit tasks and
-  // read them all. First, so that every answer (body-parser errors included) carries the headers.
-  if (settings.server.cors_origins.length > 0) app.enableCors({ origin: [...settings.server.cors_origins] });
-  // Tasks carry inline `content` inputs (the spec asks for at least 128 KiB each), far above Express' 100 kB.
-  app.useBodyParser('json', { limit: `${settings.server.body_limit_mb}mb` });
-  app.use((err: unknown, _req: Request, res: Response, next: NextFunction) => {
-    const body = bodyParserError(err as { type?: string });
-    if (!body) return next(err);
-    res.status(body.status_code).json(body);
-  });
-  const adapter = app.getHttpAdapter();
-  adapter.get('/', (_req, res) => adapter.redirect(res, 302, '/docs'));
+  // read them all. @fastify/cors answers in onRequest, so every answer (errors included) carries the headers.
+  if (settings.server.cors_origins.length > 0) app.enableCors({ origin: [...settings.server.cors_origins], methods: CORS_METHODS });
+  app.getHttpAdapter().getInstance().get('/', (_req, reply) => reply.redirect('/docs', 302));
   SwaggerModule.setup('docs', app, loadTesOpenApiDocument() as never, { customSiteTitle: 'tesp: GA4GH TES v1.1' });
+  return app;
 }
 
 /** Whether a listen address is reachable from this host only (an unauthenticated tesp should be). */

@@ -1,16 +1,17 @@
-import { ArgumentsHost, BadRequestException, NotFoundException } from '@nestjs/common';
+import { ArgumentsHost, BadRequestException, HttpException, NotFoundException } from '@nestjs/common';
 import pino from 'pino';
 import { Writable } from 'node:stream';
 import { DomainError, ErrorCode } from '../domain/domain-error';
-import { bodyParserError, ErrorBody, HttpExceptionFilter, statusFor } from './http-exception.filter';
+import { ErrorBody, HttpExceptionFilter, statusFor } from './http-exception.filter';
+import { parseJsonBody } from '../api-docs/request-body-parsers';
 
 function run(exception: unknown): { status: number; body: ErrorBody; logged: string } {
   let logged = '';
   const sink = new Writable({ write: (chunk, _enc, done) => ((logged += String(chunk)), done()) });
   const filter = new HttpExceptionFilter(pino({ level: 'error' }, sink));
   const reply: { status: number; body?: ErrorBody } = { status: 0 };
-  const res = { status: (code: number) => ((reply.status = code), res), json: (body: ErrorBody) => ((reply.body = body), res) };
-  const req = { method: 'GET', path: '/v1/somewhere' };
+  const res = { status: (code: number) => ((reply.status = code), res), send: (body: ErrorBody) => ((reply.body = body), res) };
+  const req = { method: 'GET', url: '/v1/somewhere?page_token=secret' };
   const host = { switchToHttp: () => ({ getResponse: () => res, getRequest: () => req }) } as unknown as ArgumentsHost;
   filter.catch(exception, host);
   return { status: reply.status, body: reply.body!, logged };
@@ -56,9 +57,13 @@ describe('HttpExceptionFilter', () => {
     expect(body).toEqual({ msg: expect.stringMatching(/^service unavailable \(id /), status_code: 503 });
   });
 
-  it('recognises body-parser errors', () => {
-    expect(bodyParserError({ type: 'entity.parse.failed', message: 'Unexpected end of JSON input' })).toEqual({ msg: 'request body is not valid JSON: Unexpected end of JSON input', status_code: 400 });
-    expect(bodyParserError({ type: 'entity.too.large', status: 413 })?.status_code).toBe(413);
-    expect(bodyParserError(new Error('plain'))).toBeUndefined();
+  it('answers body errors as 400 naming the problem, and a body beyond the limit as 413 naming the setting', () => {
+    let parsed: { err: Error | null; body?: unknown } | undefined;
+    parseJsonBody(undefined as never, '{"executors": [', (err, body) => (parsed = { err, body }));
+    expect(run(parsed!.err).body).toEqual({ msg: expect.stringMatching(/^request body is not valid JSON: /), status_code: 400 });
+    parseJsonBody(undefined as never, '', (err, body) => (parsed = { err, body }));
+    expect(parsed).toEqual({ err: null, body: undefined });
+    // Nest turns Fastify's FST_ERR_CTP_BODY_TOO_LARGE into an HttpException with its status.
+    expect(run(new HttpException('Request body is too large', 413)).body).toEqual({ msg: 'request body is larger than server.body_limit_mb allows', status_code: 413 });
   });
 });

@@ -1,5 +1,5 @@
 import type { PatchResult, TaskPatch } from '../domain/task-patch';
-import type { StoredTask, TaskRecord, TesState } from '../domain/tes-task';
+import type { StoredTask, TaskRecord, TaskView, TesState } from '../domain/tes-task';
 
 // The task store port. Implementations: sqlite/ (embedded default). MongoDB joins later and must pass
 // test/contract/task-repository.contract.ts unchanged.
@@ -27,9 +27,12 @@ export interface TaskListQuery {
   fields: 'minimal' | 'full';
 }
 
+/** A task as a view reads it: id and state always, the rest as the view needs; never the control fields. */
+export type ViewedTask = Pick<TaskRecord, 'id' | 'state'> & Partial<TaskRecord>;
+
 export interface TaskListPage {
   /** Newest first. With fields 'minimal' only id and state are set. */
-  tasks: Array<Pick<TaskRecord, 'id' | 'state'> & Partial<TaskRecord>>;
+  tasks: ViewedTask[];
   nextPageToken?: string;
 }
 
@@ -50,6 +53,12 @@ export interface TaskRepository {
   insert(task: TaskRecord): Promise<void>;
 
   get(id: string): Promise<StoredTask | undefined>;
+
+  /**
+   * What a view of one task shows, read as cheaply as the store allows (pollers call this most): MINIMAL only id and
+   * state; BASIC may leave out what BASIC does not show (inputs' content, executors' stdout and stderr, system_logs).
+   */
+  getForView(id: string, view: TaskView): Promise<ViewedTask | undefined>;
 
   list(query: TaskListQuery): Promise<TaskListPage>;
 

@@ -1,4 +1,6 @@
-import { Body, Controller, Get, HttpCode, Param, Post, Query } from '@nestjs/common';
+import { Body, Controller, Get, HttpCode, NotFoundException, Param, Post, Query, Req, Res } from '@nestjs/common';
+import type { FastifyReply, FastifyRequest } from 'fastify';
+import { sendWithEtag } from '../common/etag-reply';
 import { TasksService } from './tasks.service';
 
 /** TES task endpoints, under /ga4gh/tes/v1 and the /v1 alias that Nextflow, Cromwell and Pulsar use. */
@@ -17,14 +19,18 @@ export class TasksController {
     return this.tasks.list(query);
   }
 
+  /** With an ETag: pollers that send If-None-Match get 304 while the task is as they last saw it. */
   @Get('tasks/:id')
-  get(@Param('id') id: string, @Query() query: Record<string, unknown>) {
-    return this.tasks.get(id, query);
+  async get(@Param('id') id: string, @Query() query: Record<string, unknown>, @Req() req: FastifyRequest, @Res() reply: FastifyReply) {
+    sendWithEtag(req, reply, await this.tasks.get(id, query));
   }
 
-  @Post('tasks/:id\\:cancel')
+  // `::` is a literal colon in Fastify's router. The router also takes an escaped colon (%3A) for one, which is
+  // not the cancel route but part of an id: that is a route not found, as it was under Express.
+  @Post('tasks/:id(^[^:]+)::cancel')
   @HttpCode(200)
-  cancel(@Param('id') id: string) {
+  cancel(@Param('id') id: string, @Req() req: FastifyRequest) {
+    if (!/:cancel(\?|$)/.test(req.url)) throw new NotFoundException();
     return this.tasks.cancel(id);
   }
 }

@@ -29,13 +29,12 @@ export class TasksService {
     const request = parseTaskRequest(body);
     await this.checkUrls(request);
     const warnings = this.applyBackendParameters(request);
-    const task: TaskRecord = {
-      ...request,
-      id: randomUUID(),
-      state: TesState.QUEUED,
-      creation_time: new Date().toISOString(),
-      logs: warnings.length > 0 ? [{ logs: [], outputs: [], system_logs: warnings }] : [],
-    };
+    // The parser built `request` for this call alone: it becomes the record in place, without a copy.
+    const task = request as TaskRecord;
+    task.id = randomUUID();
+    task.state = TesState.QUEUED;
+    task.creation_time = new Date().toISOString();
+    task.logs = warnings.length > 0 ? [{ logs: [], outputs: [], system_logs: warnings }] : [];
     await this.repo.insert(task);
     this.scheduler.taskCreated();
     return { id: task.id };
@@ -43,7 +42,7 @@ export class TasksService {
 
   async get(id: string, query: Record<string, unknown>): Promise<TaskViewBody> {
     const view = parseView(query);
-    const task = await this.repo.get(id);
+    const task = await this.repo.getForView(id, view);
     if (!task) throw new DomainError(ErrorCode.NotFound, `task ${id} not found`);
     return renderTask(task, view);
   }
@@ -64,15 +63,13 @@ export class TasksService {
 
   /** Every URL must name an enabled scheme (and, for files, an allowed directory) before the task is stored. */
   private async checkUrls(request: TesTaskRequest): Promise<void> {
-    const urls: Array<[string, string | undefined]> = [
-      ...(request.inputs ?? []).map((input, i): [string, string | undefined] => [`inputs[${i}].url`, input.content ? undefined : input.url]),
-      ...(request.outputs ?? []).map((output, i): [string, string | undefined] => [`outputs[${i}].url`, output.url]),
-    ];
-    for (const [field, url] of urls) {
-      if (url === undefined) continue;
+    const check = async (field: string, url: string) => {
       const problem = await this.storage.validateUrl(url);
       if (problem) throw new DomainError(ErrorCode.InvalidArgument, `${field}: ${problem}`);
-    }
+    };
+    const { inputs = [], outputs = [] } = request;
+    for (let i = 0; i < inputs.length; i++) if (!inputs[i].content && inputs[i].url !== undefined) await check(`inputs[${i}].url`, inputs[i].url!);
+    for (let i = 0; i < outputs.length; i++) await check(`outputs[${i}].url`, outputs[i].url);
   }
 
   /**

@@ -2,8 +2,9 @@
 import { DomainError, ErrorCode } from '../../src/domain/domain-error';
 import type { TaskPatch } from '../../src/domain/task-patch';
 import { HELD_STATES } from '../../src/domain/task-state-machine';
-import { StoredTask, TaskRecord, TesState, TesTaskLog } from '../../src/domain/tes-task';
+import { StoredTask, TaskRecord, TaskView, TesState, TesTaskLog } from '../../src/domain/tes-task';
 import type { HeldTask, TaskListQuery, TaskRepository } from '../../src/persistence/task-repository';
+import { renderTask } from '../../src/tasks/task-views';
 
 export interface RepositoryHarness {
   repo: TaskRepository;
@@ -291,6 +292,22 @@ export function describeTaskRepositoryContract(name: string, open: () => Promise
       await repo.insert(task);
       expect((await repo.list({ tags: [], pageSize: 1, fields: 'minimal' })).tasks[0]).toEqual({ id: task.id, state: TesState.QUEUED });
       expect((await repo.list({ tags: [], pageSize: 1, fields: 'full' })).tasks[0]).toEqual(task);
+    });
+
+    it('reads one task for a view: id and state at MINIMAL, at least what BASIC shows, the whole record at FULL', async () => {
+      const task = makeTask({
+        name: 'n',
+        inputs: [{ path: '/data/a', content: 'inline', type: 'FILE' }, { path: '/data/b', url: 'https://example.org/b', type: 'FILE' }],
+        logs: [{ logs: [{ stdout: 'out', stderr: 'err', exit_code: 0 }], outputs: [], system_logs: ['note'] }],
+      });
+      const plain = makeTask();
+      await insertAll([task, plain]);
+      expect(await repo.getForView(task.id, TaskView.MINIMAL)).toEqual({ id: task.id, state: TesState.QUEUED });
+      expect(await repo.getForView(task.id, TaskView.FULL)).toEqual(task);
+      // BASIC: a store may leave out what the view drops, and nothing else; arrays the task has not stay absent.
+      expect(renderTask((await repo.getForView(task.id, TaskView.BASIC))!, TaskView.BASIC)).toEqual(renderTask(task, TaskView.BASIC));
+      expect(await repo.getForView(plain.id, TaskView.BASIC)).toEqual(plain);
+      for (const view of [TaskView.MINIMAL, TaskView.BASIC, TaskView.FULL]) expect(await repo.getForView('no-such-task', view)).toBeUndefined();
     });
 
     it('stores a new task with attempt 0 and no lease, whatever control the object carries', async () => {

@@ -88,6 +88,30 @@ describe('TES API over HTTP', () => {
       expect(full.creation_time).toEqual(expect.any(String));
     });
 
+    it('tags each view with an ETag and answers If-None-Match 304 until the task changes', async () => {
+      const id = await create(simple());
+      const url = `/ga4gh/tes/v1/tasks/${id}`;
+      const first = await call('GET', url);
+      const etag = first.headers.get('etag')!;
+      expect(etag).toMatch(/^"[\w-]+"$/);
+      expect(first.headers.get('cache-control')).toBe('no-cache');
+      expect((await call('GET', url)).headers.get('etag')).toBe(etag);
+      const unchanged = await call('GET', url, undefined, { 'if-none-match': etag });
+      expect(unchanged.status).toBe(304);
+      expect(unchanged.text).toBe('');
+      expect(unchanged.headers.get('etag')).toBe(etag);
+      // Each view has its own tag; the alias prefix serves the same bytes, so the same tag.
+      const basic = await call('GET', `${url}?view=BASIC`, undefined, { 'if-none-match': etag });
+      expect(basic.status).toBe(200);
+      expectSchema('tesTask', basic.json);
+      expect((await call('GET', `/v1/tasks/${id}`)).headers.get('etag')).toBe(etag);
+      expect((await call('POST', `${url}:cancel`)).status).toBe(200);
+      const changed = await call('GET', url, undefined, { 'if-none-match': etag });
+      expect(changed.status).toBe(200);
+      expect(changed.json).toEqual({ id, state: 'CANCELED' });
+      expect(changed.headers.get('etag')).not.toBe(etag);
+    });
+
     it('is lenient: nulls, unknown fields and read-only fields are ignored, type defaults to FILE', async () => {
       const id = await create({
         id: 'client-chosen',

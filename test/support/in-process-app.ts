@@ -1,16 +1,15 @@
 // The real application in-process on 127.0.0.1 with its own data directory, for API and lifecycle tests.
-import { NestFactory } from '@nestjs/core';
-import type { NestExpressApplication } from '@nestjs/platform-express';
+import type { NestFastifyApplication } from '@nestjs/platform-fastify';
 import { mkdtempSync, rmSync } from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { AppModule } from '../../src/app.module';
-import { setupHttpApp } from '../../src/api-docs/setup-http-app';
+import { createHttpApp } from '../../src/api-docs/setup-http-app';
 import { createLogger } from '../../src/common/logger';
 import { loadSettings } from '../../src/config/settings.loader';
 
 export interface InProcessApp {
-  app: NestExpressApplication;
+  app: NestFastifyApplication;
   /** http://127.0.0.1:<port> */
   root: string;
   close(): Promise<void>;
@@ -22,8 +21,7 @@ export async function startInProcessApp(overrides: Record<string, unknown>): Pro
     env: {},
     overrides: { 'server.host': '127.0.0.1', 'server.port': 0, data_dir: dataDir, 'logging.level': 'silent', ...overrides },
   });
-  const app = await NestFactory.create<NestExpressApplication>(AppModule.forRoot(settings, createLogger('silent')), { logger: false, bodyParser: false });
-  setupHttpApp(app, settings);
+  const app = await createHttpApp(AppModule.forRoot(settings, createLogger('silent')), settings, false);
   await app.listen(0, '127.0.0.1');
   return {
     app,

@@ -5,8 +5,8 @@ import { redactUrl } from '../../common/redact';
 import { DomainError, ErrorCode } from '../../domain/domain-error';
 import { PatchResult, patchRefusal, TaskPatch } from '../../domain/task-patch';
 import { HELD_STATES } from '../../domain/task-state-machine';
-import type { StoredTask, TaskRecord, TesState } from '../../domain/tes-task';
-import type { ClaimOptions, HeldTask, TaskListPage, TaskListQuery, TaskRepository } from '../task-repository';
+import { StoredTask, TaskRecord, TaskView, TesState } from '../../domain/tes-task';
+import type { ClaimOptions, HeldTask, TaskListPage, TaskListQuery, TaskRepository, ViewedTask } from '../task-repository';
 import {
   claimUpdate,
   decodePageToken,
@@ -106,6 +106,14 @@ export class MongoTaskRepository implements TaskRepository {
   async get(id: string): Promise<StoredTask | undefined> {
     const doc = await this.op(() => this.collection.findOne({ task_id: id }));
     return doc ? toStoredTask(doc) : undefined;
+  }
+
+  async getForView(id: string, view: TaskView): Promise<ViewedTask | undefined> {
+    // BASIC reads what FULL reads: the document keeps logs and inputs whole, and the view drops the rest.
+    const projection = view === TaskView.MINIMAL ? { _id: 0, task_id: 1, state: 1 } : { _id: 1, task_id: 1, state: 1, record: 1, logs: 1 };
+    const doc = await this.op(() => this.collection.findOne({ task_id: id }, { projection }));
+    if (!doc) return undefined;
+    return view === TaskView.MINIMAL ? { id: doc.task_id, state: doc.state } : toRecord(doc);
   }
 
   async list(query: TaskListQuery): Promise<TaskListPage> {

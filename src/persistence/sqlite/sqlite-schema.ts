@@ -47,18 +47,53 @@ export const SCHEMA_VERSION = MIGRATIONS.length;
 
 /** Opens (creating or upgrading) the task database: WAL, fsync on every commit, waits on a busy file. */
 export function openTaskDatabase(file: string): Database.Database {
-  const db = new Database(file);
+  const db = connectTaskDatabase(file);
   try {
-    db.pragma('journal_mode = WAL');
-    // FULL: a commit is on disk before insert() resolves, so an id handed to a client survives a power cut.
-    db.pragma('synchronous = FULL');
-    db.pragma('busy_timeout = 5000');
     migrate(db, file);
     refreshStatistics(db);
     return db;
   } catch (err) {
     db.close();
     throw err;
+  }
+}
+
+/** One more connection to a task database openTaskDatabase has opened (and so created or upgraded) already. */
+export function connectTaskDatabase(file: string): Database.Database {
+  const db = new Database(file);
+  try {
+    // Waits on a file another connection is writing, before anything else here touches it.
+    db.pragma('busy_timeout = 5000');
+    switchToWal(db);
+    // FULL: a commit is on disk before insert() resolves, so an id handed to a client survives a power cut.
+    db.pragma('synchronous = FULL');
+    return db;
+  } catch (err) {
+    db.close();
+    throw err;
+  }
+}
+
+/** How long a start waits for another process to finish switching a new file to WAL. */
+const WAL_SWITCH_TIMEOUT_MS = 5000;
+
+/**
+ * journal_mode = WAL, tried again while the file is busy: switching a new file takes an exclusive lock without
+ * SQLite's busy handler, so replicas starting on a new file at once would otherwise fail with "database is locked".
+ * Once the file is in WAL mode (it stays so), the pragma takes no lock.
+ */
+function switchToWal(db: Database.Database): void {
+  const deadline = Date.now() + WAL_SWITCH_TIMEOUT_MS;
+  for (;;) {
+    try {
+      db.pragma('journal_mode = WAL');
+      return;
+    } catch (err) {
+      const code = (err as { code?: unknown }).code;
+      if (typeof code !== 'string' || !code.startsWith('SQLITE_BUSY') || Date.now() > deadline) throw err;
+      // A synchronous pause: opening is synchronous, at start-up.
+      Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, 20);
+    }
   }
 }
 

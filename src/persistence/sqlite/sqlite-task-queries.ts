@@ -14,6 +14,25 @@ const MAX_TAG_JOINS = 16;
 /** The columns a StoredTask is read from: the document and the control fields. */
 export const STORED_TASK_COLUMNS = 'seq, id, state, doc, attempt, update_seq, lease_holder, lease_until, lease_token, backend_ref';
 
+/** One task at MINIMAL: its columns only. Parameter: the id. */
+export const GET_MINIMAL_SQL = 'SELECT id, state FROM tasks WHERE id = ?';
+
+/** One task at FULL, without its control fields. Parameter: the id. */
+export const GET_FULL_SQL = 'SELECT id, state, doc FROM tasks WHERE id = ?';
+
+/**
+ * One task at BASIC: the document without what BASIC leaves out (inputs[].content, logs[].logs[].stdout and
+ * stderr, logs[].system_logs), cut by SQLite's JSON functions, so the large parts never reach JavaScript.
+ * Absent arrays stay absent. Parameter: the id.
+ */
+export const GET_BASIC_SQL = `WITH t AS (SELECT id, state, doc FROM tasks WHERE id = ?),
+  without_content AS (SELECT id, state, CASE WHEN doc -> '$.inputs' IS NULL THEN doc ELSE json_set(doc, '$.inputs',
+    (SELECT json_group_array(json_remove(i.value, '$.content') ORDER BY i.key) FROM json_each(t.doc, '$.inputs') i)) END AS doc FROM t)
+  SELECT id, state, CASE WHEN doc -> '$.logs' IS NULL THEN doc ELSE json_set(doc, '$.logs',
+    (SELECT json_group_array(json_set(json_remove(l.value, '$.system_logs'), '$.logs',
+       (SELECT json_group_array(json_remove(e.value, '$.stdout', '$.stderr') ORDER BY e.key) FROM json_each(l.value, '$.logs') e)) ORDER BY l.key)
+     FROM json_each(without_content.doc, '$.logs') l)) END AS doc FROM without_content`;
+
 // The lease statements. Each is one statement, so it is atomic on its own, in this process or across processes
 // sharing the file. Held states are literals (enum values), which keeps the statements few and cacheable.
 const HELD = HELD_STATES.map((state) => `'${state}'`).join(', ');
