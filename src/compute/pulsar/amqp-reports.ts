@@ -8,7 +8,8 @@ import type { TaskUpdate } from '../../domain/task-update';
 import { logIndexOf, StoredTask, TesState } from '../../domain/tes-task';
 import { buildExecutionPlan, ExecutionPlan } from '../../engine/execution-plan';
 import { TailBuffer } from '../../engine/executor-output';
-import { parseFilesManifest, parseProgress } from '../../engine/job-progress';
+import { JobReporter } from '../../engine/job-report';
+import { parseFilesManifest } from '../../engine/job-progress';
 import { FILES_MANIFEST, NOTES_FILE, PROGRESS_FILE, STAGING_RESULT_FILE, StagingResult } from '../../engine/job-layout';
 import type { StorageRegistry } from '../../storage/storage-registry';
 import type { ListedObject } from '../../storage/storage-backend';
@@ -38,6 +39,8 @@ const REPORT = {
   [STAGING_RESULT_FILE]: 'report_staging_result',
 } as const;
 const tailKey = (index: number, stream: 'stdout' | 'stderr') => `report_tail_${index}_${stream}`;
+/** An executor's stdout or stderr below metadata/ (job-layout.ts executorStreamFile). */
+const EXECUTOR_STREAM = /^tesp\/(\d{1,6})\.(stdout|stderr)$/;
 
 const STATES = ['preprocessing', 'queued', 'running', 'postprocessing', 'complete', 'failed', 'cancelled', 'lost'] as const;
 type JobState = (typeof STATES)[number];
@@ -120,7 +123,7 @@ export class AmqpReports {
       return { result: 'ignored' };
     }
     const where = `job ${update.jobId} on runner ${runnerName}`;
-    const updates = settle(buildExecutionPlan(task), task, update, where);
+    const updates = await settle(buildExecutionPlan(task), task, update, where);
     if (updates.length === 0) return { result: 'ignored' };
     if (!(await this.store.apply(task.id, owner.attempt, updates))) return { result: 'requeue' };
     if (!FINAL.includes(update.status)) return { result: 'stored' };
@@ -217,7 +220,7 @@ export class AmqpReports {
   }
 
   private async receiveMetadata(task: StoredTask, name: string, body: Readable): Promise<{ stored: string }> {
-    const stream = /^tesp\/(\d{1,6})\.(stdout|stderr)$/.exec(name);
+    const stream = EXECUTOR_STREAM.exec(name);
     let values: Record<string, string>;
     if (stream) {
       const tail = new TailBuffer(this.settings.logTailBytes);
@@ -246,7 +249,7 @@ export class AmqpReports {
  * What a status update means for the task, from the reports its job posted before (Pulsar posts every file before
  * it publishes the final status). The same translation as the REST path's (pulsar-job.ts), read from the store.
  */
-export function settle(plan: ExecutionPlan, task: StoredTask, status: StatusUpdate, where: string): TaskUpdate[] {
+export async function settle(plan: ExecutionPlan, task: StoredTask, status: StatusUpdate, where: string): Promise<TaskUpdate[]> {
   const ref = task.control.backend_ref ?? {};
   const text = (key: string) => (typeof ref[key] === 'string' ? (ref[key] as string) : undefined);
   const stderrTail = status.jobStderr.slice(-REASON_TAIL_CHARS).trim();
@@ -280,24 +283,20 @@ export function settle(plan: ExecutionPlan, task: StoredTask, status: StatusUpda
     default:
       return []; // queued, preprocessing, postprocessing: nothing to record
   }
-  const progressText = text(REPORT[PROGRESS_FILE]);
-  if (progressText === undefined) return fail(withStderr(`${where}: the job's progress file did not reach tesp's staging URL (returncode ${status.returncode ?? 'none'})`));
-  const progress = parseProgress(progressText);
   const updates: TaskUpdate[] = [];
-  if (plan.executors.length > 0 && progress.executors.some((e) => e.startTime !== undefined)) updates.push({ kind: 'running' });
-  for (const executor of progress.executors) {
-    if (executor.startTime === undefined) continue;
-    updates.push({ kind: 'executor-started', index: executor.index, startTime: executor.startTime });
-    if (executor.exitCode === undefined) continue;
-    updates.push({
-      kind: 'executor-finished',
-      index: executor.index,
-      endTime: executor.endTime ?? new Date().toISOString(),
-      exitCode: executor.exitCode,
-      stdout: text(tailKey(executor.index, 'stdout')) ?? '',
-      stderr: text(tailKey(executor.index, 'stderr')) ?? '',
-    });
-  }
+  // The executors' reports come from the progress file and tails the job posted, as the REST path reads them.
+  const reporter = new JobReporter(plan, {
+    read: async (name) => {
+      const value = name in REPORT ? text(REPORT[name as keyof typeof REPORT]) : undefined;
+      return value === undefined ? undefined : Buffer.from(value);
+    },
+    tail: async (name) => {
+      const match = EXECUTOR_STREAM.exec(name);
+      return (match && text(tailKey(Number(match[1]), match[2] as 'stdout' | 'stderr'))) ?? '';
+    },
+  }, (update) => updates.push(update), 0);
+  const progress = await reporter.sync(true);
+  if (progress === undefined) return fail(withStderr(`${where}: the job's progress file did not reach tesp's staging URL (returncode ${status.returncode ?? 'none'})`));
   if (progress.endTime === undefined) return [...updates, ...fail(withStderr(`${where}: the job script did not run to its end (returncode ${status.returncode ?? 'none'})`))];
   const failed = progress.executors.some((e) => e.exitCode !== undefined && e.exitCode !== 0 && !plan.executors[e.index]?.ignoreError);
   for (const note of (text(REPORT[NOTES_FILE]) ?? '').split('\n').filter(Boolean)) updates.push({ kind: 'system-log', message: note });
