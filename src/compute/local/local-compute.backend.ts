@@ -9,6 +9,7 @@ import { buildExecutionPlan, TaskLayout, taskLayout } from '../../engine/executi
 import type { LeftoverExecutor } from '../../engine/executor-runtime';
 import type { RunEnd, TaskRunner } from '../../engine/task-runner';
 import type { ComputeBackend, ResumeOutcome, UpdateListener } from '../compute-backend';
+import { FollowedRuns } from '../followed-runs';
 
 export interface LocalBackendSettings {
   /** Task directories live at <workDir>/<task id> (data_dir/work). */
@@ -34,7 +35,7 @@ export class LocalComputeBackend implements ComputeBackend {
   readonly backendParameters = [SHM_SIZE_GB];
   readonly capacity: ComputeBackend['capacity'];
   private listener?: UpdateListener;
-  private readonly runs = new Map<string, Run>();
+  private readonly runs = new FollowedRuns<Run>();
 
   constructor(
     private readonly runner: TaskRunner,
@@ -103,24 +104,20 @@ export class LocalComputeBackend implements ComputeBackend {
     return stopped > 0 ? `stopped ${stopped} executor(s) no run in this process followed` : 'nothing of it was running';
   }
 
-  async release(taskId: string): Promise<void> {
-    const run = this.runs.get(taskId);
-    if (!run) return;
-    run.detach.abort();
-    await run.done;
+  release(taskId: string): Promise<void> {
+    return this.runs.release(taskId);
   }
 
   /** Resolves when this process follows no run of the task any more (its clean-up included). */
-  async settled(taskId: string): Promise<void> {
-    await this.runs.get(taskId)?.done;
+  settled(taskId: string): Promise<void> {
+    return this.runs.settled(taskId);
   }
 
   async detach(): Promise<void> {
-    const runs = [...this.runs.entries()];
-    for (const [, run] of runs) run.detach.abort();
     // Without containers nothing survives a shutdown: stop the processes rather than orphan them.
-    if (!this.runtime.survivesRestart) await Promise.all(runs.map(([id]) => this.runtime.removeAll(id, this.layoutOf(id), { leftovers: false })));
-    await Promise.all(runs.map(([, run]) => run.done));
+    await this.runs.detachAll(async (ids) => {
+      if (!this.runtime.survivesRestart) await Promise.all(ids.map((id) => this.runtime.removeAll(id, this.layoutOf(id), { leftovers: false })));
+    });
   }
 
   /** Why this replica cannot reach the task's work, from its backend reference; undefined when it can. */

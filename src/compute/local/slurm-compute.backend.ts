@@ -12,6 +12,7 @@ import { jobPhase, SlurmJobWatch } from '../../engine/slurm-job-watch';
 import type { Staging } from '../../engine/staging';
 import type { RunEnd } from '../../engine/task-runner';
 import type { ComputeBackend, ResumeOutcome, UpdateListener } from '../compute-backend';
+import { FollowedRuns } from '../followed-runs';
 import { SlurmRunSettings, SlurmTaskRun } from './slurm-task-run';
 
 // The local backend's slurm runtime (compute.local.runtime: slurm): each attempt of a task is one Slurm job,
@@ -43,7 +44,7 @@ export class SlurmComputeBackend implements ComputeBackend {
   readonly backendParameters = [MAX_TIME, WALLTIME, SLURM_PARTITION, SLURM_ACCOUNT, SHM_SIZE_GB];
   readonly capacity: ComputeBackend['capacity'];
   private listener?: UpdateListener;
-  private readonly runs = new Map<string, Run>();
+  private readonly runs = new FollowedRuns<Run>();
 
   constructor(
     private readonly client: SlurmClient,
@@ -121,22 +122,17 @@ export class SlurmComputeBackend implements ComputeBackend {
     return `Slurm job ${jobId} was cancelled (${state})${removed > 0 ? `, ${removed} container(s) of it removed` : ''}`;
   }
 
-  async release(taskId: string): Promise<void> {
-    const run = this.runs.get(taskId);
-    if (!run) return;
-    run.detach.abort();
-    await run.done;
+  release(taskId: string): Promise<void> {
+    return this.runs.release(taskId);
   }
 
   /** Resolves when this process follows no run of the task any more. */
-  async settled(taskId: string): Promise<void> {
-    await this.runs.get(taskId)?.done;
+  settled(taskId: string): Promise<void> {
+    return this.runs.settled(taskId);
   }
 
   async detach(): Promise<void> {
-    const runs = [...this.runs.values()];
-    for (const run of runs) run.detach.abort();
-    await Promise.all(runs.map((run) => run.done));
+    await this.runs.detachAll();
     this.watch.stop();
   }
 

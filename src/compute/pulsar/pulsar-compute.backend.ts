@@ -7,6 +7,7 @@ import { buildExecutionPlan } from '../../engine/execution-plan';
 import { isSafeJobId, jobContainerName } from '../../engine/job-layout';
 import type { StorageRegistry } from '../../storage/storage-registry';
 import { BackendUnavailable, ComputeBackend, ResumeOutcome, StagingRelay, TaskReports, UpdateListener } from '../compute-backend';
+import { FollowedRuns } from '../followed-runs';
 import { AmqpDispatch, AmqpDispatchSettings } from './amqp-dispatch';
 import { AmqpReports } from './amqp-reports';
 import { JobEnd, PulsarJob, PulsarJobSettings } from './pulsar-job';
@@ -43,7 +44,7 @@ export class PulsarComputeBackend implements ComputeBackend {
   readonly capacity: ComputeBackend['capacity'];
   readonly stagingRelay?: StagingRelay;
   private listener?: UpdateListener;
-  private readonly runs = new Map<string, Run>();
+  private readonly runs = new FollowedRuns<Run>();
   private readonly amqp?: AmqpDispatch;
 
   constructor(
@@ -167,23 +168,18 @@ export class PulsarComputeBackend implements ComputeBackend {
 
   async release(taskId: string): Promise<void> {
     this.amqp?.release(taskId);
-    const run = this.runs.get(taskId);
-    if (!run) return;
-    run.detach.abort();
-    await run.done;
+    await this.runs.release(taskId);
   }
 
   async detach(): Promise<void> {
     this.amqp?.detach();
-    const runs = [...this.runs.values()];
-    for (const run of runs) run.detach.abort();
-    await Promise.all(runs.map((run) => run.done));
+    await this.runs.detachAll();
     await this.pool.stop();
   }
 
   /** Resolves when this process follows no job of the task any more. */
-  async settled(taskId: string): Promise<void> {
-    await this.runs.get(taskId)?.done;
+  settled(taskId: string): Promise<void> {
+    return this.runs.settled(taskId);
   }
 
   private reference(runner: Runner, jobId: string): BackendRef {
