@@ -8,6 +8,7 @@ import { StorageModule } from './storage/storage.module';
 import { ComputeModule } from './compute/compute.module';
 import { TasksModule } from './tasks/tasks.module';
 import { ServiceInfoModule } from './service-info/service-info.module';
+import { AuthModule } from './auth/auth.module';
 
 @Module({})
 export class AppModule {
@@ -17,6 +18,7 @@ export class AppModule {
       imports: [
         SettingsModule.forRoot(settings),
         LoggingModule.forRoot(logger),
+        AuthModule,
         PersistenceModule,
         StorageModule,
         ComputeModule,

@@ -13,12 +13,14 @@ const ALLOWED: Readonly<Record<string, readonly string[]>> = {
   storage: ['domain', 'common', 'config'],
   engine: ['storage', 'domain', 'common', 'config'],
   persistence: ['domain', 'common', 'config'],
+  // Who calls: authenticators, the guard and the principal decorator.
+  auth: ['domain', 'common', 'config'],
   compute: ['engine', 'storage', 'domain', 'common', 'config'],
   // `tesp runner`: a Pulsar-compatible server on the engine, beside the API (no Nest).
   runner: ['engine', 'storage', 'domain', 'common', 'config'],
   scheduler: ['compute', 'persistence', 'domain', 'common', 'config'],
-  tasks: ['scheduler', 'compute', 'persistence', 'storage', 'domain', 'common', 'config'],
-  'service-info': ['compute', 'storage', 'domain', 'common', 'config'],
+  tasks: ['auth', 'scheduler', 'compute', 'persistence', 'storage', 'domain', 'common', 'config'],
+  'service-info': ['auth', 'compute', 'storage', 'domain', 'common', 'config'],
   'api-docs': ['domain', 'common', 'config'],
 };
 

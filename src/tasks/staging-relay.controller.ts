@@ -1,5 +1,6 @@
 import { Controller, Get, Inject, Param, Post, Query, Req, Res } from '@nestjs/common';
 import { ApiExcludeController } from '@nestjs/swagger';
+import { PublicRoute } from '../auth/public-route.decorator';
 import Busboy from 'busboy';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Readable } from 'node:stream';
@@ -23,6 +24,8 @@ function rawResponse(value: unknown): ServerResponse {
   return raw<ServerResponse>(value);
 }
 
+// Runners carry no user credentials: the key in the path (an HMAC of task and attempt) is the authorisation.
+@PublicRoute()
 @ApiExcludeController()
 @Controller('tesp/relay/:taskId/:attempt/:key')
 export class StagingRelayController {

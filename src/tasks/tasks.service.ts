@@ -9,6 +9,7 @@ import { parseListQuery, parseView } from './list-query';
 import { parseTaskRequest } from './task-request.parser';
 import { renderTask, TaskViewBody } from './task-views';
 import { TaskRecord, TesState, TesTaskRequest } from '../domain/tes-task';
+import type { Principal } from '../domain/principal';
 
 export interface ListTasksBody {
   tasks: TaskViewBody[];
@@ -25,7 +26,8 @@ export class TasksService {
   ) {}
 
   /** Validates and stores a task; it is on disk before its id is returned. */
-  async create(body: unknown): Promise<{ id: string }> {
+  // `caller` becomes the owner, and scopes reads and cancels, in the ownership change (issue 12).
+  async create(body: unknown, _caller: Principal): Promise<{ id: string }> {
     const request = parseTaskRequest(body);
     await this.checkUrls(request);
     const warnings = this.applyBackendParameters(request);
@@ -40,14 +42,14 @@ export class TasksService {
     return { id: task.id };
   }
 
-  async get(id: string, query: Record<string, unknown>): Promise<TaskViewBody> {
+  async get(id: string, query: Record<string, unknown>, _caller: Principal): Promise<TaskViewBody> {
     const view = parseView(query);
     const task = await this.repo.getForView(id, view);
     if (!task) throw new DomainError(ErrorCode.NotFound, `task ${id} not found`);
     return renderTask(task, view);
   }
 
-  async list(rawQuery: Record<string, unknown>): Promise<ListTasksBody> {
+  async list(rawQuery: Record<string, unknown>, _caller: Principal): Promise<ListTasksBody> {
     const { view, query } = parseListQuery(rawQuery);
     const page = await this.repo.list(query);
     const body: ListTasksBody = { tasks: page.tasks.map((task) => renderTask(task, view)) };
@@ -56,7 +58,7 @@ export class TasksService {
   }
 
   /** Records the cancel and answers at once; the replica holding the task stops its work. */
-  async cancel(id: string): Promise<Record<string, never>> {
+  async cancel(id: string, _caller: Principal): Promise<Record<string, never>> {
     await this.scheduler.requestCancel(id);
     return {};
   }
