@@ -63,8 +63,10 @@ export class OidcAuthenticator implements Authenticator {
     if (claims.active !== true) throw unauthenticated('the bearer token is not active (introspection)');
     if (claims.aud !== undefined) checkAudience(claims.aud, this.rules.audience);
     if (typeof claims.exp === 'number' && this.now() / 1000 > claims.exp + this.rules.clockSkewS) throw unauthenticated('the bearer token has expired');
-    if (typeof claims.sub !== 'string' || claims.sub === '') throw unauthenticated('the bearer token has no subject (sub)');
-    return { ...claims, iss: at.issuer };
+    // RFC 7662 makes sub optional; a client-credentials token stands for its client.
+    const sub = typeof claims.sub === 'string' && claims.sub !== '' ? claims.sub : claims.client_id;
+    if (typeof sub !== 'string' || sub === '') throw unauthenticated('the bearer token has no subject (sub or client_id)');
+    return { ...claims, sub, iss: at.issuer };
   }
 
   private principalOf(claims: Readonly<Record<string, unknown>>): Principal {
