@@ -40,6 +40,14 @@ describe('HTTP Basic authentication', () => {
     expect401(await get(server.root, '/v1/tasks/some-id'), /needs a user/);
   });
 
+  it('offers the Basic login in Swagger UI, on every operation but service-info', async () => {
+    const document = (await get(server.root, '/docs-json')).json;
+    expect(document.components.securitySchemes).toEqual({ basicAuth: expect.objectContaining({ type: 'http', scheme: 'basic' }) });
+    expect(document.security).toEqual([{ basicAuth: [] }]);
+    expect(document.paths['/service-info'].get.security).toEqual([]);
+    expect(document.paths['/tasks'].get.security).toBeUndefined();
+  });
+
   it('lets in the right password, also on a second request (remembered), and refuses a wrong one', async () => {
     expect((await get(server.root, '/ga4gh/tes/v1/tasks', basic(`alice:${PASSWORDS.alice}`))).status).toBe(200);
     expect((await get(server.root, '/ga4gh/tes/v1/tasks', basic(`alice:${PASSWORDS.alice}`))).status).toBe(200);

@@ -98,6 +98,7 @@ describe('authentication with OpenID Connect and Basic (the built service, a rea
     expect(info.json.tesp_auth).toEqual({ schemes: ['Basic', 'Bearer'], basic_realm: 'tesp', oidc_issuers: [listed.issuer], oidc_audience: AUDIENCE });
     expect((await call('/')).status).toBe(302);
     expect((await call('/docs')).status).toBe(200);
+    expect((await call('/docs-json')).json.security).toEqual([{ basicAuth: [] }, { bearerAuth: [] }]);
     // With credentials that are not valid, public routes still answer.
     expect((await call('/v1/service-info', 'Bearer not-a-token')).status).toBe(200);
   });
