@@ -170,6 +170,34 @@ describe('authentication with OpenID Connect and Basic (the built service, a rea
     expect((await listTasks(bearer(token))).status).toBe(200);
   });
 
+  it('fetches the JWKS again for unknown key ids at most once per jwks_refetch_interval_s', async () => {
+    // A service with the default interval (60 s): made-up kids cannot make it hammer the issuer.
+    const limited = new ServiceProcess(ServiceProcess.tempDataDir(), {
+      TESP_COMPUTE__LOCAL__MAX_CONCURRENT_TASKS: '0',
+      TESP_AUTH__MODES: 'oidc',
+      TESP_AUTH__OIDC__ISSUERS: listed.issuer,
+      TESP_AUTH__OIDC__AUDIENCE: AUDIENCE,
+    });
+    await limited.start();
+    try {
+      const stranger = generateKeyPairSync('rsa', { modulusLength: 2048 }).privateKey;
+      const tryKid = async (kid: string) => {
+        const res = await fetch(`${limited.base}/tasks`, { headers: { authorization: bearer(signJwt({ alg: 'RS256', kid }, claims(), stranger)) } });
+        answers.push(`${res.status} ${await res.text()}`);
+        return res.status;
+      };
+      expect(await tryKid('made-up-1')).toBe(401);
+      const afterFirst = await listed.requestCount();
+      expect([await tryKid('made-up-2'), await tryKid('made-up-3')]).toEqual([401, 401]);
+      expect(await listed.requestCount()).toBe(afterFirst);
+      // A real token still passes: its key is known.
+      expect((await fetch(`${limited.base}/tasks`, { headers: { authorization: bearer(await listed.token('alice')) } })).status).toBe(200);
+    } finally {
+      await limited.stop();
+      limited.cleanup();
+    }
+  });
+
   it('introspects opaque tokens at the first issuer', async () => {
     const opaque = await listed.token('alice', { resource: 'urn:tesp:opaque' });
     expect(opaque.split('.')).toHaveLength(1);

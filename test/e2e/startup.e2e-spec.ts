@@ -58,6 +58,18 @@ describe('start-up', () => {
     expect(line.msg).toMatch(/^invalid settings: server.host is 0.0.0.0, beyond loopback, and auth.modes is \[none\].*server.allow_unauthenticated_remote: true/);
   });
 
+  it('listens beyond loopback without authentication when allowed explicitly, with a warning', async () => {
+    const service = new ServiceProcess(ServiceProcess.tempDataDir(), { TESP_SERVER__HOST: '0.0.0.0', TESP_SERVER__ALLOW_UNAUTHENTICATED_REMOTE: 'true' });
+    try {
+      await service.start();
+      const warning = service.output.split('\n').filter(Boolean).map((line) => JSON.parse(line)).find((line) => line.level === 40);
+      expect(warning).toMatchObject({ host: '0.0.0.0', msg: expect.stringMatching(/^listening beyond loopback without authentication/) });
+    } finally {
+      await service.stop();
+      service.cleanup();
+    }
+  });
+
   it('refuses a malformed htpasswd entry naming its index, never its hash', async () => {
     const good = '$2y$05$' + 'a'.repeat(53);
     const { code, lines } = await runTesp({ TESP_DATA_DIR: dataDir, TESP_AUTH__MODES: 'basic', TESP_AUTH__BASIC__USERS: `alice:${good},bob:$2y$05$t00-sh0rt-s3cret` });
