@@ -31,7 +31,7 @@ export class AuthGuard implements CanActivate {
   ) {
     this.open = authenticators.some((authenticator) => authenticator.scheme === 'none');
     this.challenge = authenticators.flatMap((authenticator) => authenticator.challenge ?? []).join(', ');
-    this.accepted = authenticators.map((authenticator) => (authenticator.scheme === 'basic' ? 'Basic' : 'Bearer')).join(' or ');
+    this.accepted = authenticators.flatMap((authenticator) => ({ none: [], basic: ['Basic'], bearer: ['Bearer'] })[authenticator.scheme]).join(' or ');
   }
 
   async canActivate(context: ExecutionContext): Promise<boolean> {

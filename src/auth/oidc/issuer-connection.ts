@@ -58,7 +58,8 @@ export class IssuerConnection {
     if (found(keys).length > 0) return found(keys);
     // A kid we do not know: the issuer may have rotated its keys. Fetch again, but not more often than set, so that
     // tokens naming made-up kids cannot make us hammer the issuer.
-    if (this.now() - this.lastRefetchAt < this.options.jwksRefetchIntervalMs) return [];
+    // Within the interval, a refetch another request started may still bring the key: this.keys is that fetch then.
+    if (this.now() - this.lastRefetchAt < this.options.jwksRefetchIntervalMs) return this.keys ? found(await this.keys) : [];
     this.lastRefetchAt = this.now();
     this.keys = this.fetchKeys();
     keys = await this.keys;
