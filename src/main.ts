@@ -54,6 +54,12 @@ async function storeCommand(args: readonly string[]): Promise<void> {
 }
 
 async function serve(settings: Settings, logger: Logger): Promise<void> {
+  if (!isLoopback(settings.server.host) && settings.auth.modes.includes('none') && !settings.server.allow_unauthenticated_remote) {
+    throw new SettingsError(
+      `server.host is ${settings.server.host}, beyond loopback, and auth.modes is [none]: anyone who reaches the port could run tasks. ` +
+        'Turn authentication on (auth.modes: [basic] or [oidc]) or set server.allow_unauthenticated_remote: true (e.g. behind an authenticating reverse proxy)',
+    );
+  }
   const app = await createHttpApp(AppModule.forRoot(settings, logger), settings, new PinoNestLogger(logger));
   // Graceful stop: stop claiming tasks, leave running containers for the next start, close the store, exit 0.
   for (const signal of ['SIGTERM', 'SIGINT'] as const) {
@@ -68,7 +74,7 @@ async function serve(settings: Settings, logger: Logger): Promise<void> {
       );
     });
   }
-  if (!isLoopback(settings.server.host)) {
+  if (!isLoopback(settings.server.host) && settings.auth.modes.includes('none')) {
     logger.warn({ host: settings.server.host }, 'listening beyond loopback without authentication: anyone who reaches this port can run tasks and read every task');
   }
   await app.listen(settings.server.port, settings.server.host);
@@ -133,6 +139,10 @@ async function main(): Promise<void> {
   try {
     await (command === 'runner' ? runner(settings, logger) : serve(settings, logger));
   } catch (err) {
+    if (err instanceof SettingsError) {
+      logger.fatal(`invalid settings: ${err.message}`);
+      process.exit(1);
+    }
     logger.fatal({ err: err instanceof Error ? err.message : String(err) }, command === 'runner' ? 'tesp runner could not start' : 'tesp could not start');
     process.exit(1);
   }

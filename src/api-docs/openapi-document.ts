@@ -30,3 +30,18 @@ export function loadTesOpenApiDocument(): Record<string, any> {
   tes.servers = [{ url: '/ga4gh/tes/v1' }, { url: '/v1' }];
   return tes;
 }
+
+/**
+ * The login Swagger UI offers for auth.modes: an HTTP Basic and/or a bearer scheme, required (either one) on every
+ * operation but service-info, which stays public.
+ */
+export function withSecuritySchemes(document: Record<string, any>, modes: readonly string[]): Record<string, any> {
+  const schemes: Record<string, unknown> = {};
+  if (modes.includes('basic')) schemes.basicAuth = { type: 'http', scheme: 'basic', description: 'A user of auth.basic.users' };
+  if (modes.includes('oidc')) schemes.bearerAuth = { type: 'http', scheme: 'bearer', bearerFormat: 'JWT', description: 'An access token of an issuer in auth.oidc.issuers' };
+  if (Object.keys(schemes).length === 0) return document;
+  document.components.securitySchemes = { ...document.components.securitySchemes, ...schemes };
+  document.security = Object.keys(schemes).map((name) => ({ [name]: [] }));
+  for (const operation of Object.values(document.paths['/service-info'] ?? {}) as Array<Record<string, unknown>>) operation.security = [];
+  return document;
+}

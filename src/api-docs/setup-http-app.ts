@@ -4,7 +4,7 @@ import { FastifyAdapter, NestFastifyApplication } from '@nestjs/platform-fastify
 import { SwaggerModule } from '@nestjs/swagger';
 import type { Settings } from '../config/settings.schema';
 import { installBodyParsers } from './request-body-parsers';
-import { loadTesOpenApiDocument } from './openapi-document';
+import { loadTesOpenApiDocument, withSecuritySchemes } from './openapi-document';
 
 const MIB = 1024 * 1024;
 
@@ -28,7 +28,9 @@ export async function createHttpApp(rootModule: unknown, settings: Settings, log
   // read them all. @fastify/cors answers in onRequest, so every answer (errors included) carries the headers.
   if (settings.server.cors_origins.length > 0) app.enableCors({ origin: [...settings.server.cors_origins], methods: CORS_METHODS });
   app.getHttpAdapter().getInstance().get('/', (_req, reply) => reply.redirect('/docs', 302));
-  SwaggerModule.setup('docs', app, loadTesOpenApiDocument() as never, { customSiteTitle: 'tesp: GA4GH TES v1.1' });
+  const document = withSecuritySchemes(loadTesOpenApiDocument(), settings.auth.modes);
+  // persistAuthorization: a login survives reloading the page.
+  SwaggerModule.setup('docs', app, document as never, { customSiteTitle: 'tesp: GA4GH TES v1.1', swaggerOptions: { persistAuthorization: true } });
   return app;
 }
 

@@ -5,16 +5,20 @@ import { DomainError, ErrorCode } from '../domain/domain-error';
 import { ErrorBody, HttpExceptionFilter, statusFor } from './http-exception.filter';
 import { parseJsonBody } from '../api-docs/request-body-parsers';
 
-function run(exception: unknown): { status: number; body: ErrorBody; logged: string } {
+function run(exception: unknown): { status: number; body: ErrorBody; logged: string; headers: Record<string, string> } {
   let logged = '';
   const sink = new Writable({ write: (chunk, _enc, done) => ((logged += String(chunk)), done()) });
   const filter = new HttpExceptionFilter(pino({ level: 'error' }, sink));
-  const reply: { status: number; body?: ErrorBody } = { status: 0 };
-  const res = { status: (code: number) => ((reply.status = code), res), send: (body: ErrorBody) => ((reply.body = body), res) };
+  const reply: { status: number; body?: ErrorBody; headers: Record<string, string> } = { status: 0, headers: {} };
+  const res = {
+    status: (code: number) => ((reply.status = code), res),
+    header: (name: string, value: string) => ((reply.headers[name] = value), res),
+    send: (body: ErrorBody) => ((reply.body = body), res),
+  };
   const req = { method: 'GET', url: '/v1/somewhere?page_token=secret' };
   const host = { switchToHttp: () => ({ getResponse: () => res, getRequest: () => req }) } as unknown as ArgumentsHost;
   filter.catch(exception, host);
-  return { status: reply.status, body: reply.body!, logged };
+  return { status: reply.status, body: reply.body!, logged, headers: reply.headers };
 }
 
 describe('HttpExceptionFilter', () => {
@@ -23,7 +27,9 @@ describe('HttpExceptionFilter', () => {
       [ErrorCode.InvalidArgument]: 400,
       [ErrorCode.StorageDenied]: 400,
       [ErrorCode.NotFound]: 404,
+      [ErrorCode.Unauthenticated]: 401,
       [ErrorCode.Forbidden]: 403,
+      [ErrorCode.TooManyRequests]: 429,
       [ErrorCode.Conflict]: 409,
       [ErrorCode.PayloadTooLarge]: 413,
       [ErrorCode.Unavailable]: 503,
@@ -32,6 +38,11 @@ describe('HttpExceptionFilter', () => {
       [ErrorCode.Internal]: 500,
     };
     for (const code of Object.values(ErrorCode)) expect([code, statusFor(code)]).toEqual([code, expected[code]]);
+  });
+
+  it('answers a rate limit with Retry-After in whole seconds', () => {
+    const { status, body, headers } = run(new DomainError(ErrorCode.TooManyRequests, 'slow down', true, 1200));
+    expect([status, body, headers]).toEqual([429, { msg: 'slow down', status_code: 429 }, { 'retry-after': '2' }]);
   });
 
   it('answers client errors with their message in the one error shape', () => {

@@ -18,8 +18,12 @@ export function statusFor(code: ErrorCode): number {
       return HttpStatus.BAD_REQUEST;
     case ErrorCode.NotFound:
       return HttpStatus.NOT_FOUND;
+    case ErrorCode.Unauthenticated:
+      return HttpStatus.UNAUTHORIZED;
     case ErrorCode.Forbidden:
       return HttpStatus.FORBIDDEN;
+    case ErrorCode.TooManyRequests:
+      return HttpStatus.TOO_MANY_REQUESTS;
     case ErrorCode.Conflict:
       return HttpStatus.CONFLICT;
     case ErrorCode.PayloadTooLarge:
@@ -46,6 +50,10 @@ export class HttpExceptionFilter implements ExceptionFilter {
     const reply = http.getResponse<FastifyReply>();
     const req = http.getRequest<FastifyRequest>();
     const body = this.bodyFor(exception, req);
+    // The guard sets WWW-Authenticate on the reply before it refuses; Retry-After comes with the error.
+    if (exception instanceof DomainError && exception.code === ErrorCode.TooManyRequests && exception.retryAfterMs !== undefined) {
+      void reply.header('retry-after', String(Math.max(1, Math.ceil(exception.retryAfterMs / 1000))));
+    }
     void reply.status(body.status_code).send(body);
   }
 

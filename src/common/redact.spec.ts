@@ -24,4 +24,10 @@ describe('redaction', () => {
   it('hides userinfo inside free text', () => {
     expect(redactText('connect to ftp://bob:hunter2@host/x failed')).toBe('connect to ftp://***@host/x failed');
   });
+
+  it('hides Authorization credentials quoted in free text', () => {
+    expect(redactText('request with Bearer eyJhbGciOi.eyJzdWIi.c2ln failed')).toBe('request with Bearer *** failed');
+    expect(redactText('header "basic YWxpY2U6d29uZGVy" refused')).toBe('header "basic ***" refused');
+    expect(redactText('Basic authentication failed')).toBe('Basic authentication failed');
+  });
 });

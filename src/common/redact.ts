@@ -34,9 +34,15 @@ export function redactUrl(raw: string): string {
 /** The key segment of tesp's staging URLs (/tesp/relay/<task>/<attempt>/<key>/...). */
 const RELAY_KEY = /(\/tesp\/relay\/[^/\s]+\/\d+\/)[^/\s?#]+/g;
 
-/** Replaces every URL with userinfo inside free text (error messages from libraries). */
+/**
+ * Credentials of an Authorization header quoted in free text ("Bearer eyJ...", "Basic YWxpY2U6..."): 8 or more token
+ * characters with a digit or punctuation among them, so that prose ("Basic authentication") stays.
+ */
+const AUTHORIZATION_CREDENTIALS = /\b(Bearer|Basic)\s+(?=[A-Za-z0-9._~+/=-]*[0-9._~+/=-])[A-Za-z0-9._~+/=-]{8,}/gi;
+
+/** Replaces every URL with userinfo inside free text (error messages from libraries), and quoted credentials. */
 export function redactText(text: string): string {
-  return text.replace(/([a-z][a-z0-9+.-]*:\/\/)[^/@\s]*@/gi, '$1***@').replace(RELAY_KEY, '$1***');
+  return text.replace(/([a-z][a-z0-9+.-]*:\/\/)[^/@\s]*@/gi, '$1***@').replace(RELAY_KEY, '$1***').replace(AUTHORIZATION_CREDENTIALS, '$1 ***');
 }
 
 /** An error's message with credentials removed, for logs and system_logs. */

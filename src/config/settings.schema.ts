@@ -1,3 +1,4 @@
+import { checkAuthModes, checkIssuers, parseHtpasswdEntries } from './auth-entries';
 import { parseFtpCredentials } from './ftp-credential-entries';
 import { parseIrodsAuth, parseIrodsZones } from './irods-zone-entries';
 import { parseRunnerEntries } from './runner-entries';
@@ -32,12 +33,61 @@ function checkOrigins(items: readonly string[]): void {
 
 export const settingsSchema = {
   server: {
-    // Loopback until authentication exists: no one else can reach an unauthenticated server by default.
+    // Loopback by default: no one else can reach an unauthenticated server.
     host: str('127.0.0.1'),
+    // Listening beyond loopback with auth.modes [none] stops start-up unless this is set (a warning is logged then).
+    allow_unauthenticated_remote: bool(false),
     port: int(8080, 0, 65535),
     body_limit_mb: int(64, 16, 1024),
     // Web origins allowed to call the API from a browser; none by default.
     cors_origins: list([], checkOrigins),
+  },
+  // Who may call the API (README, Security). Every route but service-info, / and /docs needs a user unless [none].
+  auth: {
+    // none, or any of basic and oidc (a request may use either).
+    modes: list(['none'], checkAuthModes),
+    basic: {
+      // htpasswd bcrypt lines, "name:$2y$..." as `htpasswd -nbB name password` prints them.
+      users: list([], (items) => parseHtpasswdEntries(items)),
+      // An htpasswd file with more such lines (a mounted secret), read at start-up; joins users.
+      users_file: str('', { allowEmpty: true }),
+      // How long a verified Authorization header is remembered (bcrypt is slow by design); 0: check every time.
+      cache_ttl_s: int(60, 0, 3600),
+    },
+    oidc: {
+      // Issuer URLs whose tokens are accepted; a token naming another issuer is refused without contacting it.
+      issuers: list([], checkIssuers),
+      // The `aud` a token must carry (required with oidc).
+      audience: str('', { allowEmpty: true }),
+      // Scopes (the scope or scp claim) and groups (groups_claim) a token must all carry, else 403.
+      required_scopes: list([]),
+      required_groups: list([]),
+      groups_claim: str('groups'),
+      clock_skew_s: int(30, 0, 600),
+      // A token signed by a key the issuer's JWKS lacks fetches the JWKS again at most this often per issuer.
+      jwks_refetch_interval_s: int(60, 0, 86_400),
+      request_timeout_ms: int(10_000, 100, 600_000),
+      // Opaque (non-JWT) tokens are introspected (RFC 7662) at the first issuer with this client; empty: refused.
+      introspection_client_id: str('', { allowEmpty: true }),
+      introspection_client_secret: str('', { allowEmpty: true }),
+      // A file holding the secret instead (a mounted secret); wins over introspection_client_secret.
+      introspection_client_secret_file: str('', { allowEmpty: true }),
+    },
+    // Admins see and cancel every task: Basic user names, OpenID Connect names (<issuer>#<sub>), groups from
+    // auth.oidc.groups_claim, or a claim with a given value.
+    admin: {
+      users: list([]),
+      groups: list([]),
+      claim: str('', { allowEmpty: true }),
+      claim_value: str('', { allowEmpty: true }),
+    },
+    // A token bucket per user (per address for anonymous callers): 429 with Retry-After when it is empty.
+    rate_limit: {
+      // 0: no limit.
+      requests_per_minute: int(0, 0, 1_000_000),
+      // Requests a user may send at once; 0: requests_per_minute.
+      burst: int(0, 0, 1_000_000),
+    },
   },
   logging: {
     level: str('info', { oneOf: ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] }),

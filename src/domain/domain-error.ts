@@ -3,6 +3,8 @@
 export enum ErrorCode {
   InvalidArgument = 'INVALID_ARGUMENT',
   NotFound = 'NOT_FOUND',
+  /** The request carries no credentials, or credentials that are not valid (401, with the accepted schemes). */
+  Unauthenticated = 'UNAUTHENTICATED',
   /** The caller may not do this (e.g. a staging URL whose key or attempt is not valid, or no longer). */
   Forbidden = 'FORBIDDEN',
   Conflict = 'CONFLICT',
@@ -13,6 +15,8 @@ export enum ErrorCode {
   StorageDenied = 'STORAGE_DENIED',
   ComputeFailed = 'COMPUTE_FAILED',
   Unavailable = 'UNAVAILABLE',
+  /** The caller sent more requests than its rate limit allows; retryAfterMs says when to try again. */
+  TooManyRequests = 'TOO_MANY_REQUESTS',
   Internal = 'INTERNAL',
 }
 

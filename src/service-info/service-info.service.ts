@@ -5,6 +5,7 @@ import { SETTINGS } from '../config/settings.module';
 import type { Settings } from '../config/settings.schema';
 import { COMPUTE_BACKEND, ComputeBackend } from '../compute/compute-backend';
 import { StorageRegistry } from '../storage/storage-registry';
+import { BASIC_REALM } from '../auth/basic/basic.authenticator';
 
 const VERSION: string = JSON.parse(readFileSync(path.resolve(__dirname, '..', '..', 'package.json'), 'utf8')).version;
 
@@ -33,6 +34,7 @@ export class ServiceInfoService {
       version: VERSION,
       storage: storage.locations(),
       tesResources_backend_parameters: backend.backendParameters.map((parameter) => parameter.key),
+      ...authDescription(settings.auth),
     };
   }
 
@@ -40,4 +42,22 @@ export class ServiceInfoService {
     const compute = this.backend.describe?.();
     return compute ? { ...this.body, tesp_compute: { backend: this.backend.name, ...compute } } : this.body;
   }
+}
+
+/**
+ * tesp_auth, an extension field beside the spec's (as tesp_compute is), only while authentication is on: the
+ * Authorization schemes accepted and where bearer tokens come from. With auth.modes [none] the answer has the spec's
+ * fields only.
+ */
+function authDescription(auth: Settings['auth']): Record<string, unknown> {
+  if (auth.modes.includes('none')) return {};
+  const basic = auth.modes.includes('basic');
+  const oidc = auth.modes.includes('oidc');
+  return {
+    tesp_auth: {
+      schemes: auth.modes.map((mode) => (mode === 'basic' ? 'Basic' : 'Bearer')),
+      ...(basic ? { basic_realm: BASIC_REALM } : {}),
+      ...(oidc ? { oidc_issuers: [...auth.oidc.issuers], oidc_audience: auth.oidc.audience } : {}),
+    },
+  };
 }

@@ -135,6 +135,8 @@ describeWhen(
       expect(settings.store.kind).toBe('mongodb');
       expect(settings.store.mongodb.url).toBe('mongodb://mongo:27017/tesp');
       expect(settings.server.host).toBe('0.0.0.0');
+      // Without authentication beyond loopback only by explicit choice: the port is published on the host loopback.
+      expect([settings.auth.modes, settings.server.allow_unauthenticated_remote]).toEqual([['none'], true]);
       expect(settings.server.port).toBe(8080);
       expect(settings.compute.backend).toBe('pulsar');
       const [runner, centre, ...others] = parseRunnerEntries(settings.compute.pulsar.runners);
