@@ -4,6 +4,8 @@ import { FastifyAdapter, NestFastifyApplication } from '@nestjs/platform-fastify
 import { SwaggerModule } from '@nestjs/swagger';
 import type { Settings } from '../config/settings.schema';
 import { installBodyParsers } from './request-body-parsers';
+import { clientErrorReply, connectionOptions, limitConnections } from './connection-limits';
+import { LOGGER, Logger } from '../common/logger';
 import { loadTesOpenApiDocument } from './openapi-document';
 
 const MIB = 1024 * 1024;
@@ -20,10 +22,12 @@ export async function createHttpApp(rootModule: unknown, settings: Settings, log
   const bodyLimit = settings.server.body_limit_mb * MIB;
   // Tasks carry inline `content` inputs (the spec asks for at least 128 KiB each), far above Fastify's 1 MiB.
   // ignoreTrailingSlash: `/tasks/` lists as `/tasks` does, as it did under Express.
-  const adapter = new FastifyAdapter({ bodyLimit, ignoreTrailingSlash: true });
+  // Timeouts and the client error reply: see connection-limits.ts.
+  const adapter = new FastifyAdapter({ bodyLimit, ignoreTrailingSlash: true, ...connectionOptions(settings.server), clientErrorHandler: clientErrorReply(settings.server) });
   // bodyParser false: Nest's parsers would replace installBodyParsers's (an empty JSON body is an error there).
   const app = await NestFactory.create<NestFastifyApplication>(rootModule as never, adapter, { logger, bodyParser: false });
   installBodyParsers(app.getHttpAdapter().getInstance(), bodyLimit);
+  limitConnections(app.getHttpServer(), settings.server, app.get<symbol, Logger>(LOGGER));
   // No cross-origin access unless origins are listed: any web page a user opens could otherwise submit tasks and
   // read them all. @fastify/cors answers in onRequest, so every answer (errors included) carries the headers.
   if (settings.server.cors_origins.length > 0) app.enableCors({ origin: [...settings.server.cors_origins], methods: CORS_METHODS });

@@ -26,6 +26,7 @@ describe('HttpExceptionFilter', () => {
       [ErrorCode.Forbidden]: 403,
       [ErrorCode.Conflict]: 409,
       [ErrorCode.PayloadTooLarge]: 413,
+      [ErrorCode.UnsupportedMediaType]: 415,
       [ErrorCode.Unavailable]: 503,
       [ErrorCode.StorageFailed]: 500,
       [ErrorCode.ComputeFailed]: 500,
@@ -59,10 +60,12 @@ describe('HttpExceptionFilter', () => {
 
   it('answers body errors as 400 naming the problem, and a body beyond the limit as 413 naming the setting', () => {
     let parsed: { err: Error | null; body?: unknown } | undefined;
-    parseJsonBody(undefined as never, '{"executors": [', (err, body) => (parsed = { err, body }));
+    parseJsonBody(undefined as never, Buffer.from('{"executors": ['), (err, body) => (parsed = { err, body }));
     expect(run(parsed!.err).body).toEqual({ msg: expect.stringMatching(/^request body is not valid JSON: /), status_code: 400 });
-    parseJsonBody(undefined as never, '', (err, body) => (parsed = { err, body }));
+    parseJsonBody(undefined as never, Buffer.alloc(0), (err, body) => (parsed = { err, body }));
     expect(parsed).toEqual({ err: null, body: undefined });
+    parseJsonBody(undefined as never, Buffer.from([0x7b, 0x22, 0xff, 0x22, 0x7d]), (err, body) => (parsed = { err, body }));
+    expect(run(parsed!.err).body).toEqual({ msg: 'request body is not valid UTF-8 (JSON text must be UTF-8)', status_code: 400 });
     // Nest turns Fastify's FST_ERR_CTP_BODY_TOO_LARGE into an HttpException with its status.
     expect(run(new HttpException('Request body is too large', 413)).body).toEqual({ msg: 'request body is larger than server.body_limit_mb allows', status_code: 413 });
   });

@@ -24,6 +24,8 @@ export function statusFor(code: ErrorCode): number {
       return HttpStatus.CONFLICT;
     case ErrorCode.PayloadTooLarge:
       return HttpStatus.PAYLOAD_TOO_LARGE;
+    case ErrorCode.UnsupportedMediaType:
+      return HttpStatus.UNSUPPORTED_MEDIA_TYPE;
     case ErrorCode.Unavailable:
       return HttpStatus.SERVICE_UNAVAILABLE;
     case ErrorCode.StorageFailed:

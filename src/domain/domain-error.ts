@@ -7,6 +7,8 @@ export enum ErrorCode {
   Forbidden = 'FORBIDDEN',
   Conflict = 'CONFLICT',
   PayloadTooLarge = 'PAYLOAD_TOO_LARGE',
+  /** A request body in an encoding or media type the server does not take (e.g. Content-Encoding: gzip). */
+  UnsupportedMediaType = 'UNSUPPORTED_MEDIA_TYPE',
   /** A storage location refused or could not serve a transfer. */
   StorageFailed = 'STORAGE_FAILED',
   /** A URL names a scheme, host or directory that settings do not allow. */
