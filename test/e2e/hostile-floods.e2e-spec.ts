@@ -1,0 +1,122 @@
+// The floods of issue 12 against the built service as a child process (real SQLite, nothing runs): many tag
+// filters, a compression bomb, and connections that hold a partial request head. Each ends with the server still
+// answering an ordinary request.
+import { connect, Socket } from 'node:net';
+import { gzipSync } from 'node:zlib';
+import { ServiceProcess } from './service-process';
+
+const QUIET = { TESP_COMPUTE__LOCAL__MAX_CONCURRENT_TASKS: '0' };
+const TASK = { executors: [{ image: 'alpine', command: ['true'] }] };
+
+/** Opens `count` sockets that each send the start of a request head and then nothing. */
+async function partialHeads(port: number, count: number): Promise<{ sockets: Socket[]; closed: () => number; replies: () => string[] }> {
+  const sockets: Socket[] = [];
+  const replies: string[] = [];
+  let closed = 0;
+  for (let i = 0; i < count; i++) {
+    const socket = connect(port, '127.0.0.1');
+    socket.on('error', () => undefined);
+    socket.on('close', () => closed++);
+    let reply = '';
+    socket.on('data', (d: Buffer) => (reply += d.toString()));
+    socket.on('end', () => reply && replies.push(reply));
+    socket.write('GET /ga4gh/tes/v1/service-info HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Slow: ');
+    sockets.push(socket);
+    // Connected before the next batch: the flood is held, not just queued in the backlog.
+    if (i % 100 === 99) await Promise.all(sockets.slice(-100).map((s) => (s.connecting ? new Promise((r) => s.once('connect', r).once('close', r)) : undefined)));
+  }
+  return { sockets, closed: () => closed, replies: () => replies };
+}
+
+async function until<T>(what: string, probe: () => Promise<T | undefined>, timeoutMs = 20_000): Promise<T> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const value = await probe().catch(() => undefined);
+    if (value !== undefined) return value;
+    if (Date.now() > deadline) throw new Error(`${what}: not within ${timeoutMs} ms`);
+    await new Promise((resolve) => setTimeout(resolve, 100));
+  }
+}
+
+describe('hostile floods against the default server', () => {
+  const service = new ServiceProcess(ServiceProcess.tempDataDir(), QUIET);
+
+  beforeAll(() => service.start());
+  afterAll(async () => {
+    await service.stop();
+    service.cleanup();
+  });
+
+  it('answers ~50 and ~1000 tag_key parameters with 400 naming limits.list_tag_filters, and still lists', async () => {
+    for (const count of [50, 1000]) {
+      const query = Array.from({ length: count }, (_, i) => `tag_key=k${i % 10}`).join('&');
+      const reply = await service.get(`/tasks?${query}`);
+      expect([count, reply.status, reply.json]).toEqual([count, 400, { msg: `tag_key: ${count} parameters, more than limits.list_tag_filters (32)`, status_code: 400 }]);
+    }
+    expect((await service.get('/tasks?tag_key=a&tag_key=b&tag_value=1')).status).toBe(200);
+  });
+
+  it('refuses a gzip body that inflates to 64 MiB with 415, storing nothing, and goes on answering', async () => {
+    const bomb = gzipSync(Buffer.from(JSON.stringify({ ...TASK, description: 'x'.repeat(64 * 1024 * 1024) })), { level: 9 });
+    expect(bomb.length).toBeLessThan(100 * 1024);
+    for (const encoding of ['gzip', 'deflate', 'br', 'GZIP, identity']) {
+      const res = await fetch(`${service.base}/tasks`, { method: 'POST', headers: { 'content-type': 'application/json', 'content-encoding': encoding }, body: bomb, signal: AbortSignal.timeout(10_000) });
+      expect([encoding, res.status, await res.json()]).toEqual([encoding, 415, { msg: expect.stringMatching(/^Content-Encoding ".+" is not accepted: send the request body uncompressed$/), status_code: 415 }]);
+    }
+    expect((await service.get('/tasks')).json.tasks).toEqual([]);
+    // identity is no encoding.
+    const plain = await fetch(`${service.base}/tasks`, { method: 'POST', headers: { 'content-type': 'application/json', 'content-encoding': 'identity' }, body: JSON.stringify(TASK) });
+    expect(plain.status).toBe(200);
+  });
+
+  it('answers an ordinary request while 2 100 connections hold a partial request head', async () => {
+    const flood = await partialHeads(service.port, 2100);
+    try {
+      expect(flood.closed()).toBe(0);
+      const res = await fetch(`${service.base}/service-info`, { signal: AbortSignal.timeout(10_000) });
+      expect(res.status).toBe(200);
+      expect((await service.get('/tasks')).status).toBe(200);
+    } finally {
+      flood.sockets.forEach((s) => s.destroy());
+    }
+  });
+});
+
+describe('connection limit and header timeout from settings', () => {
+  const service = new ServiceProcess(ServiceProcess.tempDataDir(), {
+    ...QUIET,
+    TESP_SERVER__MAX_CONNECTIONS: '64',
+    TESP_SERVER__HEADERS_TIMEOUT_MS: '1000',
+  });
+
+  beforeAll(() => service.start());
+  afterAll(async () => {
+    await service.stop();
+    service.cleanup();
+  });
+
+  it('closes connections beyond server.max_connections, times out partial heads with a 408 in the error shape, logs the limit once, and serves again', async () => {
+    const flood = await partialHeads(service.port, 300);
+    try {
+      // Every one is closed by the server: at once beyond the limit, after the header timeout within it.
+      await until('the server closes every partial head', async () => (flood.closed() === 300 ? true : undefined));
+      const timedOut = flood.replies().filter((r) => r.startsWith('HTTP/1.1 408'));
+      expect(timedOut.length).toBeGreaterThan(0);
+      expect(JSON.parse(timedOut[0].slice(timedOut[0].indexOf('\r\n\r\n') + 4))).toEqual({
+        msg: 'request not received in time (server.headers_timeout_ms: 1000 for the head, server.request_timeout_ms: 600000 for all of it)',
+        status_code: 408,
+      });
+      const res = await until('an ordinary request is answered', async () => {
+        const r = await fetch(`${service.base}/service-info`, { signal: AbortSignal.timeout(5000) });
+        return r.status === 200 ? r : undefined;
+      });
+      expect(res.status).toBe(200);
+      const warnings = service.output.split('\n').filter((line) => line.includes('connection limit reached'));
+      // 236 connections were closed at once; one warning says so (rate-limited, not one line per connection).
+      expect(warnings).toHaveLength(1);
+      expect(JSON.parse(warnings[0])).toMatchObject({ level: 40, max_connections: 64, closed_since_last_warning: 1 });
+    } finally {
+      flood.sockets.forEach((s) => s.destroy());
+    }
+  });
+});
