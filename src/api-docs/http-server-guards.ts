@@ -1,6 +1,6 @@
+import type { FastifyError, FastifyReply, FastifyRequest } from 'fastify';
 import type { Server } from 'node:http';
 import type { Socket } from 'node:net';
-import type { Logger } from '../common/logger';
 import type { Settings } from '../config/settings.schema';
 
 // How long a client may take and how many may be connected: slow or idle clients must not hold the server. Node
@@ -32,7 +32,7 @@ export function connectionOptions(server: ServerSettings) {
  * Caps open connections: Node closes the ones beyond server.max_connections as they arrive. A flood of them is
  * logged when it starts and then at most once a minute, with how many were closed meanwhile.
  */
-export function limitConnections(http: Server, server: ServerSettings, logger: Logger): void {
+export function limitConnections(http: Server, server: ServerSettings, warn: (message: string) => void): void {
   http.maxConnections = server.max_connections;
   let dropped = 0;
   let lastLog = -Infinity;
@@ -41,7 +41,7 @@ export function limitConnections(http: Server, server: ServerSettings, logger: L
     const now = Date.now();
     if (now - lastLog < DROP_LOG_INTERVAL_MS) return;
     lastLog = now;
-    logger.warn({ max_connections: server.max_connections, closed_since_last_warning: dropped }, 'connection limit reached (server.max_connections): new connections are closed until others end');
+    warn(`connection limit reached: server.max_connections (${server.max_connections}) connections are open, new ones are closed until others end (${dropped} closed since the last warning)`);
     dropped = 0;
   });
 }
@@ -65,6 +65,16 @@ export function clientErrorReply(server: ServerSettings) {
     }
     socket.destroy();
   };
+}
+
+/**
+ * Fastify's frameworkErrors: a path whose percent-encoding does not decode (e.g. /tasks/%ff) is refused by its
+ * router before any route runs; it is answered in the one error shape, without the path (it may carry a token).
+ */
+export function frameworkErrorReply(err: FastifyError, _req: FastifyRequest, reply: FastifyReply): void {
+  const badPath = err.code === 'FST_ERR_BAD_URL';
+  const status = badPath ? 400 : 500;
+  void reply.code(status).send({ msg: badPath ? 'request path is not valid: a percent-encoded part of it is not UTF-8' : 'internal error', status_code: status });
 }
 
 const STATUS_TEXT: Record<number, string> = { 400: 'Bad Request', 408: 'Request Timeout', 431: 'Request Header Fields Too Large' };
