@@ -25,7 +25,7 @@ export async function createHttpApp(rootModule: unknown, settings: Settings, log
   const adapter = new FastifyAdapter({ bodyLimit, ignoreTrailingSlash: true, ...connectionOptions(settings.server), clientErrorHandler: clientErrorReply(settings.server), frameworkErrors: frameworkErrorReply });
   // bodyParser false: Nest's parsers would replace installBodyParsers's (an empty JSON body is an error there).
   const app = await NestFactory.create<NestFastifyApplication>(rootModule as never, adapter, { logger, bodyParser: false });
-  installBodyParsers(app.getHttpAdapter().getInstance(), bodyLimit);
+  installBodyParsers(app.getHttpAdapter().getInstance(), bodyLimit, settings.limits);
   // Through Nest's logger, which is the application's pino logger (and silent when `logger` is false).
   const httpLog = new Logger('HttpServer');
   limitConnections(app.getHttpServer(), settings.server, (message) => httpLog.warn(message));

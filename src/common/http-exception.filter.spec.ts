@@ -60,11 +60,11 @@ describe('HttpExceptionFilter', () => {
 
   it('answers body errors as 400 naming the problem, and a body beyond the limit as 413 naming the setting', () => {
     let parsed: { err: Error | null; body?: unknown } | undefined;
-    parseJsonBody(undefined as never, Buffer.from('{"executors": ['), (err, body) => (parsed = { err, body }));
+    parseJsonBody(Buffer.from('{"executors": ['), { json_depth: 64, json_values: 100_000 }, (err, body) => (parsed = { err, body }));
     expect(run(parsed!.err).body).toEqual({ msg: expect.stringMatching(/^request body is not valid JSON: /), status_code: 400 });
-    parseJsonBody(undefined as never, Buffer.alloc(0), (err, body) => (parsed = { err, body }));
+    parseJsonBody(Buffer.alloc(0), { json_depth: 64, json_values: 100_000 }, (err, body) => (parsed = { err, body }));
     expect(parsed).toEqual({ err: null, body: undefined });
-    parseJsonBody(undefined as never, Buffer.from([0x7b, 0x22, 0xff, 0x22, 0x7d]), (err, body) => (parsed = { err, body }));
+    parseJsonBody(Buffer.from([0x7b, 0x22, 0xff, 0x22, 0x7d]), { json_depth: 64, json_values: 100_000 }, (err, body) => (parsed = { err, body }));
     expect(run(parsed!.err).body).toEqual({ msg: 'request body is not valid UTF-8 (JSON text must be UTF-8)', status_code: 400 });
     // Nest turns Fastify's FST_ERR_CTP_BODY_TOO_LARGE into an HttpException with its status.
     expect(run(new HttpException('Request body is too large', 413)).body).toEqual({ msg: 'request body is larger than server.body_limit_mb allows', status_code: 413 });

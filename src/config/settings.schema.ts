@@ -76,6 +76,10 @@ export const settingsSchema = {
     string_chars: int(65_536, 256, 16 * 1024 * 1024),
     // tag_key parameters of one list request.
     list_tag_filters: int(32, 1, 1000),
+    // The shape of a JSON body, checked before it is parsed: nesting depth (a task nests 4 deep) and values (array
+    // entries, object members and containers together). JSON.parse costs by structure, not by bytes.
+    json_depth: int(64, 8, 10_000),
+    json_values: int(100_000, 1000, 100_000_000),
   },
   logging: {
     level: str('info', { oneOf: ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] }),

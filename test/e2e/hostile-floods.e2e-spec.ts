@@ -78,6 +78,18 @@ describe('hostile floods against the default server', () => {
     expect([notUtf8.status, await notUtf8.json()]).toEqual([400, { msg: 'request body is not valid UTF-8 (JSON text must be UTF-8)', status_code: 400 }]);
   });
 
+  it('refuses bodies whose structure is costly to parse (deep nesting, 900 000 members) before parsing them', async () => {
+    const before = (await service.get('/tasks')).json.tasks.length;
+    const post = async (body: string) => {
+      const res = await fetch(`${service.base}/tasks`, { method: 'POST', headers: { 'content-type': 'application/json' }, body, signal: AbortSignal.timeout(10_000) });
+      return [res.status, await res.json()];
+    };
+    expect(await post('['.repeat(7 * 1024 * 1024) + ']'.repeat(7 * 1024 * 1024))).toEqual([400, { msg: 'request body: JSON nested deeper than limits.json_depth (64)', status_code: 400 }]);
+    const members = Array.from({ length: 900_000 }, (_, i) => `"K${i}":"v"`).join(',');
+    expect(await post(`{"executors":[{"image":"a","command":["x"],"env":{${members}}}]}`)).toEqual([400, { msg: 'request body: more JSON values than limits.json_values (100000)', status_code: 400 }]);
+    expect((await service.get('/tasks')).json.tasks).toHaveLength(before);
+  });
+
   it('answers an ordinary request while 2 100 connections hold a partial request head', async () => {
     const flood = await partialHeads(service.port, 2100);
     try {

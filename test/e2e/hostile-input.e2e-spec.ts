@@ -130,8 +130,15 @@ const nasty = fc.oneof(
   ),
 );
 const invalidUtf8 = fc.uint8Array({ minLength: 1, maxLength: 64 }).map((bytes) => Buffer.concat([Buffer.from('{"executors":[{"image":"'), Buffer.from(bytes), Buffer.from([0xff, 0xc0]), Buffer.from('","command":["x"]}]}')]));
-/** Rare, since each is megabytes: content beyond limits.content_bytes, and a body beyond server.body_limit_mb. */
-const large = fc.constantFrom(2 * MIB, 17 * MIB).map((bytes) => Buffer.from(JSON.stringify({ inputs: [{ path: '/in', content: 'x'.repeat(bytes) }], executors: [{ image: 'alpine', command: ['true'] }] })));
+/**
+ * Rare, since each is megabytes: content beyond limits.content_bytes, a body beyond server.body_limit_mb, and
+ * structures that are costly to parse (millions of brackets, 900 000 object members).
+ */
+const large = fc.oneof(
+  fc.constantFrom(2 * MIB, 17 * MIB).map((bytes) => Buffer.from(JSON.stringify({ inputs: [{ path: '/in', content: 'x'.repeat(bytes) }], executors: [{ image: 'alpine', command: ['true'] }] }))),
+  fc.constant(null).map(() => Buffer.from('['.repeat(7 * MIB) + ']'.repeat(7 * MIB))),
+  fc.constant(null).map(() => Buffer.from(`{"executors":[{"image":"a","command":["x"]}],"tags":{${Array.from({ length: 900_000 }, (_, i) => `"k${i}":"v"`).join(',')}}}`)),
+);
 
 const bodyBytes = fc.oneof(
   { arbitrary: task.map((t) => Buffer.from(JSON.stringify(t))), weight: 300 },
@@ -247,6 +254,7 @@ describe('hostile input: 10 000 generated requests against the default server', 
     const sampler = setInterval(() => (peakRss = Math.max(peakRss, rssMiB(pid))), 200);
     let accepted = 0;
     let sent = 0;
+    let slowest = 0;
     const statuses = new Map<number, number>();
 
     const send = async (r: FuzzRequest): Promise<string | undefined> => {
@@ -266,6 +274,7 @@ describe('hostile input: 10 000 generated requests against the default server', 
         sent++;
       }
       const took = Date.now() - started;
+      slowest = Math.max(slowest, took);
       statuses.set(status, (statuses.get(status) ?? 0) + 1);
       if (status >= 500) return `answered ${status}: ${text.slice(0, 300)}`;
       if (took > SLOWEST_ANSWER_MS) return `answered after ${took} ms`;
@@ -300,7 +309,7 @@ describe('hostile input: 10 000 generated requests against the default server', 
       clearInterval(sampler);
     }
 
-    process.stdout.write(`hostile input: ${sent} requests, ${accepted} tasks accepted, peak RSS ${Math.round(peakRss)} MiB, statuses ${JSON.stringify(Object.fromEntries(statuses))}\n`);
+    process.stdout.write(`hostile input: ${sent} requests, ${accepted} tasks accepted, peak RSS ${Math.round(peakRss)} MiB, slowest answer ${slowest} ms, statuses ${JSON.stringify(Object.fromEntries(statuses))}\n`);
     expect(sent).toBeGreaterThanOrEqual(RUNS * CONCURRENT);
     // It stays up and answers.
     expect((await service.get('/service-info')).status).toBe(200);
