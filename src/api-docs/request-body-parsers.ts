@@ -80,6 +80,31 @@ export function refuseEncodedBodies(req: FastifyRequest): void {
 }
 
 /**
+ * Bytes of JSON bodies being read and parsed at once, over all requests: each costs about three times its size in
+ * memory until its answer (the bytes, the text, the parsed strings). A request that would pass `budget` answers 503
+ * with Retry-After before its body is read. It reserves its Content-Length, or the body limit when none is given
+ * (chunked), and frees it when its answer is sent or its connection closes.
+ */
+export function limitJsonBodiesInFlight(fastify: FastifyInstance, bodyLimit: number, budget: number, settingKey: string): void {
+  // A budget below the body limit would refuse the largest bodies forever.
+  const bound = Math.max(budget, bodyLimit);
+  let inFlight = 0;
+  fastify.addHook('preParsing', async (req, reply) => {
+    const type = req.headers['content-type'];
+    if (typeof type !== 'string' || !/^\s*application\/json\s*(;|$)/i.test(type)) return;
+    const length = Number(req.headers['content-length']);
+    // Beyond the body limit Fastify answers 413 without reading; nothing to reserve.
+    const reserve = Number.isFinite(length) ? (length > bodyLimit ? 0 : length) : bodyLimit;
+    if (reserve === 0) return;
+    if (inFlight + reserve > bound) {
+      throw new DomainError(ErrorCode.Busy, `too many JSON request bodies are being read at once (${settingKey}: ${Math.round(bound / (1024 * 1024))} MiB in all); retry shortly`, true, 1000);
+    }
+    inFlight += reserve;
+    reply.raw.once('close', () => (inFlight -= reserve));
+  });
+}
+
+/**
  * JSON bodies are read whole, up to `bodyLimit` bytes (more: 413). Every other content type, multipart/form-data
  * and none included, is left unread: the body of such a request stays in the raw Node request stream, for a route
  * that streams it (see raw-request.decorator.ts) and with no size limit but the route's own. Routes that expect JSON

@@ -3,7 +3,7 @@ import { NestFactory } from '@nestjs/core';
 import { FastifyAdapter, NestFastifyApplication } from '@nestjs/platform-fastify';
 import { SwaggerModule } from '@nestjs/swagger';
 import type { Settings } from '../config/settings.schema';
-import { installBodyParsers } from './request-body-parsers';
+import { installBodyParsers, limitJsonBodiesInFlight } from './request-body-parsers';
 import { clientErrorReply, connectionOptions, frameworkErrorReply, limitConnections } from './http-server-guards';
 import { loadTesOpenApiDocument } from './openapi-document';
 
@@ -26,6 +26,7 @@ export async function createHttpApp(rootModule: unknown, settings: Settings, log
   // bodyParser false: Nest's parsers would replace installBodyParsers's (an empty JSON body is an error there).
   const app = await NestFactory.create<NestFastifyApplication>(rootModule as never, adapter, { logger, bodyParser: false });
   installBodyParsers(app.getHttpAdapter().getInstance(), bodyLimit, settings.limits);
+  limitJsonBodiesInFlight(app.getHttpAdapter().getInstance(), bodyLimit, settings.server.json_in_flight_mb * MIB, 'server.json_in_flight_mb');
   // Through Nest's logger, which is the application's pino logger (and silent when `logger` is false).
   const httpLog = new Logger('HttpServer');
   limitConnections(app.getHttpServer(), settings.server, (message) => httpLog.warn(message));

@@ -5,16 +5,17 @@ import { DomainError, ErrorCode } from '../domain/domain-error';
 import { ErrorBody, HttpExceptionFilter, statusFor } from './http-exception.filter';
 import { parseJsonBody } from '../api-docs/request-body-parsers';
 
-function run(exception: unknown): { status: number; body: ErrorBody; logged: string } {
+function run(exception: unknown): { status: number; body: ErrorBody; logged: string; headers: Record<string, string> } {
   let logged = '';
   const sink = new Writable({ write: (chunk, _enc, done) => ((logged += String(chunk)), done()) });
   const filter = new HttpExceptionFilter(pino({ level: 'error' }, sink));
   const reply: { status: number; body?: ErrorBody } = { status: 0 };
-  const res = { status: (code: number) => ((reply.status = code), res), send: (body: ErrorBody) => ((reply.body = body), res) };
+  const headers: Record<string, string> = {};
+  const res = { status: (code: number) => ((reply.status = code), res), send: (body: ErrorBody) => ((reply.body = body), res), header: (name: string, value: string) => ((headers[name] = value), res) };
   const req = { method: 'GET', url: '/v1/somewhere?page_token=secret' };
   const host = { switchToHttp: () => ({ getResponse: () => res, getRequest: () => req }) } as unknown as ArgumentsHost;
   filter.catch(exception, host);
-  return { status: reply.status, body: reply.body!, logged };
+  return { status: reply.status, body: reply.body!, logged, headers };
 }
 
 describe('HttpExceptionFilter', () => {
@@ -28,6 +29,7 @@ describe('HttpExceptionFilter', () => {
       [ErrorCode.PayloadTooLarge]: 413,
       [ErrorCode.UnsupportedMediaType]: 415,
       [ErrorCode.Unavailable]: 503,
+      [ErrorCode.Busy]: 503,
       [ErrorCode.StorageFailed]: 500,
       [ErrorCode.ComputeFailed]: 500,
       [ErrorCode.Internal]: 500,
@@ -56,6 +58,11 @@ describe('HttpExceptionFilter', () => {
     const { status, body } = run(new DomainError(ErrorCode.Unavailable, 'store is closing'));
     expect(status).toBe(503);
     expect(body).toEqual({ msg: expect.stringMatching(/^service unavailable \(id /), status_code: 503 });
+  });
+
+  it('answers Busy as 503 with its message and Retry-After, logging nothing', () => {
+    const { status, body, logged, headers } = run(new DomainError(ErrorCode.Busy, 'too many JSON bodies in flight (server.json_in_flight_mb: 128)', true, 1500));
+    expect([status, body, headers, logged]).toEqual([503, { msg: 'too many JSON bodies in flight (server.json_in_flight_mb: 128)', status_code: 503 }, { 'retry-after': '2' }, '']);
   });
 
   it('answers body errors as 400 naming the problem, and a body beyond the limit as 413 naming the setting', () => {

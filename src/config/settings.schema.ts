@@ -38,6 +38,9 @@ export const settingsSchema = {
     // Largest JSON request body. Every byte of it is parsed and held while a task is checked, so a hostile client
     // sends at most this much per request; inline content inputs are bounded again by limits.content_bytes.
     body_limit_mb: int(16, 1, 1024),
+    // JSON bodies being read and parsed at once, all requests together (each costs about three times its size
+    // until answered); beyond it a request answers 503 with Retry-After. At least body_limit_mb in effect.
+    json_in_flight_mb: int(128, 1, 65_536),
     // Slow clients: time to send the request head (slowloris), the whole request, and idle time between requests
     // on a kept-alive connection. Behind a reverse proxy, keep_alive_timeout_ms should exceed the proxy's own.
     headers_timeout_ms: int(10_000, 1000, 600_000),

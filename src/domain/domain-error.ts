@@ -15,6 +15,8 @@ export enum ErrorCode {
   StorageDenied = 'STORAGE_DENIED',
   ComputeFailed = 'COMPUTE_FAILED',
   Unavailable = 'UNAVAILABLE',
+  /** This server is at a bound of its own (e.g. JSON bodies in flight) and asks the client to retry shortly. */
+  Busy = 'BUSY',
   Internal = 'INTERNAL',
 }
 

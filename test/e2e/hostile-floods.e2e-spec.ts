@@ -141,3 +141,51 @@ describe('connection limit and header timeout from settings', () => {
     }
   });
 });
+
+describe('JSON bodies in flight', () => {
+  const service = new ServiceProcess(ServiceProcess.tempDataDir(), { ...QUIET, TESP_SERVER__BODY_LIMIT_MB: '16', TESP_SERVER__JSON_IN_FLIGHT_MB: '32' });
+
+  beforeAll(() => service.start());
+  afterAll(async () => {
+    await service.stop();
+    service.cleanup();
+  });
+
+  /** A POST of a 15 MiB JSON body of which only the first MiB is sent; resolves with whatever the server answers. */
+  function slowBody(): { socket: Socket; reply: Promise<string> } {
+    const socket = connect(service.port, '127.0.0.1');
+    socket.on('error', () => undefined);
+    socket.write(`POST /ga4gh/tes/v1/tasks HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\nContent-Length: ${15 * 1024 * 1024}\r\n\r\n`);
+    socket.write('{"description":"' + 'x'.repeat(1024 * 1024));
+    let reply = '';
+    return { socket, reply: new Promise((resolve) => socket.on('data', (d: Buffer) => resolve((reply += d.toString())))) };
+  }
+
+  it('answers 503 with Retry-After naming server.json_in_flight_mb while the bodies being read fill it, and takes bodies again once they end', async () => {
+    const first = slowBody();
+    const second = slowBody();
+    try {
+      // Both are being read once a third is refused; the refusal comes before its body is read.
+      const third = await until('a third body is refused', async () => {
+        const probe = slowBody();
+        const reply = await Promise.race([probe.reply, new Promise<string>((resolve) => setTimeout(() => resolve(''), 2000).unref())]);
+        probe.socket.destroy();
+        return reply.startsWith('HTTP/1.1 503') ? reply : undefined;
+      });
+      expect(third).toMatch(/\r\nretry-after: 1\r\n/i);
+      expect(JSON.parse(third.slice(third.indexOf('\r\n\r\n') + 4))).toEqual({
+        msg: 'too many JSON request bodies are being read at once (server.json_in_flight_mb: 32 MiB in all); retry shortly',
+        status_code: 503,
+      });
+    } finally {
+      first.socket.destroy();
+      second.socket.destroy();
+    }
+    const created = await until('a create is taken again', async () => {
+      const reply = await service.post('/tasks', TASK);
+      return reply.status === 200 ? reply : undefined;
+    });
+    expect(created.json.id).toEqual(expect.any(String));
+    expect(service.output).not.toMatch(/"level":50/);
+  });
+});
