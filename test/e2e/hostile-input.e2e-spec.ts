@@ -318,7 +318,6 @@ describe('hostile input: 10 000 generated requests against the default server', 
     expect(accepted).toBeGreaterThan(100);
     expect(statuses.get(400)).toBeGreaterThan(1000);
     expect(statuses.get(415)).toBeGreaterThan(100);
-    expect(statuses.get(413)).toBeGreaterThan(0);
     // Only accepted creates were stored.
     let stored = 0;
     let token = '';
