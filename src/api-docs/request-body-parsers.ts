@@ -75,6 +75,9 @@ export function parseJsonBody(bytes: Buffer, limits: JsonShapeLimits, done: Done
 export function refuseEncodedBodies(req: FastifyRequest): void {
   const encoding = req.headers['content-encoding'];
   if (encoding === undefined || encoding.trim() === '' || encoding.trim().toLowerCase() === 'identity') return;
+  // No body, nothing to inflate (a GET that carries the header by habit).
+  const length = req.headers['content-length'];
+  if (req.headers['transfer-encoding'] === undefined && (length === undefined || length === '0')) return;
   const shown = encoding.length > 40 ? `${encoding.slice(0, 40)}...` : encoding;
   throw new DomainError(ErrorCode.UnsupportedMediaType, `Content-Encoding "${shown}" is not accepted: send the request body uncompressed`);
 }
