@@ -91,6 +91,20 @@ describe('hostile floods against the default server', () => {
     expect((await service.get('/tasks')).json.tasks).toHaveLength(before);
   });
 
+  it('keeps prototype keys as plain data: nothing is polluted, a "__proto__" tag is a tag', async () => {
+    const raw = '{"__proto__":{"polluted":"yes"},"constructor":{"prototype":{"polluted":"yes"}},"executors":[{"image":"alpine","command":["true"],"env":{"__proto__":"e"}}],"tags":{"__proto__":"p","constructor":"c"}}';
+    const res = await fetch(`${service.base}/tasks`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: raw });
+    expect(res.status).toBe(200);
+    const { id } = await res.json();
+    const text = await (await fetch(`${service.base}/tasks/${id}?view=FULL`)).text();
+    expect(text).not.toContain('polluted');
+    const task = JSON.parse(text);
+    expect(Object.entries(task.tags)).toEqual([['__proto__', 'p'], ['constructor', 'c']]);
+    expect(Object.entries(task.executors[0].env)).toEqual([['__proto__', 'e']]);
+    const plain = await service.post('/tasks', TASK);
+    expect(JSON.stringify((await service.get(`/tasks/${plain.json.id}?view=FULL`)).json)).not.toContain('polluted');
+  });
+
   it('answers an ordinary request while 2 100 connections hold a partial request head', async () => {
     const flood = await partialHeads(service.port, 2100);
     try {
