@@ -95,7 +95,7 @@ describe('hostile floods against the default server', () => {
     const raw = '{"__proto__":{"polluted":"yes"},"constructor":{"prototype":{"polluted":"yes"}},"executors":[{"image":"alpine","command":["true"],"env":{"__proto__":"e"}}],"tags":{"__proto__":"p","constructor":"c"}}';
     const res = await fetch(`${service.base}/tasks`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: raw });
     expect(res.status).toBe(200);
-    const { id } = await res.json();
+    const { id } = (await res.json()) as { id: string };
     const text = await (await fetch(`${service.base}/tasks/${id}?view=FULL`)).text();
     expect(text).not.toContain('polluted');
     const task = JSON.parse(text);
