@@ -1,9 +1,10 @@
-import type { LoggerService } from '@nestjs/common';
+import { Logger, LoggerService } from '@nestjs/common';
 import { NestFactory } from '@nestjs/core';
 import { FastifyAdapter, NestFastifyApplication } from '@nestjs/platform-fastify';
 import { SwaggerModule } from '@nestjs/swagger';
 import type { Settings } from '../config/settings.schema';
-import { installBodyParsers } from './request-body-parsers';
+import { installBodyParsers, limitJsonBodiesInFlight } from './request-body-parsers';
+import { clientErrorReply, connectionOptions, frameworkErrorReply, limitConnections } from './http-server-guards';
 import { loadTesOpenApiDocument, withSecuritySchemes } from './openapi-document';
 
 const MIB = 1024 * 1024;
@@ -20,10 +21,15 @@ export async function createHttpApp(rootModule: unknown, settings: Settings, log
   const bodyLimit = settings.server.body_limit_mb * MIB;
   // Tasks carry inline `content` inputs (the spec asks for at least 128 KiB each), far above Fastify's 1 MiB.
   // ignoreTrailingSlash: `/tasks/` lists as `/tasks` does, as it did under Express.
-  const adapter = new FastifyAdapter({ bodyLimit, ignoreTrailingSlash: true });
+  // Timeouts, and errors answered before any route runs: see http-server-guards.ts.
+  const adapter = new FastifyAdapter({ bodyLimit, ignoreTrailingSlash: true, ...connectionOptions(settings.server), clientErrorHandler: clientErrorReply(settings.server), frameworkErrors: frameworkErrorReply });
   // bodyParser false: Nest's parsers would replace installBodyParsers's (an empty JSON body is an error there).
   const app = await NestFactory.create<NestFastifyApplication>(rootModule as never, adapter, { logger, bodyParser: false });
-  installBodyParsers(app.getHttpAdapter().getInstance(), bodyLimit);
+  installBodyParsers(app.getHttpAdapter().getInstance(), bodyLimit, settings.limits);
+  limitJsonBodiesInFlight(app.getHttpAdapter().getInstance(), bodyLimit, settings.server.json_in_flight_mb * MIB, 'server.json_in_flight_mb');
+  // Through Nest's logger, which is the application's pino logger (and silent when `logger` is false).
+  const httpLog = new Logger('HttpServer');
+  limitConnections(app.getHttpServer(), settings.server, (message) => httpLog.warn(message));
   // No cross-origin access unless origins are listed: any web page a user opens could otherwise submit tasks and
   // read them all. @fastify/cors answers in onRequest, so every answer (errors included) carries the headers.
   if (settings.server.cors_origins.length > 0) app.enableCors({ origin: [...settings.server.cors_origins], methods: CORS_METHODS });

@@ -32,7 +32,9 @@ describe('HttpExceptionFilter', () => {
       [ErrorCode.TooManyRequests]: 429,
       [ErrorCode.Conflict]: 409,
       [ErrorCode.PayloadTooLarge]: 413,
+      [ErrorCode.UnsupportedMediaType]: 415,
       [ErrorCode.Unavailable]: 503,
+      [ErrorCode.Busy]: 503,
       [ErrorCode.StorageFailed]: 500,
       [ErrorCode.ComputeFailed]: 500,
       [ErrorCode.Internal]: 500,
@@ -68,12 +70,19 @@ describe('HttpExceptionFilter', () => {
     expect(body).toEqual({ msg: expect.stringMatching(/^service unavailable \(id /), status_code: 503 });
   });
 
+  it('answers Busy as 503 with its message and Retry-After, logging nothing', () => {
+    const { status, body, logged, headers } = run(new DomainError(ErrorCode.Busy, 'too many JSON bodies in flight (server.json_in_flight_mb: 128)', true, 1500));
+    expect([status, body, headers, logged]).toEqual([503, { msg: 'too many JSON bodies in flight (server.json_in_flight_mb: 128)', status_code: 503 }, { 'retry-after': '2' }, '']);
+  });
+
   it('answers body errors as 400 naming the problem, and a body beyond the limit as 413 naming the setting', () => {
     let parsed: { err: Error | null; body?: unknown } | undefined;
-    parseJsonBody(undefined as never, '{"executors": [', (err, body) => (parsed = { err, body }));
+    parseJsonBody(Buffer.from('{"executors": ['), { json_depth: 64, json_values: 100_000 }, (err, body) => (parsed = { err, body }));
     expect(run(parsed!.err).body).toEqual({ msg: expect.stringMatching(/^request body is not valid JSON: /), status_code: 400 });
-    parseJsonBody(undefined as never, '', (err, body) => (parsed = { err, body }));
+    parseJsonBody(Buffer.alloc(0), { json_depth: 64, json_values: 100_000 }, (err, body) => (parsed = { err, body }));
     expect(parsed).toEqual({ err: null, body: undefined });
+    parseJsonBody(Buffer.from([0x7b, 0x22, 0xff, 0x22, 0x7d]), { json_depth: 64, json_values: 100_000 }, (err, body) => (parsed = { err, body }));
+    expect(run(parsed!.err).body).toEqual({ msg: 'request body is not valid UTF-8 (JSON text must be UTF-8)', status_code: 400 });
     // Nest turns Fastify's FST_ERR_CTP_BODY_TOO_LARGE into an HttpException with its status.
     expect(run(new HttpException('Request body is too large', 413)).body).toEqual({ msg: 'request body is larger than server.body_limit_mb allows', status_code: 413 });
   });

@@ -28,7 +28,10 @@ export function statusFor(code: ErrorCode): number {
       return HttpStatus.CONFLICT;
     case ErrorCode.PayloadTooLarge:
       return HttpStatus.PAYLOAD_TOO_LARGE;
+    case ErrorCode.UnsupportedMediaType:
+      return HttpStatus.UNSUPPORTED_MEDIA_TYPE;
     case ErrorCode.Unavailable:
+    case ErrorCode.Busy:
       return HttpStatus.SERVICE_UNAVAILABLE;
     case ErrorCode.StorageFailed:
     case ErrorCode.ComputeFailed:
@@ -49,9 +52,16 @@ export class HttpExceptionFilter implements ExceptionFilter {
     const http = host.switchToHttp();
     const reply = http.getResponse<FastifyReply>();
     const req = http.getRequest<FastifyRequest>();
+    // The client left before its answer (e.g. closed the connection in the middle of its body): nobody to answer,
+    // and nothing went wrong here, so no error line (a client doing it on purpose would flood the log).
+    if (reply.raw?.destroyed || req.raw?.socket?.destroyed) {
+      this.logger.debug({ method: req.method, path: pathOf(req) }, 'client closed the connection before its answer');
+      return;
+    }
     const body = this.bodyFor(exception, req);
-    // The guard sets WWW-Authenticate on the reply before it refuses; Retry-After comes with the error.
-    if (exception instanceof DomainError && exception.code === ErrorCode.TooManyRequests && exception.retryAfterMs !== undefined) {
+    // Retry-After comes with the error: a rate limit (the guard set WWW-Authenticate before it refused), or a bound
+    // of this server's own (503 Busy).
+    if (exception instanceof DomainError && exception.retryAfterMs !== undefined && (exception.code === ErrorCode.TooManyRequests || body.status_code >= 500)) {
       void reply.header('retry-after', String(Math.max(1, Math.ceil(exception.retryAfterMs / 1000))));
     }
     void reply.status(body.status_code).send(body);
@@ -61,7 +71,8 @@ export class HttpExceptionFilter implements ExceptionFilter {
     if (exception instanceof DomainError) {
       const status = statusFor(exception.code);
       // Messages below the controllers are written for clients; redacting again only guards against a slip.
-      if (status < 500) return { msg: redactText(exception.message), status_code: status };
+      // Busy is a bound of this server's, expected under load: the client is told which, and nothing is logged.
+      if (status < 500 || exception.code === ErrorCode.Busy) return { msg: redactText(exception.message), status_code: status };
       return this.serverError(exception, req, status);
     }
     if (exception instanceof HttpException) {

@@ -38,7 +38,20 @@ export const settingsSchema = {
     // Listening beyond loopback with auth.modes [none] stops start-up unless this is set (a warning is logged then).
     allow_unauthenticated_remote: bool(false),
     port: int(8080, 0, 65535),
-    body_limit_mb: int(64, 16, 1024),
+    // Largest JSON request body. Every byte of it is parsed and held while a task is checked, so a hostile client
+    // sends at most this much per request; inline content inputs are bounded again by limits.content_bytes.
+    body_limit_mb: int(16, 1, 1024),
+    // JSON bodies being read and parsed at once, all requests together (each costs about three times its size
+    // until answered); beyond it a request answers 503 with Retry-After. At least body_limit_mb in effect.
+    json_in_flight_mb: int(128, 1, 65_536),
+    // Slow clients: time to send the request head (slowloris), the whole request, and idle time between requests
+    // on a kept-alive connection. Behind a reverse proxy, keep_alive_timeout_ms should exceed the proxy's own.
+    headers_timeout_ms: int(10_000, 1000, 600_000),
+    // Uploads to the staging routes (AMQP runners posting outputs) must finish within it too.
+    request_timeout_ms: int(600_000, 1000, 86_400_000),
+    keep_alive_timeout_ms: int(10_000, 1000, 600_000),
+    // Connections open at once; beyond it new ones are closed at once (logged, at most once a minute).
+    max_connections: int(4096, 16, 1_000_000),
     // Web origins allowed to call the API from a browser; none by default.
     cors_origins: list([], checkOrigins),
   },
@@ -88,6 +101,38 @@ export const settingsSchema = {
       // Requests a user may send at once; 0: requests_per_minute.
       burst: int(0, 0, 1_000_000),
     },
+  },
+  // What one request may hold; a request beyond a limit answers 400 naming the limit's key and value. Strings are
+  // measured in characters (UTF-16 code units), content and command in UTF-8 bytes.
+  limits: {
+    inputs: int(1000, 1, 100_000),
+    outputs: int(1000, 1, 100_000),
+    executors: int(100, 1, 10_000),
+    tags: int(256, 0, 100_000),
+    volumes: int(256, 0, 100_000),
+    // Per executor.
+    env_entries: int(1000, 0, 100_000),
+    command_args: int(10_000, 1, 1_000_000),
+    command_bytes: int(1024 * 1024, 1024, 256 * 1024 * 1024),
+    // Zones and backend parameters of a task's resources.
+    resource_entries: int(100, 0, 100_000),
+    // One inline input's content. The spec asks for at least 128 KiB; 1 MiB takes the workflow scripts that
+    // Snakemake and Nextflow inline, and keeps a task small to store, parse and send.
+    content_bytes: int(1024 * 1024, 128 * 1024, 1024 * 1024 * 1024),
+    name_chars: int(1024, 16, 1024 * 1024),
+    description_chars: int(65_536, 16, 16 * 1024 * 1024),
+    url_chars: int(8192, 256, 1024 * 1024),
+    path_chars: int(4096, 256, 1024 * 1024),
+    tag_key_chars: int(1024, 16, 1024 * 1024),
+    tag_value_chars: int(4096, 16, 16 * 1024 * 1024),
+    // Every other string: image, env values, zones, backend parameter keys and values.
+    string_chars: int(65_536, 256, 16 * 1024 * 1024),
+    // tag_key parameters of one list request.
+    list_tag_filters: int(32, 1, 1000),
+    // The shape of a JSON body, checked before it is parsed: nesting depth (a task nests 4 deep) and values (array
+    // entries, object members and containers together). JSON.parse costs by structure, not by bytes.
+    json_depth: int(64, 8, 10_000),
+    json_values: int(100_000, 1000, 100_000_000),
   },
   logging: {
     level: str('info', { oneOf: ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] }),

@@ -9,6 +9,8 @@ export enum ErrorCode {
   Forbidden = 'FORBIDDEN',
   Conflict = 'CONFLICT',
   PayloadTooLarge = 'PAYLOAD_TOO_LARGE',
+  /** A request body in an encoding or media type the server does not take (e.g. Content-Encoding: gzip). */
+  UnsupportedMediaType = 'UNSUPPORTED_MEDIA_TYPE',
   /** A storage location refused or could not serve a transfer. */
   StorageFailed = 'STORAGE_FAILED',
   /** A URL names a scheme, host or directory that settings do not allow. */
@@ -17,6 +19,8 @@ export enum ErrorCode {
   Unavailable = 'UNAVAILABLE',
   /** The caller sent more requests than its rate limit allows; retryAfterMs says when to try again. */
   TooManyRequests = 'TOO_MANY_REQUESTS',
+  /** This server is at a bound of its own (e.g. JSON bodies in flight) and asks the client to retry shortly. */
+  Busy = 'BUSY',
   Internal = 'INTERNAL',
 }
 

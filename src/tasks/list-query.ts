@@ -1,6 +1,7 @@
 import { DomainError, ErrorCode } from '../domain/domain-error';
 import type { TagFilter, TaskListQuery } from '../persistence/task-repository';
 import { ALL_STATES, TaskView, TesState } from '../domain/tes-task';
+import { limitProblem, RequestLimits } from './request-limits';
 
 export const DEFAULT_PAGE_SIZE = 256;
 export const MAX_PAGE_SIZE = 2048;
@@ -38,7 +39,13 @@ export interface ListRequest {
   query: TaskListQuery;
 }
 
-export function parseListQuery(query: Query): ListRequest {
+/** A string parameter within a character limit (checked before it is quoted or used). */
+function bounded(value: string | undefined, key: string, limit: 'name_chars' | 'tag_key_chars' | 'tag_value_chars', limits: RequestLimits): string | undefined {
+  if (value !== undefined && value.length > limits[limit]) throw invalid(`${key}: ${limitProblem(value.length, 'characters', limit, limits)}`);
+  return value;
+}
+
+export function parseListQuery(query: Query, limits: RequestLimits): ListRequest {
   const view = parseView(query);
   const rawState = single(query, 'state');
   // Case-insensitive like view; an empty value is no filter.
@@ -56,12 +63,16 @@ export function parseListQuery(query: Query): ListRequest {
   }
   const keys = many(query, 'tag_key');
   const values = many(query, 'tag_value');
+  // Each tag filter is a join or a subquery in the store: a bounded number keeps every list cheap.
+  if (keys.length > limits.list_tag_filters) throw invalid(`tag_key: ${limitProblem(keys.length, 'parameters', 'list_tag_filters', limits)}`);
   if (values.length > keys.length) throw invalid('tag_value: more values than tag_key parameters');
   const tags: TagFilter[] = keys.map((key, i) => {
     if (key === '') throw invalid(`tag_key[${i}]: must not be empty`);
-    return values[i] ? { key, value: values[i] } : { key };
+    bounded(key, `tag_key[${i}]`, 'tag_key_chars', limits);
+    const value = bounded(values[i], `tag_value[${i}]`, 'tag_value_chars', limits);
+    return value ? { key, value } : { key };
   });
-  const namePrefix = single(query, 'name_prefix');
+  const namePrefix = bounded(single(query, 'name_prefix'), 'name_prefix', 'name_chars', limits);
   const pageToken = single(query, 'page_token');
   return {
     view,

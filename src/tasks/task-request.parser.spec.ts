@@ -1,4 +1,9 @@
-import { parseTaskRequest } from './task-request.parser';
+import { loadSettings } from '../config/settings.loader';
+import { parseTaskRequest as parseWith } from './task-request.parser';
+import type { RequestLimits } from './request-limits';
+
+const LIMITS = loadSettings({ env: {} }).limits;
+const parseTaskRequest = (body: unknown, limits: RequestLimits = LIMITS) => parseWith(body, limits);
 
 describe('parseTaskRequest', () => {
   it('normalises a minimal task', () => {
@@ -66,5 +71,62 @@ describe('parseTaskRequest', () => {
   it('names nested fields in errors', () => {
     expect(() => parseTaskRequest({ executors: [{ image: 'i', command: ['c'] }, { image: '', command: ['c'] }] })).toThrow('executors[1].image: required');
     expect(() => parseTaskRequest({ inputs: [null], executors: [{ image: 'i', command: ['c'] }] })).toThrow('inputs[0]: must be a JSON object');
+  });
+});
+
+describe('parseTaskRequest limits', () => {
+  const executor = { image: 'alpine', command: ['true'] };
+  const refuses = (body: object, limits: Partial<RequestLimits>, message: string) =>
+    expect(() => parseTaskRequest(body, { ...LIMITS, ...limits })).toThrow(message);
+  const times = <T>(n: number, make: (i: number) => T) => Array.from({ length: n }, (_, i) => make(i));
+
+  it('bounds the number of inputs, outputs, executors, volumes and tags, naming the limit and its value', () => {
+    refuses({ inputs: times(3, (i) => ({ path: `/in/${i}`, content: 'x' })), executors: [executor] }, { inputs: 2 }, 'inputs: 3 entries, more than limits.inputs (2)');
+    refuses({ outputs: times(3, (i) => ({ path: `/out/${i}`, url: 'file:///o' })), executors: [executor] }, { outputs: 2 }, 'outputs: 3 entries, more than limits.outputs (2)');
+    refuses({ executors: times(3, () => executor) }, { executors: 2 }, 'executors: 3 entries, more than limits.executors (2)');
+    refuses({ volumes: ['/a', '/b', '/c'], executors: [executor] }, { volumes: 2 }, 'volumes: 3 entries, more than limits.volumes (2)');
+    refuses({ tags: { a: '1', b: '2', c: '3' }, executors: [executor] }, { tags: 2 }, 'tags: 3 entries, more than limits.tags (2)');
+    // At the limit is still fine.
+    expect(parseTaskRequest({ executors: times(2, () => executor) }, { ...LIMITS, executors: 2 }).executors).toHaveLength(2);
+  });
+
+  it('bounds env entries, command entries and command bytes per executor', () => {
+    refuses({ executors: [{ ...executor, env: { A: '1', B: '2', C: '3' } }] }, { env_entries: 2 }, 'executors[0].env: 3 entries, more than limits.env_entries (2)');
+    refuses({ executors: [{ image: 'i', command: ['a', 'b', 'c'] }] }, { command_args: 2 }, 'executors[0].command: 3 entries, more than limits.command_args (2)');
+    // Bytes, not characters: "é" is two UTF-8 bytes.
+    refuses({ executors: [executor, { image: 'i', command: ['é'.repeat(600)] }] }, { command_bytes: 1024 }, 'executors[1].command: 1200 bytes, more than limits.command_bytes (1024)');
+    expect(parseTaskRequest({ executors: [{ image: 'i', command: ['x'.repeat(1024)] }] }, { ...LIMITS, command_bytes: 1024 }).executors[0].command[0]).toHaveLength(1024);
+  });
+
+  it('bounds resource zones and backend parameters', () => {
+    refuses({ resources: { zones: ['a', 'b', 'c'] }, executors: [executor] }, { resource_entries: 2 }, 'resources.zones: 3 entries, more than limits.resource_entries (2)');
+    refuses({ resources: { backend_parameters: { a: '1', b: '2', c: '3' } }, executors: [executor] }, { resource_entries: 2 }, 'resources.backend_parameters: 3 entries, more than limits.resource_entries (2)');
+  });
+
+  it('bounds content in UTF-8 bytes', () => {
+    const limits = { content_bytes: 128 * 1024 };
+    const withContent = (content: string) => ({ inputs: [{ path: '/in', content }], executors: [executor] });
+    expect(parseTaskRequest(withContent('x'.repeat(128 * 1024)), { ...LIMITS, ...limits }).inputs![0].content).toHaveLength(128 * 1024);
+    refuses(withContent('x'.repeat(128 * 1024 + 1)), limits, 'inputs[0].content: 131073 bytes or more, more than limits.content_bytes (131072)');
+    refuses(withContent('é'.repeat(64 * 1024 + 1)), limits, 'inputs[0].content: 131074 bytes, more than limits.content_bytes (131072)');
+  });
+
+  it('bounds the length of names, descriptions, URLs, paths, tag keys and values, and other strings', () => {
+    const long = (n: number) => 'a'.repeat(n);
+    refuses({ name: long(17), executors: [executor] }, { name_chars: 16 }, 'name: 17 characters, more than limits.name_chars (16)');
+    refuses({ description: long(17), executors: [executor] }, { description_chars: 16 }, 'description: 17 characters, more than limits.description_chars (16)');
+    refuses({ inputs: [{ path: '/in', url: `https://x/${long(300)}` }], executors: [executor] }, { url_chars: 256 }, 'inputs[0].url: 310 characters, more than limits.url_chars (256)');
+    refuses({ outputs: [{ path: `/${long(300)}`, url: 'file:///o' }], executors: [executor] }, { path_chars: 256 }, 'outputs[0].path: 301 characters, more than limits.path_chars (256)');
+    refuses({ volumes: [`/${long(300)}`], executors: [executor] }, { path_chars: 256 }, 'volumes[0]: 301 characters, more than limits.path_chars (256)');
+    refuses({ tags: { [long(17)]: 'v' }, executors: [executor] }, { tag_key_chars: 16 }, 'tags[17-character key]: 17 characters, more than limits.tag_key_chars (16)');
+    refuses({ tags: { k: long(17) }, executors: [executor] }, { tag_value_chars: 16 }, 'tags.k: 17 characters, more than limits.tag_value_chars (16)');
+    refuses({ executors: [{ image: long(300), command: ['c'] }] }, { string_chars: 256 }, 'executors[0].image: 300 characters, more than limits.string_chars (256)');
+    refuses({ executors: [{ ...executor, env: { A: long(300) } }] }, { string_chars: 256 }, 'executors[0].env.A: 300 characters, more than limits.string_chars (256)');
+  });
+
+  it('refuses a task far beyond a limit without walking its entries', () => {
+    // Entries that would each fail differently: the count is what is reported, so nothing was parsed.
+    const inputs = times(200_000, () => null);
+    refuses({ inputs, executors: [executor] }, {}, 'inputs: 200000 entries, more than limits.inputs (1000)');
   });
 });

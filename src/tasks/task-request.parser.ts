@@ -1,15 +1,23 @@
 import * as path from 'node:path';
 import { DomainError, ErrorCode } from '../domain/domain-error';
 import type { FileType, TesExecutor, TesInput, TesOutput, TesResources, TesTaskRequest } from '../domain/tes-task';
+import { LimitKey, limitProblem, RequestLimits } from './request-limits';
 
 // Turns a client's JSON into a TesTaskRequest. Lenient where clients differ (unknown fields, nulls, read-only
 // fields, a missing `type`, float cpu_cores), strict where a task could not run (types, required fields, paths).
-// Every error names the field, e.g. "executors[0].image: required".
+// Every error names the field, e.g. "executors[0].image: required", and a limit its setting, e.g.
+// "inputs: 1001 entries, more than limits.inputs (1000)". Counts are checked before entries are walked and string
+// lengths in O(1), so a hostile body costs time in proportion to its size and no more.
 
 type Json = Record<string, unknown>;
 
+type CharLimit = 'name_chars' | 'description_chars' | 'url_chars' | 'path_chars' | 'tag_key_chars' | 'tag_value_chars' | 'string_chars';
+
 class Fields {
-  constructor(private readonly at: string) {}
+  constructor(
+    private readonly at: string,
+    readonly limits: RequestLimits,
+  ) {}
 
   fail(field: string, problem: string): never {
     throw new DomainError(ErrorCode.InvalidArgument, `${this.join(field)}: ${problem}`);
@@ -17,6 +25,15 @@ class Fields {
 
   join(field: string): string {
     return this.at ? (field.startsWith('[') ? `${this.at}${field}` : `${this.at}.${field}`) : field;
+  }
+
+  /** Fails when `amount` exceeds the limit `key`. */
+  bound(field: string, amount: number, unit: string, key: LimitKey): void {
+    if (amount > this.limits[key]) this.fail(field, limitProblem(amount, unit, key, this.limits));
+  }
+
+  nested(at: string): Fields {
+    return new Fields(this.join(at), this.limits);
   }
 }
 
@@ -29,15 +46,16 @@ function object(value: unknown, where: string): Json {
   return value as Json;
 }
 
-function optString(obj: Json, key: string, f: Fields): string | undefined {
+function optString(obj: Json, key: string, f: Fields, limit: CharLimit): string | undefined {
   const v = obj[key];
   if (isAbsent(v)) return undefined;
   if (typeof v !== 'string') f.fail(key, 'must be a string');
+  f.bound(key, v.length, 'characters', limit);
   return v;
 }
 
-function reqString(obj: Json, key: string, f: Fields): string {
-  const v = optString(obj, key, f);
+function reqString(obj: Json, key: string, f: Fields, limit: CharLimit): string {
+  const v = optString(obj, key, f, limit);
   if (v === undefined || v === '') f.fail(key, 'required');
   return v;
 }
@@ -58,17 +76,19 @@ function optNumber(obj: Json, key: string, f: Fields, bound: { min: number } | {
   return v;
 }
 
-function optArray(obj: Json, key: string, f: Fields): unknown[] | undefined {
+function optArray(obj: Json, key: string, f: Fields, limit: LimitKey): unknown[] | undefined {
   const v = obj[key];
   if (isAbsent(v)) return undefined;
   if (!Array.isArray(v)) f.fail(key, 'must be an array');
+  f.bound(key, v.length, 'entries', limit);
   return v;
 }
 
-function stringList(obj: Json, key: string, f: Fields): string[] | undefined {
-  const items = optArray(obj, key, f);
+function stringList(obj: Json, key: string, f: Fields, count: LimitKey, chars: CharLimit): string[] | undefined {
+  const items = optArray(obj, key, f, count);
   return items?.map((item, i) => {
     if (typeof item !== 'string') f.fail(`${key}[${i}]`, 'must be a string');
+    f.bound(`${key}[${i}]`, item.length, 'characters', chars);
     return item;
   });
 }
@@ -77,14 +97,20 @@ function stringList(obj: Json, key: string, f: Fields): string[] | undefined {
  * A string map; null values are dropped (Cromwell sends them). Numbers and booleans are refused rather than
  * stringified: the spec says string values, and a silent "1" for 1 would hide a client bug.
  */
-function stringMap(obj: Json, key: string, f: Fields): Record<string, string> | undefined {
+function stringMap(obj: Json, key: string, f: Fields, bounds: { count: LimitKey; keyChars: CharLimit; valueChars: CharLimit }): Record<string, string> | undefined {
   const v = obj[key];
   if (isAbsent(v)) return undefined;
   if (typeof v !== 'object' || Array.isArray(v)) f.fail(key, 'must be an object of strings');
+  const keys = Object.keys(v as Json);
+  f.bound(key, keys.length, 'entries', bounds.count);
   const out: Record<string, string> = {};
-  for (const [k, value] of Object.entries(v as Json)) {
+  for (const k of keys) {
+    const value = (v as Json)[k];
+    // The key's length first: a field name quoting a huge key would make a huge message.
+    if (k.length > f.limits[bounds.keyChars]) f.fail(`${key}[${k.length}-character key]`, limitProblem(k.length, 'characters', bounds.keyChars, f.limits));
     if (value === null) continue;
     if (typeof value !== 'string') f.fail(`${key}.${k}`, 'must be a string');
+    f.bound(`${key}.${k}`, value.length, 'characters', bounds.valueChars);
     // defineProperty: a "__proto__" key stays a plain entry instead of touching the prototype (and only then:
     // it is slow, and makes the map slow to read).
     if (k === '__proto__') Object.defineProperty(out, k, { value, enumerable: true, writable: true, configurable: true });
@@ -109,15 +135,26 @@ function fileType(obj: Json, f: Fields): FileType {
 
 const GLOB = /[*?[\]{}]/;
 
-function parseInput(raw: unknown, where: string): TesInput {
+/** An inline content's UTF-8 size, bounded by limits.content_bytes (the spec asks for at least 128 KiB). */
+function optContent(obj: Json, f: Fields): string | undefined {
+  const v = obj.content;
+  if (isAbsent(v)) return undefined;
+  if (typeof v !== 'string') f.fail('content', 'must be a string');
+  // A string never has fewer UTF-8 bytes than code units: the long ones fail without being measured.
+  const bytes = v.length > f.limits.content_bytes ? v.length : Buffer.byteLength(v, 'utf8');
+  f.bound('content', bytes, v.length === bytes ? 'bytes or more' : 'bytes', 'content_bytes');
+  return v;
+}
+
+function parseInput(raw: unknown, where: string, parent: Fields): TesInput {
   const obj = object(raw, where);
-  const f: Fields = new Fields(where);
-  const content = optString(obj, 'content', f);
-  const url = optString(obj, 'url', f);
+  const f: Fields = parent.nested(where);
+  const content = optContent(obj, f);
+  const url = optString(obj, 'url', f, 'url_chars');
   const input: TesInput = {
-    name: optString(obj, 'name', f),
-    description: optString(obj, 'description', f),
-    path: reqString(obj, 'path', f),
+    name: optString(obj, 'name', f, 'name_chars'),
+    description: optString(obj, 'description', f, 'description_chars'),
+    path: reqString(obj, 'path', f, 'path_chars'),
     type: fileType(obj, f),
     streamable: optBool(obj, 'streamable', f),
   };
@@ -136,15 +173,15 @@ function parseInput(raw: unknown, where: string): TesInput {
   return strip(input);
 }
 
-function parseOutput(raw: unknown, where: string): TesOutput {
+function parseOutput(raw: unknown, where: string, parent: Fields): TesOutput {
   const obj = object(raw, where);
-  const f: Fields = new Fields(where);
+  const f: Fields = parent.nested(where);
   const output: TesOutput = {
-    name: optString(obj, 'name', f),
-    description: optString(obj, 'description', f),
-    url: reqString(obj, 'url', f),
-    path: reqString(obj, 'path', f),
-    path_prefix: optString(obj, 'path_prefix', f),
+    name: optString(obj, 'name', f, 'name_chars'),
+    description: optString(obj, 'description', f, 'description_chars'),
+    url: reqString(obj, 'url', f, 'url_chars'),
+    path: reqString(obj, 'path', f, 'path_chars'),
+    path_prefix: optString(obj, 'path_prefix', f, 'path_chars'),
     type: fileType(obj, f),
   };
   absolutePath(output.path, 'path', f);
@@ -161,19 +198,22 @@ function parseOutput(raw: unknown, where: string): TesOutput {
   return strip(output);
 }
 
-function parseExecutor(raw: unknown, where: string): TesExecutor {
+function parseExecutor(raw: unknown, where: string, parent: Fields): TesExecutor {
   const obj = object(raw, where);
-  const f: Fields = new Fields(where);
-  const command = stringList(obj, 'command', f);
+  const f: Fields = parent.nested(where);
+  const command = stringList(obj, 'command', f, 'command_args', 'string_chars');
   if (!command || command.length === 0) f.fail('command', 'required: a non-empty array of strings');
+  let commandBytes = 0;
+  for (const arg of command) commandBytes += Buffer.byteLength(arg, 'utf8');
+  f.bound('command', commandBytes, 'bytes', 'command_bytes');
   const executor: TesExecutor = {
-    image: reqString(obj, 'image', f),
+    image: reqString(obj, 'image', f, 'string_chars'),
     command,
-    workdir: optString(obj, 'workdir', f),
-    stdin: optString(obj, 'stdin', f),
-    stdout: optString(obj, 'stdout', f),
-    stderr: optString(obj, 'stderr', f),
-    env: stringMap(obj, 'env', f),
+    workdir: optString(obj, 'workdir', f, 'path_chars'),
+    stdin: optString(obj, 'stdin', f, 'path_chars'),
+    stdout: optString(obj, 'stdout', f, 'path_chars'),
+    stderr: optString(obj, 'stderr', f, 'path_chars'),
+    env: stringMap(obj, 'env', f, { count: 'env_entries', keyChars: 'name_chars', valueChars: 'string_chars' }),
     ignore_error: optBool(obj, 'ignore_error', f),
   };
   for (const name of Object.keys(executor.env ?? {})) {
@@ -184,10 +224,10 @@ function parseExecutor(raw: unknown, where: string): TesExecutor {
   return strip(executor);
 }
 
-function parseResources(raw: unknown): TesResources | undefined {
+function parseResources(raw: unknown, parent: Fields): TesResources | undefined {
   if (isAbsent(raw)) return undefined;
   const obj = object(raw, 'resources');
-  const f: Fields = new Fields('resources');
+  const f: Fields = parent.nested('resources');
   const cpu = optNumber(obj, 'cpu_cores', f, { above: 0 });
   const resources: TesResources = {
     // The v1.2 draft allows fractions (0.5 cores); clients such as py-tes need an integer back, so round up.
@@ -195,30 +235,33 @@ function parseResources(raw: unknown): TesResources | undefined {
     preemptible: optBool(obj, 'preemptible', f),
     ram_gb: optNumber(obj, 'ram_gb', f),
     disk_gb: optNumber(obj, 'disk_gb', f),
-    zones: stringList(obj, 'zones', f),
-    backend_parameters: stringMap(obj, 'backend_parameters', f),
+    zones: stringList(obj, 'zones', f, 'resource_entries', 'string_chars'),
+    backend_parameters: stringMap(obj, 'backend_parameters', f, { count: 'resource_entries', keyChars: 'string_chars', valueChars: 'string_chars' }),
     backend_parameters_strict: optBool(obj, 'backend_parameters_strict', f),
   };
   if (resources.cpu_cores !== undefined && resources.cpu_cores > 2 ** 31 - 1) f.fail('cpu_cores', 'too large');
   return strip(resources);
 }
 
-export function parseTaskRequest(body: unknown): TesTaskRequest {
+export function parseTaskRequest(body: unknown, limits: RequestLimits): TesTaskRequest {
   // The body is undefined when no parser took it: none was sent, or not as application/json.
   if (body === undefined) throw new DomainError(ErrorCode.InvalidArgument, 'body: required: a JSON task object sent with Content-Type: application/json');
   const obj = object(body, '');
-  const f: Fields = new Fields('');
-  const executorsRaw = optArray(obj, 'executors', f);
+  const f: Fields = new Fields('', limits);
+  // Every count before any entry is parsed: a task far beyond a limit is refused without walking it.
+  const executorsRaw = optArray(obj, 'executors', f, 'executors');
   if (!executorsRaw) f.fail('executors', 'required: an array of executors');
+  const inputsRaw = optArray(obj, 'inputs', f, 'inputs');
+  const outputsRaw = optArray(obj, 'outputs', f, 'outputs');
   const task: TesTaskRequest = {
-    name: optString(obj, 'name', f),
-    description: optString(obj, 'description', f),
-    inputs: optArray(obj, 'inputs', f)?.map((raw, i) => parseInput(raw, `inputs[${i}]`)),
-    outputs: optArray(obj, 'outputs', f)?.map((raw, i) => parseOutput(raw, `outputs[${i}]`)),
-    resources: parseResources(obj.resources),
-    executors: executorsRaw.map((raw, i) => parseExecutor(raw, `executors[${i}]`)),
-    volumes: stringList(obj, 'volumes', f),
-    tags: stringMap(obj, 'tags', f),
+    name: optString(obj, 'name', f, 'name_chars'),
+    description: optString(obj, 'description', f, 'description_chars'),
+    inputs: inputsRaw?.map((raw, i) => parseInput(raw, `inputs[${i}]`, f)),
+    outputs: outputsRaw?.map((raw, i) => parseOutput(raw, `outputs[${i}]`, f)),
+    resources: parseResources(obj.resources, f),
+    executors: executorsRaw.map((raw, i) => parseExecutor(raw, `executors[${i}]`, f)),
+    volumes: stringList(obj, 'volumes', f, 'volumes', 'path_chars'),
+    tags: stringMap(obj, 'tags', f, { count: 'tags', keyChars: 'tag_key_chars', valueChars: 'tag_value_chars' }),
   };
   // No executors: a transfer-only task, which needs something to transfer.
   if (task.executors.length === 0 && !task.inputs?.length && !task.outputs?.length) {

@@ -5,6 +5,8 @@ import { COMPUTE_BACKEND, ComputeBackend } from '../compute/compute-backend';
 import { TASK_REPOSITORY, TaskRepository } from '../persistence/task-repository';
 import { TaskScheduler } from '../scheduler/task-scheduler';
 import { StorageRegistry } from '../storage/storage-registry';
+import { SETTINGS } from '../config/settings.module';
+import type { Settings } from '../config/settings.schema';
 import { parseListQuery, parseView } from './list-query';
 import { parseTaskRequest } from './task-request.parser';
 import { renderTask, TaskViewBody } from './task-views';
@@ -23,12 +25,13 @@ export class TasksService {
     @Inject(COMPUTE_BACKEND) private readonly backend: ComputeBackend,
     private readonly storage: StorageRegistry,
     private readonly scheduler: TaskScheduler,
+    @Inject(SETTINGS) private readonly settings: Settings,
   ) {}
 
   /** Validates and stores a task; it is on disk before its id is returned. */
   // `caller` becomes the owner, and scopes reads and cancels, in the ownership change (issue 12).
   async create(body: unknown, _caller: Principal): Promise<{ id: string }> {
-    const request = parseTaskRequest(body);
+    const request = parseTaskRequest(body, this.settings.limits);
     await this.checkUrls(request);
     const warnings = this.applyBackendParameters(request);
     // The parser built `request` for this call alone: it becomes the record in place, without a copy.
@@ -50,7 +53,7 @@ export class TasksService {
   }
 
   async list(rawQuery: Record<string, unknown>, _caller: Principal): Promise<ListTasksBody> {
-    const { view, query } = parseListQuery(rawQuery);
+    const { view, query } = parseListQuery(rawQuery, this.settings.limits);
     const page = await this.repo.list(query);
     const body: ListTasksBody = { tasks: page.tasks.map((task) => renderTask(task, view)) };
     if (page.nextPageToken) body.next_page_token = page.nextPageToken;

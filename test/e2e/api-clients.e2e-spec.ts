@@ -244,7 +244,8 @@ describe('TES API body limit', () => {
   let server: InProcessApp;
 
   beforeAll(async () => {
-    server = await startInProcessApp({ 'compute.local.max_concurrent_tasks': 0, 'server.body_limit_mb': 16 });
+    // Content as large as the body may be, so the body limit is what refuses.
+    server = await startInProcessApp({ 'compute.local.max_concurrent_tasks': 0, 'server.body_limit_mb': 16, 'limits.content_bytes': 32 * 1024 * 1024 });
   });
 
   afterAll(async () => {

@@ -139,9 +139,10 @@ describe('TES API over HTTP', () => {
       expect(full.logs ?? []).toEqual([]);
     });
 
-    it('accepts a 200 KiB content input and bodies beyond 16 MiB', async () => {
+    it('accepts a 200 KiB content input; a content beyond limits.content_bytes answers 400 naming the limit', async () => {
       await create(simple({ inputs: [{ path: '/data/big', content: 'y'.repeat(200 * 1024) }] }));
-      await create(simple({ inputs: [{ path: '/data/huge', content: 'z'.repeat(17 * 1024 * 1024) }] }));
+      const huge = await call('POST', '/ga4gh/tes/v1/tasks', simple({ inputs: [{ path: '/data/huge', content: 'z'.repeat(2 * 1024 * 1024) }] }));
+      expect(huge.json).toEqual({ msg: 'inputs[0].content: 2097152 bytes or more, more than limits.content_bytes (1048576)', status_code: 400 });
     });
 
     // The official compliance suite's bodies (create_task_inputs, create_task_outputs, create_task_s3): s3:// is a

@@ -48,6 +48,11 @@ export class ServiceProcess {
     return mkdtempSync(path.join(os.tmpdir(), 'tesp-e2e-'));
   }
 
+  /** The running process's id (to read its /proc entry), or undefined before start. */
+  get pid(): number | undefined {
+    return this.child?.pid;
+  }
+
   get base(): string {
     return `http://127.0.0.1:${this.port}/ga4gh/tes/v1`;
   }
