@@ -27,6 +27,8 @@ describe('HttpExceptionFilter', () => {
       [ErrorCode.Conflict]: 409,
       [ErrorCode.PayloadTooLarge]: 413,
       [ErrorCode.Unavailable]: 503,
+      [ErrorCode.StoreFull]: 507,
+      [ErrorCode.StoreBroken]: 503,
       [ErrorCode.StorageFailed]: 500,
       [ErrorCode.ComputeFailed]: 500,
       [ErrorCode.Internal]: 500,
@@ -55,6 +57,11 @@ describe('HttpExceptionFilter', () => {
     const { status, body } = run(new DomainError(ErrorCode.Unavailable, 'store is closing'));
     expect(status).toBe(503);
     expect(body).toEqual({ msg: expect.stringMatching(/^service unavailable \(id /), status_code: 503 });
+  });
+
+  it('names the store fault in 507 and 503 answers, for the client to see what is wrong', () => {
+    expect(run(new DomainError(ErrorCode.StoreFull, 'the task store is full')).body).toEqual({ msg: 'the task store is full', status_code: 507 });
+    expect(run(new DomainError(ErrorCode.StoreBroken, 'the task store file was removed')).body).toEqual({ msg: 'the task store file was removed', status_code: 503 });
   });
 
   it('answers body errors as 400 naming the problem, and a body beyond the limit as 413 naming the setting', () => {

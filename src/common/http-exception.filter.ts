@@ -25,7 +25,10 @@ export function statusFor(code: ErrorCode): number {
     case ErrorCode.PayloadTooLarge:
       return HttpStatus.PAYLOAD_TOO_LARGE;
     case ErrorCode.Unavailable:
+    case ErrorCode.StoreBroken:
       return HttpStatus.SERVICE_UNAVAILABLE;
+    case ErrorCode.StoreFull:
+      return HttpStatus.INSUFFICIENT_STORAGE;
     case ErrorCode.StorageFailed:
     case ErrorCode.ComputeFailed:
     case ErrorCode.Internal:
@@ -52,6 +55,8 @@ export class HttpExceptionFilter implements ExceptionFilter {
   private bodyFor(exception: unknown, req: FastifyRequest): ErrorBody {
     if (exception instanceof DomainError) {
       const status = statusFor(exception.code);
+      // The store's own faults: the client learns which (the store logs it once, not once per request).
+      if (STORE_FAULTS.has(exception.code)) return { msg: redactText(exception.message), status_code: status };
       // Messages below the controllers are written for clients; redacting again only guards against a slip.
       if (status < 500) return { msg: redactText(exception.message), status_code: status };
       return this.serverError(exception, req, status);
@@ -79,6 +84,9 @@ export class HttpExceptionFilter implements ExceptionFilter {
     return { msg: `${what} (id ${errorId})`, status_code: status };
   }
 }
+
+/** 5xx whose message is written for the client: it names the problem (the store is full, its file is gone). */
+const STORE_FAULTS: ReadonlySet<ErrorCode> = new Set([ErrorCode.StoreFull, ErrorCode.StoreBroken]);
 
 /** The request's path without its query (which may carry a page token or worse). */
 function pathOf(req: FastifyRequest): string {

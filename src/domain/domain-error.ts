@@ -13,6 +13,10 @@ export enum ErrorCode {
   StorageDenied = 'STORAGE_DENIED',
   ComputeFailed = 'COMPUTE_FAILED',
   Unavailable = 'UNAVAILABLE',
+  /** The task store's disk is full: nothing more can be written until space is freed (reads still work). */
+  StoreFull = 'STORE_FULL',
+  /** The task store's file was removed, replaced or corrupted while in use: writes stop until an operator acts. */
+  StoreBroken = 'STORE_BROKEN',
   Internal = 'INTERNAL',
 }
 

@@ -1,0 +1,31 @@
+import { accessSync, constants, mkdirSync, statSync } from 'node:fs';
+import { errorMessage } from '../common/redact';
+
+/** What is at a path: nothing, a directory, or something else (a file, a socket, ...); other failures throw. */
+export function pathKind(at: string): 'missing' | 'directory' | 'other' {
+  try {
+    return statSync(at).isDirectory() ? 'directory' : 'other';
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return 'missing';
+    throw err;
+  }
+}
+
+/**
+ * Makes sure data_dir is a directory tesp can write in, creating it (and missing parents) when absent. Throws a
+ * message naming data_dir, the path and what is wrong, instead of the store's "unable to open database file".
+ */
+export function prepareDataDir(dir: string): void {
+  const attempt = <T>(what: string, work: () => T): T => {
+    try {
+      return work();
+    } catch (err) {
+      throw new Error(`data_dir ${dir} ${what}: ${errorMessage(err)}`);
+    }
+  };
+  const kind = attempt('cannot be read', () => pathKind(dir));
+  if (kind === 'other') throw new Error(`data_dir ${dir} is not a directory (a file or something else is at that path)`);
+  if (kind === 'missing') attempt('does not exist and cannot be created', () => mkdirSync(dir, { recursive: true }));
+  // access(2) honours read-only mounts even for root, whom permission bits do not stop.
+  attempt('is not writable', () => accessSync(dir, constants.W_OK | constants.X_OK));
+}
