@@ -36,3 +36,6 @@ export class DomainError extends Error {
 
 export const invalidArgument = (message: string) => new DomainError(ErrorCode.InvalidArgument, message);
 export const notFound = (message: string) => new DomainError(ErrorCode.NotFound, message);
+
+/** A fault of the task store itself (full, removed, corrupted): the store logs it once, so callers need not each time. */
+export const isStoreFault = (err: unknown): boolean => err instanceof DomainError && (err.code === ErrorCode.StoreFull || err.code === ErrorCode.StoreBroken);

@@ -1,6 +1,7 @@
 import type { Logger } from '../common/logger';
 import { errorMessage, redactText } from '../common/redact';
 import { BackendUnavailable, ComputeBackend } from '../compute/compute-backend';
+import { isStoreFault } from '../domain/domain-error';
 import type { TaskPatch } from '../domain/task-patch';
 import { HELD_STATES } from '../domain/task-state-machine';
 import { StoredTask, TesState } from '../domain/tes-task';
@@ -54,7 +55,7 @@ export class Dispatcher {
       return;
     }
     this.running = this.dispatch()
-      .catch((err: unknown) => this.logger.error({ err: errorMessage(err) }, 'dispatch failed'))
+      .catch((err: unknown) => this.logger[isStoreFault(err) ? 'debug' : 'error']({ err: errorMessage(err) }, 'dispatch failed'))
       .finally(() => {
         this.running = undefined;
         if (this.again) {

@@ -41,6 +41,7 @@ export class Reconciler {
     // Taking a task over uses capacity like a claim does; a cancel does not need any.
     let free = this.backend.capacity.tasks - (await this.repo.countHeld(this.lease.holder));
     for (const task of expired) {
+      if (this.runsHere(task)) continue;
       if (task.state !== TesState.CANCELING && free <= 0) continue;
       const taken = await this.repo.takeOver(task.id, task.control.lease?.token, this.lease.holder, this.lease.leaseMs);
       if (!taken) continue; // another replica was first, or the holder renewed after all
@@ -49,6 +50,15 @@ export class Reconciler {
       const from = task.control.lease ? `from ${task.control.lease.holder}` : 'without a holder';
       run.starting = this.settle(taken, run, `taken over by ${this.lease.holder} ${from} after its lease ended`);
     }
+  }
+
+  /**
+   * A lease of this replica's own that lapsed while the store refused writes (a full disk, say): its run goes on
+   * here and the next heartbeat renews it. Taking it over would end the run as if this process had restarted.
+   */
+  private runsHere(task: StoredTask): boolean {
+    const lease = task.control.lease;
+    return lease !== undefined && lease.holder === this.lease.holder && this.runs.get(task.id)?.token === lease.token;
   }
 
   private async settle(task: StoredTask, run: HeldRun, how: string): Promise<void> {

@@ -1,5 +1,5 @@
 import Database from 'better-sqlite3';
-import { storeCorrupt } from './sqlite-task-rows';
+import { storeCorrupt, toDomainError } from './sqlite-task-rows';
 
 // Each entry upgrades the file by one step of PRAGMA user_version. Append new steps; never edit a released one.
 //
@@ -48,15 +48,17 @@ export const SCHEMA_VERSION = MIGRATIONS.length;
 
 /** Opens (checking, creating or upgrading) the task database: WAL, fsync on every commit, waits on a busy file. */
 export function openTaskDatabase(file: string): Database.Database {
-  const db = connectTaskDatabase(file);
+  let db: Database.Database | undefined;
   try {
+    db = connectTaskDatabase(file);
     checkIntegrity(db, file);
     migrate(db, file);
     refreshStatistics(db);
     return db;
   } catch (err) {
-    db.close();
-    throw err;
+    db?.close();
+    // "file is not a database" and the like, told as store faults that name the file.
+    throw toDomainError(err, file);
   }
 }
 
