@@ -11,6 +11,7 @@ import { FromWriter, fromWireError, ToWriter, WriteRequest, WriterStart } from '
 const START_TIMEOUT_MS = 30_000;
 
 interface Waiting {
+  name: WriteName;
   resolve: (value: unknown) => void;
   reject: (err: unknown) => void;
 }
@@ -72,7 +73,7 @@ export class SqliteWriter {
     if (this.brokenBy) return Promise.reject(this.brokenBy);
     return new Promise((resolve, reject) => {
       const seq = ++this.nextSeq;
-      this.waiting.set(seq, { resolve: resolve as (value: unknown) => void, reject });
+      this.waiting.set(seq, { name, resolve: resolve as (value: unknown) => void, reject });
       if (this.waiting.size === 1) this.worker.ref();
       this.outbox.push({ seq, name, args });
       // Requests that arrived in one poll phase of the event loop go together, right after it.
@@ -140,7 +141,7 @@ export class SqliteWriter {
       if (!waiting) continue;
       this.waiting.delete(outcome.seq);
       if (outcome.ok) {
-        this.noteCommitted();
+        if (wroteRows(waiting.name, outcome.value)) this.noteCommitted();
         waiting.resolve(outcome.value);
       } else {
         const err = fromWireError(outcome.error);
@@ -157,6 +158,11 @@ export class SqliteWriter {
     for (const waiting of this.waiting.values()) waiting.reject(this.stopped);
     this.waiting.clear();
   }
+}
+
+/** Whether a committed write changed the file (a renewal of no lease commits even on a full disk). */
+function wroteRows(name: WriteName, value: unknown): boolean {
+  return name === 'insert' || (name === 'patch' && (value as { applied?: boolean }).applied === true);
 }
 
 /**
