@@ -48,7 +48,7 @@ export class Reconciler {
       if (taken.state !== TesState.CANCELING) free -= 1;
       const run = this.runs.add(taken.id, taken.control.attempt, taken.control.lease!.token);
       const from = task.control.lease ? `from ${task.control.lease.holder}` : 'without a holder';
-      run.starting = this.settle(taken, run, `taken over by ${this.lease.holder} ${from} after its lease ended`);
+      run.starting = this.settle(taken, run, `taken over by ${this.lease.holder} ${from} after its lease ended`).catch((err: unknown) => this.dispatcher.letGo(run, err));
     }
   }
 
@@ -113,7 +113,7 @@ export class Reconciler {
     }
     const next = this.runs.add(task.id, result.task.control.attempt, run.token);
     this.logger.info({ taskId: task.id, attempt: next.attempt }, 'task runs again as a new attempt');
-    next.starting = this.dispatcher.submit(result.task, next);
+    next.starting = this.dispatcher.submit(result.task, next).catch((err: unknown) => this.dispatcher.letGo(next, err));
     await next.starting;
   }
 }
