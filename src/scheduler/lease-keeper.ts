@@ -36,7 +36,8 @@ export class LeaseKeeper {
     // Ends that could not be written go first: they are fenced by the run's lease token, so one written after the
     // lease lapsed (the store refused writes meanwhile, e.g. a full disk) still lands unless another holder took over.
     for (const run of this.runs.values()) {
-      if (run.unwrittenEnd) await run.unwrittenEnd().catch((err: unknown) => this.logger.error({ taskId: run.taskId, err: errorMessage(err) }, 'could not record the end of a run'));
+      if (!run.unwrittenEnd) continue;
+      await run.unwrittenEnd().catch((err: unknown) => this.logger[isStoreFault(err) ? 'debug' : 'error']({ taskId: run.taskId, err: errorMessage(err) }, 'could not record the end of a run'));
     }
     const judged = this.runs.now();
     const renew = Date.now() - this.lastRenewal >= this.lease.leaseMs / 3;
