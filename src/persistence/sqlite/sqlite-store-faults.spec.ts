@@ -53,6 +53,17 @@ describe('SqliteTaskRepository when its file is removed, replaced or corrupted',
     await repo.close();
   });
 
+  it('refuses to open when the file is gone but its write-ahead log is there, rather than losing what the log holds', async () => {
+    const repo = new SqliteTaskRepository(file);
+    await repo.insert(task('in-the-log'));
+    // As after a crash: the log still holds the task; then the file goes.
+    copyFileSync(`${file}-wal`, `${file}-wal.kept`);
+    await repo.close();
+    renameSync(`${file}-wal.kept`, `${file}-wal`);
+    unlinkSync(file);
+    expect(() => new SqliteTaskRepository(file)).toThrow(new RegExp(`^the task store's file ${file} does not exist, but its write-ahead log ${file}-wal holds \\d+ bytes`));
+  });
+
   it('refuses writes once another file is put in its place', async () => {
     const repo = new SqliteTaskRepository(file);
     await repo.insert(task('before'));
