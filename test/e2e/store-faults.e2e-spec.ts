@@ -2,7 +2,7 @@
 // data_dir that cannot be used, the SQLite file removed or corrupted while tesp runs, and a corrupted file at start.
 // Each fault is answered with a message that names it, and no create that answered 200 is lost.
 import { spawn } from 'node:child_process';
-import { closeSync, mkdirSync, mkdtempSync, openSync, readFileSync, rmSync, statSync, unlinkSync, writeFileSync, writeSync } from 'node:fs';
+import { closeSync, mkdirSync, mkdtempSync, openSync, rmSync, statSync, unlinkSync, writeFileSync, writeSync } from 'node:fs';
 import { randomBytes } from 'node:crypto';
 import * as os from 'node:os';
 import * as path from 'node:path';
@@ -259,7 +259,7 @@ describe('the SQLite file removed or corrupted', () => {
     expect(fatalMessage(output)).toMatch(new RegExp(`store.sqlite.file ${file} \\(in data_dir\\) cannot be used: the task store's file ${file} is corrupted: `));
   });
 
-  it('answers 503 naming the corruption on reads and writes when the file is corrupted while tesp runs, never a 200 create', async () => {
+  it('answers 503 naming the corruption on reads and writes when the file is corrupted while tesp runs, never a 200 create, and then refuses to start', async () => {
     const service = serviceFor();
     await service.start();
     for (let i = 0; i < 40; i++) await service.createTask(task(`t-${i}`, { description: 'x'.repeat(3000) }));
@@ -280,6 +280,10 @@ describe('the SQLite file removed or corrupted', () => {
     expect(create.json.msg).toMatch(/is corrupted/);
     expect((await service.get('/tasks?view=MINIMAL')).status).toBe(503);
     expect(await errorLines(service, 'is corrupted')).toHaveLength(1);
-    expect(readFileSync(file).length).toBeGreaterThan(0);
+    // And a restart refuses the file instead of serving errors.
+    await service.stop();
+    const { code, output } = await runUntilExit({ TESP_DATA_DIR: service.dataDir });
+    expect(code).toBe(1);
+    expect(fatalMessage(output)).toContain(`the task store's file ${file} is corrupted`);
   });
 });
