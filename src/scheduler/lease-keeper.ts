@@ -77,6 +77,7 @@ export class LeaseKeeper {
   private async lost(run: HeldRun): Promise<void> {
     this.logger.warn({ taskId: run.taskId }, 'this replica no longer holds the task (another replica took it over, or recorded its end from a report): let go of it here');
     this.runs.delete(run);
+    this.runs.markLetGo(run.taskId);
     await this.backend.release(run.taskId).catch(() => undefined);
   }
 

@@ -55,10 +55,14 @@ export class Reconciler {
   /**
    * A lease of this replica's own that lapsed while the store refused writes (a full disk, say): its run goes on
    * here and the next heartbeat renews it. Taking it over would end the run as if this process had restarted.
+   * Nor is a task taken back right after the heartbeat let go of it.
    */
   private runsHere(task: StoredTask): boolean {
     const lease = task.control.lease;
-    return lease !== undefined && lease.holder === this.lease.holder && this.runs.get(task.id)?.token === lease.token;
+    if (lease?.holder !== this.lease.holder) return false;
+    // Just let go (its lease ended under this replica, or went elsewhere): other replicas get a lease's time to take
+    // it over first; taking it straight back would restart work that may be running on.
+    return this.runs.get(task.id)?.token === lease.token || this.runs.letGoWithin(task.id, this.lease.leaseMs);
   }
 
   private async settle(task: StoredTask, run: HeldRun, how: string): Promise<void> {
