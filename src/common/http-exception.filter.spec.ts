@@ -35,6 +35,8 @@ describe('HttpExceptionFilter', () => {
       [ErrorCode.UnsupportedMediaType]: 415,
       [ErrorCode.Unavailable]: 503,
       [ErrorCode.Busy]: 503,
+      [ErrorCode.StoreFull]: 507,
+      [ErrorCode.StoreBroken]: 503,
       [ErrorCode.StorageFailed]: 500,
       [ErrorCode.ComputeFailed]: 500,
       [ErrorCode.Internal]: 500,
@@ -73,6 +75,11 @@ describe('HttpExceptionFilter', () => {
   it('answers Busy as 503 with its message and Retry-After, logging nothing', () => {
     const { status, body, logged, headers } = run(new DomainError(ErrorCode.Busy, 'too many JSON bodies in flight (server.json_in_flight_mb: 128)', true, 1500));
     expect([status, body, headers, logged]).toEqual([503, { msg: 'too many JSON bodies in flight (server.json_in_flight_mb: 128)', status_code: 503 }, { 'retry-after': '2' }, '']);
+  });
+
+  it('names the store fault in 507 and 503 answers, for the client to see what is wrong', () => {
+    expect(run(new DomainError(ErrorCode.StoreFull, 'the task store is full')).body).toEqual({ msg: 'the task store is full', status_code: 507 });
+    expect(run(new DomainError(ErrorCode.StoreBroken, 'the task store file was removed')).body).toEqual({ msg: 'the task store file was removed', status_code: 503 });
   });
 
   it('answers body errors as 400 naming the problem, and a body beyond the limit as 413 naming the setting', () => {

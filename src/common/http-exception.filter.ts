@@ -32,7 +32,10 @@ export function statusFor(code: ErrorCode): number {
       return HttpStatus.UNSUPPORTED_MEDIA_TYPE;
     case ErrorCode.Unavailable:
     case ErrorCode.Busy:
+    case ErrorCode.StoreBroken:
       return HttpStatus.SERVICE_UNAVAILABLE;
+    case ErrorCode.StoreFull:
+      return HttpStatus.INSUFFICIENT_STORAGE;
     case ErrorCode.StorageFailed:
     case ErrorCode.ComputeFailed:
     case ErrorCode.Internal:
@@ -70,6 +73,8 @@ export class HttpExceptionFilter implements ExceptionFilter {
   private bodyFor(exception: unknown, req: FastifyRequest): ErrorBody {
     if (exception instanceof DomainError) {
       const status = statusFor(exception.code);
+      // The store's own faults: the client learns which (the store logs it once, not once per request).
+      if (STORE_FAULTS.has(exception.code)) return { msg: redactText(exception.message), status_code: status };
       // Messages below the controllers are written for clients; redacting again only guards against a slip.
       // Busy is a bound of this server's, expected under load: the client is told which, and nothing is logged.
       if (status < 500 || exception.code === ErrorCode.Busy) return { msg: redactText(exception.message), status_code: status };
@@ -98,6 +103,9 @@ export class HttpExceptionFilter implements ExceptionFilter {
     return { msg: `${what} (id ${errorId})`, status_code: status };
   }
 }
+
+/** 5xx whose message is written for the client: it names the problem (the store is full, its file is gone). */
+const STORE_FAULTS: ReadonlySet<ErrorCode> = new Set([ErrorCode.StoreFull, ErrorCode.StoreBroken]);
 
 /** The request's path without its query (which may carry a page token or worse). */
 function pathOf(req: FastifyRequest): string {

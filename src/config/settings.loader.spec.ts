@@ -34,6 +34,13 @@ describe('loadSettings', () => {
     expect(loadSettings({ settingsDir: dir, env: { TESP_STORAGE__FILE__ALLOWED_DIRS: '["/c"]' } }).storage.file.allowed_dirs).toEqual(['/c']);
   });
 
+  it('refuses a relative storage.file.allowed_dirs entry, naming it, rather than resolving it against wherever tesp starts', () => {
+    expect(() => loadSettings({ settingsDir: dir, env: { TESP_STORAGE__FILE__ALLOWED_DIRS: '/srv/data, shared/in' } })).toThrow(
+      'setting "storage.file.allowed_dirs" (from environment variable TESP_STORAGE__FILE__ALLOWED_DIRS): entry 1 ("shared/in") is not an absolute path; write it from / (relative directories are refused)',
+    );
+    expect(() => loadSettings({ settingsDir: dir, overrides: { 'storage.file.allowed_dirs': ['./data'] } })).toThrow(/entry 0 \("\.\/data"\) is not an absolute path/);
+  });
+
   it('keeps URLs with credentials and query strings whole in a JSON list (storage.s3.buckets)', () => {
     const entries = ['alpha=https://AK:se%2Fcret@s3.example.org:8443?region=eu-west-1&force_path_style=true', 'beta=http://127.0.0.1:7480'];
     expect(loadSettings({ settingsDir: dir, env: { TESP_STORAGE__S3__BUCKETS: JSON.stringify(entries) } }).storage.s3.buckets).toEqual(entries);

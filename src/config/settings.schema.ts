@@ -31,6 +31,13 @@ function checkOrigins(items: readonly string[]): void {
   });
 }
 
+/** Host directories must be absolute: a relative one would depend on where tesp happens to be started. */
+function checkAbsoluteDirs(items: readonly string[]): void {
+  items.forEach((dir, i) => {
+    if (!dir.startsWith('/')) throw new Error(`entry ${i} ("${dir}") is not an absolute path; write it from / (relative directories are refused)`);
+  });
+}
+
 export const settingsSchema = {
   server: {
     // Loopback by default: no one else can reach an unauthenticated server.
@@ -270,7 +277,7 @@ export const settingsSchema = {
     file: {
       enabled: bool(true),
       // Absolute host directories that file:// URLs and plain paths may read from and write to.
-      allowed_dirs: list([]),
+      allowed_dirs: list([], checkAbsoluteDirs),
     },
     http: {
       enabled: bool(true),

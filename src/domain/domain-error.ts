@@ -21,6 +21,10 @@ export enum ErrorCode {
   TooManyRequests = 'TOO_MANY_REQUESTS',
   /** This server is at a bound of its own (e.g. JSON bodies in flight) and asks the client to retry shortly. */
   Busy = 'BUSY',
+  /** The task store's disk is full: nothing more can be written until space is freed (reads still work). */
+  StoreFull = 'STORE_FULL',
+  /** The task store's file was removed, replaced or corrupted while in use: writes stop until an operator acts. */
+  StoreBroken = 'STORE_BROKEN',
   Internal = 'INTERNAL',
 }
 
@@ -40,3 +44,6 @@ export class DomainError extends Error {
 
 export const invalidArgument = (message: string) => new DomainError(ErrorCode.InvalidArgument, message);
 export const notFound = (message: string) => new DomainError(ErrorCode.NotFound, message);
+
+/** A fault of the task store itself (full, removed, corrupted): the store logs it once, so callers need not each time. */
+export const isStoreFault = (err: unknown): boolean => err instanceof DomainError && (err.code === ErrorCode.StoreFull || err.code === ErrorCode.StoreBroken);

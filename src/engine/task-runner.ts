@@ -1,4 +1,4 @@
-import type { FileHandle } from 'node:fs/promises';
+import { statfs, type FileHandle } from 'node:fs/promises';
 import { errorMessage } from '../common/redact';
 import type { TaskUpdate } from '../domain/task-update';
 import type { ExecutionPlan, PlanExecutor, TaskLayout } from './execution-plan';
@@ -70,6 +70,8 @@ export class TaskRunner {
       if (end) return end;
       emit({ kind: 'running' });
       let executorFailed = false;
+      /** Set when a failed executor had filled the task directory's file system: tesp's fault to report, not the task's. */
+      let diskFull: string | undefined;
       const lastLeftover = Math.max(-1, ...(leftovers ?? []).map((l) => l.index));
       for (const executor of plan.executors) {
         if ((end = ended())) return end;
@@ -79,6 +81,7 @@ export class TaskRunner {
         if ((end = ended())) return end;
         if (exitCode !== 0 && !executor.ignoreError) {
           executorFailed = true;
+          diskFull = await fullDiskReason(layout, `executors[${executor.index}] exited with code ${exitCode}`);
           break;
         }
       }
@@ -91,12 +94,15 @@ export class TaskRunner {
         transfers.log(`outputs after the executor error: ${errorMessage(err)}`);
       }
       if ((end = ended())) return end;
-      emit({ kind: 'finished', state: executorFailed ? 'EXECUTOR_ERROR' : 'COMPLETE' });
+      if (diskFull) emit({ kind: 'finished', state: 'SYSTEM_ERROR', reason: diskFull });
+      else emit({ kind: 'finished', state: executorFailed ? 'EXECUTOR_ERROR' : 'COMPLETE' });
       return 'finished';
     } catch (err) {
       const end = ended();
       if (end) return end;
-      emit({ kind: 'finished', state: 'SYSTEM_ERROR', reason: errorMessage(err) });
+      const message = errorMessage(err);
+      const reason = NO_SPACE.test(message) ? `${message} (no space left on device in the task directory ${layout.taskDir})` : message;
+      emit({ kind: 'finished', state: 'SYSTEM_ERROR', reason });
       return 'finished';
     }
   }
@@ -147,6 +153,19 @@ export class TaskRunner {
       clearInterval(refresh);
     }
   }
+}
+
+/** How a failure caused by a full file system shows in errors from Node and the storage backends. */
+const NO_SPACE = /ENOSPC|no space left on device/i;
+
+/** Free bytes below which a failed executor is taken to have run out of space (a full disk fails every write). */
+const FULL_DISK_BYTES = 1024 * 1024;
+
+/** The reason to end with when the task directory's file system is full after `what`; undefined when it is not. */
+async function fullDiskReason(layout: TaskLayout, what: string): Promise<string | undefined> {
+  const fs = await statfs(layout.taskDir).catch(() => undefined);
+  if (!fs || fs.bavail * fs.bsize >= FULL_DISK_BYTES) return undefined;
+  return `${what} with no space left on device in the task directory ${layout.taskDir} (${fs.bavail * fs.bsize} bytes free)`;
 }
 
 function reportOutputs(staged: StagedOutputs, emit: Emit): void {

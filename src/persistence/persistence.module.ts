@@ -1,10 +1,12 @@
 import { Inject, Module, OnApplicationShutdown } from '@nestjs/common';
-import { mkdirSync, readFileSync } from 'node:fs';
+import { readFileSync } from 'node:fs';
 import { LOGGER, Logger } from '../common/logger';
+import { errorMessage } from '../common/redact';
 import * as path from 'node:path';
 import { SETTINGS } from '../config/settings.module';
 import type { Settings } from '../config/settings.schema';
 import { dataDir } from '../config/settings.loader';
+import { pathKind, prepareDataDir } from './data-dir';
 import { TASK_REPOSITORY, TaskRepository } from './task-repository';
 import { MongoTaskRepository } from './mongodb/mongo-task.repository';
 import { SqliteTaskRepository } from './sqlite/sqlite-task.repository';
@@ -16,8 +18,8 @@ import { SqliteTaskRepository } from './sqlite/sqlite-task.repository';
 export async function openTaskRepository(store: Settings['store'], dataDir: string, logger: Logger): Promise<TaskRepository> {
   switch (store.kind) {
     case 'sqlite': {
-      mkdirSync(dataDir, { recursive: true });
-      return new SqliteTaskRepository(path.join(dataDir, store.sqlite.file));
+      prepareDataDir(dataDir);
+      return openSqliteStore(path.join(dataDir, store.sqlite.file), logger);
     }
     case 'mongodb': {
       const url = store.mongodb.url_file ? readFileSync(store.mongodb.url_file, 'utf8').trim() : store.mongodb.url;
@@ -29,6 +31,18 @@ export async function openTaskRepository(store: Settings['store'], dataDir: stri
     }
     default:
       throw new Error(`store.kind "${store.kind as string}" has no implementation`);
+  }
+}
+
+/** The SQLite store in data_dir; a file that cannot be used stops start-up with a message naming it. */
+function openSqliteStore(file: string, logger: Logger): TaskRepository {
+  const problem = (why: string) => new Error(`store.sqlite.file ${file} (in data_dir) ${why}`);
+  // SQLite would say only "unable to open database file".
+  if (pathKind(file) === 'directory') throw problem('is a directory, not a database file');
+  try {
+    return new SqliteTaskRepository(file, logger);
+  } catch (err) {
+    throw problem(`cannot be used: ${errorMessage(err)}`);
   }
 }
 

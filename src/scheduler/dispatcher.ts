@@ -1,6 +1,7 @@
 import type { Logger } from '../common/logger';
 import { errorMessage, redactText } from '../common/redact';
 import { BackendUnavailable, ComputeBackend } from '../compute/compute-backend';
+import { isStoreFault } from '../domain/domain-error';
 import type { TaskPatch } from '../domain/task-patch';
 import { HELD_STATES } from '../domain/task-state-machine';
 import { StoredTask, TesState } from '../domain/tes-task';
@@ -54,7 +55,7 @@ export class Dispatcher {
       return;
     }
     this.running = this.dispatch()
-      .catch((err: unknown) => this.logger.error({ err: errorMessage(err) }, 'dispatch failed'))
+      .catch((err: unknown) => this.logger[isStoreFault(err) ? 'debug' : 'error']({ err: errorMessage(err) }, 'dispatch failed'))
       .finally(() => {
         this.running = undefined;
         if (this.again) {
@@ -87,7 +88,17 @@ export class Dispatcher {
   /** Registers the run before anything else can happen, then hands the task to the backend. */
   private start(task: StoredTask): void {
     const run = this.runs.add(task.id, task.control.attempt, task.control.lease!.token);
-    run.starting = this.submit(task, run);
+    run.starting = this.submit(task, run).catch((err: unknown) => this.letGo(run, err));
+  }
+
+  /**
+   * A start or take-over that could not record itself (the store refused a write: full, or gone). The run is let go
+   * here, so nothing renews its lease under a run's name: the heartbeat releases the lease as one no run knows and
+   * the task is taken over again (resumed, or run again) once the store takes writes. Never an unhandled rejection.
+   */
+  letGo(run: HeldRun, err: unknown): void {
+    this.logger[isStoreFault(err) ? 'warn' : 'error']({ taskId: run.taskId, err: errorMessage(err) }, 'could not record the start of a run; the task is taken over again later');
+    this.runs.delete(run);
   }
 
   /** Hands a task this replica holds to the backend and records its reference; a failure ends it SYSTEM_ERROR. */
@@ -126,7 +137,7 @@ export class Dispatcher {
         setTimeout(retry, this.waitingNoteEveryMs).unref();
         return;
       }
-      run.starting = this.submit(task, run);
+      run.starting = this.submit(task, run).catch((err: unknown) => this.letGo(run, err));
     };
     setTimeout(retry, this.waitingNoteEveryMs).unref();
   }

@@ -19,6 +19,8 @@ export interface HeldRun {
 export class HeldRuns {
   private readonly runs = new Map<string, HeldRun>();
   private clock = 0;
+  /** When this replica let go of a task the store no longer showed under its lease, by task id. */
+  private readonly lettingGo = new Map<string, number>();
 
   /** Registers a run (replacing an earlier one of the same task, e.g. at a new attempt). */
   add(taskId: string, attempt: number, token: string): HeldRun {
@@ -38,6 +40,18 @@ export class HeldRuns {
 
   values(): HeldRun[] {
     return [...this.runs.values()];
+  }
+
+  /** The heartbeat let go of this task's run: the lease is someone else's, or no one's now. */
+  markLetGo(taskId: string): void {
+    this.lettingGo.set(taskId, Date.now());
+  }
+
+  /** Whether this replica let go of the task less than `ms` ago (forgetting older marks). */
+  letGoWithin(taskId: string, ms: number): boolean {
+    const now = Date.now();
+    for (const [id, at] of this.lettingGo) if (now - at >= ms) this.lettingGo.delete(id);
+    return this.lettingGo.has(taskId);
   }
 
   /** A point in registration order, for a heartbeat to compare `since` against. */

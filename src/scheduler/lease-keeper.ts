@@ -1,6 +1,7 @@
 import type { Logger } from '../common/logger';
 import { errorMessage } from '../common/redact';
 import type { ComputeBackend } from '../compute/compute-backend';
+import { isStoreFault } from '../domain/domain-error';
 import { TesState } from '../domain/tes-task';
 import type { HeldTask, TaskRepository } from '../persistence/task-repository';
 import type { Cancellation } from './cancellation';
@@ -15,7 +16,7 @@ import type { HeldRun, HeldRuns } from './held-runs';
  *   stopping its work, which is the new holder's now;
  * - a lease under this holder's name with a token no run here knows (an earlier process with the same holder id)
  *   is released, so the task is taken over properly instead of being renewed forever;
- * - a run's end that could not be written is written again.
+ * - a run's end that could not be written is written again (before anything else).
  */
 export class LeaseKeeper {
   private lastRenewal = 0;
@@ -32,6 +33,12 @@ export class LeaseKeeper {
   ) {}
 
   async beat(): Promise<void> {
+    // Ends that could not be written go first: they are fenced by the run's lease token, so one written after the
+    // lease lapsed (the store refused writes meanwhile, e.g. a full disk) still lands unless another holder took over.
+    for (const run of this.runs.values()) {
+      if (!run.unwrittenEnd) continue;
+      await run.unwrittenEnd().catch((err: unknown) => this.logger[isStoreFault(err) ? 'debug' : 'error']({ taskId: run.taskId, err: errorMessage(err) }, 'could not record the end of a run'));
+    }
     const judged = this.runs.now();
     const renew = Date.now() - this.lastRenewal >= this.lease.leaseMs / 3;
     let held: HeldTask[];
@@ -40,7 +47,7 @@ export class LeaseKeeper {
       held = renew ? await this.repo.renewLeases(this.lease.holder, this.lease.leaseMs) : await this.repo.heldBy(this.lease.holder);
     } catch (err) {
       if (renew) this.lastRenewal = 0;
-      this.logger.error({ err: errorMessage(err) }, renew ? 'could not renew leases' : 'could not read leases');
+      this.logger[isStoreFault(err) ? 'debug' : 'error']({ err: errorMessage(err) }, renew ? 'could not renew leases' : 'could not read leases');
       return;
     }
     const byId = new Map(held.map((task) => [task.id, task]));
@@ -59,7 +66,6 @@ export class LeaseKeeper {
       if (run.since > judged) continue;
       const task = byId.get(run.taskId);
       if (!task || task.token !== run.token) await this.lost(run);
-      else if (run.unwrittenEnd) await run.unwrittenEnd().catch((err: unknown) => this.logger.error({ taskId: run.taskId, err: errorMessage(err) }, 'could not record the end of a run'));
     }
   }
 
@@ -71,6 +77,7 @@ export class LeaseKeeper {
   private async lost(run: HeldRun): Promise<void> {
     this.logger.warn({ taskId: run.taskId }, 'this replica no longer holds the task (another replica took it over, or recorded its end from a report): let go of it here');
     this.runs.delete(run);
+    this.runs.markLetGo(run.taskId);
     await this.backend.release(run.taskId).catch(() => undefined);
   }
 

@@ -41,14 +41,28 @@ export class Reconciler {
     // Taking a task over uses capacity like a claim does; a cancel does not need any.
     let free = this.backend.capacity.tasks - (await this.repo.countHeld(this.lease.holder));
     for (const task of expired) {
+      if (this.runsHere(task)) continue;
       if (task.state !== TesState.CANCELING && free <= 0) continue;
       const taken = await this.repo.takeOver(task.id, task.control.lease?.token, this.lease.holder, this.lease.leaseMs);
       if (!taken) continue; // another replica was first, or the holder renewed after all
       if (taken.state !== TesState.CANCELING) free -= 1;
       const run = this.runs.add(taken.id, taken.control.attempt, taken.control.lease!.token);
       const from = task.control.lease ? `from ${task.control.lease.holder}` : 'without a holder';
-      run.starting = this.settle(taken, run, `taken over by ${this.lease.holder} ${from} after its lease ended`);
+      run.starting = this.settle(taken, run, `taken over by ${this.lease.holder} ${from} after its lease ended`).catch((err: unknown) => this.dispatcher.letGo(run, err));
     }
+  }
+
+  /**
+   * A lease of this replica's own that lapsed while the store refused writes (a full disk, say): its run goes on
+   * here and the next heartbeat renews it. Taking it over would end the run as if this process had restarted.
+   * Nor is a task taken back right after the heartbeat let go of it.
+   */
+  private runsHere(task: StoredTask): boolean {
+    const lease = task.control.lease;
+    if (lease?.holder !== this.lease.holder) return false;
+    // Just let go (its lease ended under this replica, or went elsewhere): other replicas get a lease's time to take
+    // it over first; taking it straight back would restart work that may be running on.
+    return this.runs.get(task.id)?.token === lease.token || this.runs.letGoWithin(task.id, this.lease.leaseMs);
   }
 
   private async settle(task: StoredTask, run: HeldRun, how: string): Promise<void> {
@@ -103,7 +117,7 @@ export class Reconciler {
     }
     const next = this.runs.add(task.id, result.task.control.attempt, run.token);
     this.logger.info({ taskId: task.id, attempt: next.attempt }, 'task runs again as a new attempt');
-    next.starting = this.dispatcher.submit(result.task, next);
+    next.starting = this.dispatcher.submit(result.task, next).catch((err: unknown) => this.dispatcher.letGo(next, err));
     await next.starting;
   }
 }

@@ -3,6 +3,7 @@ import type { Logger } from '../common/logger';
 import { errorMessage } from '../common/redact';
 import type { ComputeBackend } from '../compute/compute-backend';
 import type { Settings } from '../config/settings.schema';
+import { isStoreFault } from '../domain/domain-error';
 import type { TaskRepository } from '../persistence/task-repository';
 import { Cancellation } from './cancellation';
 import { Dispatcher, LeaseSettings } from './dispatcher';
@@ -92,7 +93,7 @@ export class TaskScheduler {
       await this.reconciler.reconcile();
       this.dispatcher.wake();
     })()
-      .catch((err: unknown) => this.logger.error({ err: errorMessage(err) }, 'scheduler tick failed'))
+      .catch((err: unknown) => this.logger[isStoreFault(err) ? 'debug' : 'error']({ err: errorMessage(err) }, 'scheduler tick failed'))
       .finally(() => (this.ticking = undefined));
   }
 }

@@ -1,6 +1,6 @@
 import type { Logger } from '../common/logger';
 import { errorMessage, redactText } from '../common/redact';
-import { DomainError, ErrorCode } from '../domain/domain-error';
+import { DomainError, ErrorCode, isStoreFault } from '../domain/domain-error';
 import { patchForReport, patchForUpdate, PatchResult, TaskPatch } from '../domain/task-patch';
 import type { TaskUpdate } from '../domain/task-update';
 import type { TaskRepository } from '../persistence/task-repository';
@@ -91,7 +91,8 @@ export class UpdateApplier {
     try {
       result = await this.store(run.taskId, patch);
     } catch (err) {
-      this.logger.error({ taskId: run.taskId, update: update.kind, err: errorMessage(err) }, 'could not record a task update');
+      // A full or broken store says so once itself; each refused update is a detail.
+      this.logger[isStoreFault(err) ? 'debug' : 'error']({ taskId: run.taskId, update: update.kind, err: errorMessage(err) }, 'could not record a task update');
       // The end of a run must not be lost: the next heartbeat writes it again.
       if (update.kind === 'finished') run.unwrittenEnd = () => this.write(run.taskId, patch).then((r) => this.ended(run, update, r));
       return false;

@@ -28,6 +28,20 @@ class BusyAtTheEnd extends SqliteTaskRepository {
   }
 }
 
+/** The real store, refusing as full (as on a full disk) the next `n` patches that record a lost attempt. */
+class FullAtTheRetry extends SqliteTaskRepository {
+  refusals = 0;
+
+  override patch(id: string, patch: TaskPatch): Promise<PatchResult> {
+    const lost = patch.ops.some((op) => op.op === 'add_system_log' && op.line.includes('was lost'));
+    if (lost && this.refusals > 0) {
+      this.refusals -= 1;
+      return Promise.reject(new DomainError(ErrorCode.StoreFull, 'the task store is full: no space left on the device of its file'));
+    }
+    return super.patch(id, patch);
+  }
+}
+
 describe('the scheduler on real parts', () => {
   let dir: string;
   const schedulers: TaskScheduler[] = [];
@@ -108,5 +122,21 @@ describe('the scheduler on real parts', () => {
     // a's run reported the SIGTERM of its executor after the take-over: refused, so attempt 1 shows no end of it.
     expect(done.logs[0].logs[0].exit_code).toBeUndefined();
     expect(await a.repo.heldBy('a')).toEqual([]);
+  });
+
+  it('takes a task over again when the store refused the write of its take-over, instead of holding it forever', async () => {
+    const a = replica('a');
+    await insert(a.repo, 't-retry', ['sh', '-c', 'sleep 1; echo ran']);
+    a.scheduler.taskCreated();
+    await until(a.repo, 't-retry', (t) => Boolean(t.logs[0]?.logs[0]?.start_time));
+    // a stops (its processes with it) and releases its lease: b takes the task over, and cannot record that at first.
+    await a.scheduler.stop();
+    const store = new FullAtTheRetry(path.join(dir, 'tesp.sqlite'));
+    store.refusals = 1;
+    const b = replica('b', store);
+    const done = await until(b.repo, 't-retry', (t) => t.state === TesState.COMPLETE);
+    expect(store.refusals).toBe(0);
+    expect(done.logs.at(-1)?.logs[0]?.stdout).toBe('ran\n');
+    expect(done.control.lease).toBeUndefined();
   });
 });

@@ -1,4 +1,7 @@
 import Database from 'better-sqlite3';
+import { existsSync, statSync } from 'node:fs';
+import { DomainError, ErrorCode } from '../../domain/domain-error';
+import { storeCorrupt, toDomainError } from './sqlite-task-rows';
 
 // Each entry upgrades the file by one step of PRAGMA user_version. Append new steps; never edit a released one.
 //
@@ -45,16 +48,20 @@ export const MIGRATIONS: readonly string[] = [
 
 export const SCHEMA_VERSION = MIGRATIONS.length;
 
-/** Opens (creating or upgrading) the task database: WAL, fsync on every commit, waits on a busy file. */
+/** Opens (checking, creating or upgrading) the task database: WAL, fsync on every commit, waits on a busy file. */
 export function openTaskDatabase(file: string): Database.Database {
-  const db = connectTaskDatabase(file);
+  let db: Database.Database | undefined;
+  refuseOrphanedLog(file);
   try {
+    db = connectTaskDatabase(file);
+    checkIntegrity(db, file);
     migrate(db, file);
     refreshStatistics(db);
     return db;
   } catch (err) {
-    db.close();
-    throw err;
+    db?.close();
+    // "file is not a database" and the like, told as store faults that name the file.
+    throw toDomainError(err, file);
   }
 }
 
@@ -72,6 +79,33 @@ export function connectTaskDatabase(file: string): Database.Database {
     db.close();
     throw err;
   }
+}
+
+/**
+ * A corrupted file is refused at start, before anything writes to it, rather than serving errors (or worse) later.
+ * quick_check reads every page once but skips the index-against-table comparison of integrity_check: on 100 000
+ * tasks (114 MB) it takes about 0.2 s with the file in the page cache and 2.6 s from a cold disk.
+ */
+function checkIntegrity(db: Database.Database, file: string): void {
+  const problems = (db.pragma('quick_check(5)') as Array<{ quick_check: string }>).map((row) => row.quick_check);
+  if (problems.length === 1 && problems[0] === 'ok') return;
+  throw storeCorrupt(file, `PRAGMA quick_check found: ${problems.join('; ')}`);
+}
+
+/**
+ * The file is gone but its write-ahead log is not: the file was removed (while tesp ran, or since). SQLite would
+ * delete the log and start an empty store, losing what the log holds; refuse instead. (A new file is created
+ * before its log, so a creator running beside this start never looks like this.)
+ */
+function refuseOrphanedLog(file: string): void {
+  if (existsSync(file)) return;
+  const log = `${file}-wal`;
+  const size = existsSync(log) ? statSync(log).size : 0;
+  if (size === 0) return;
+  throw new DomainError(
+    ErrorCode.StoreBroken,
+    `the task store's file ${file} does not exist, but its write-ahead log ${log} holds ${size} bytes: the file was removed, and starting would lose what the log holds; restore the file, or move the log away to start with an empty store`,
+  );
 }
 
 /** How long a start waits for another process to finish switching a new file to WAL. */

@@ -54,10 +54,38 @@ export function storeClosed(): DomainError {
   return new DomainError(ErrorCode.Unavailable, 'the task store is closed');
 }
 
-/** SQLite errors become domain errors at this edge; anything else passes through. */
-export function toDomainError(err: unknown): unknown {
+/** SQLite errors become domain errors at this edge; anything else passes through. `file` names the store in them. */
+export function toDomainError(err: unknown, file?: string): unknown {
   const code = sqliteCode(err);
   if (code === undefined) return err;
+  const message = String((err as { message?: unknown }).message);
+  const where = file ? ` ${file}` : '';
+  if (code === 'SQLITE_FULL') return storeFull(file, `${message} (${code})`);
+  if (code.startsWith('SQLITE_CORRUPT') || code === 'SQLITE_NOTADB') return storeCorrupt(file, `${message} (${code})`);
+  if (code === 'SQLITE_READONLY_DBMOVED') return storeReplaced(file, 'SQLite says it was moved since it was opened');
   const busy = code.startsWith('SQLITE_BUSY') || code.startsWith('SQLITE_LOCKED');
-  return new DomainError(busy ? ErrorCode.Unavailable : ErrorCode.Internal, `task store: ${String((err as { message?: unknown }).message)} (${code})`, busy);
+  return new DomainError(busy ? ErrorCode.Unavailable : ErrorCode.Internal, `task store${where}: ${message} (${code})`, busy);
+}
+
+export function storeFull(file: string | undefined, detail: string): DomainError {
+  const where = file ? ` (${file})` : '';
+  return new DomainError(ErrorCode.StoreFull, `the task store is full: no space left on the device of its file${where}: ${detail}; creates are refused until space is freed under data_dir`);
+}
+
+const CORRUPTED = 'is corrupted';
+
+export function storeCorrupt(file: string | undefined, detail: string): DomainError {
+  return new DomainError(ErrorCode.StoreBroken, `the task store's file ${file ?? ''} ${CORRUPTED}: ${detail}; the store refuses reads and writes until the file is restored and tesp restarted`);
+}
+
+/** Whether a store fault is corruption (nothing read can be trusted), told by its message: it crosses threads. */
+export function isCorruption(err: DomainError): boolean {
+  return err.code === ErrorCode.StoreBroken && err.message.includes(` ${CORRUPTED}: `);
+}
+
+export function storeReplaced(file: string | undefined, detail: string): DomainError {
+  return new DomainError(
+    ErrorCode.StoreBroken,
+    `the task store's file ${file ?? ''} was removed or replaced while tesp runs (${detail}); writes are refused, since they would be lost, until tesp is restarted`,
+  );
 }

@@ -1,4 +1,5 @@
 import type Database from 'better-sqlite3';
+import type { Logger } from '../../common/logger';
 import type { PatchResult, TaskPatch } from '../../domain/task-patch';
 import { StoredTask, TaskRecord, TaskView, TesState } from '../../domain/tes-task';
 import type { ClaimOptions, HeldTask, TaskListPage, TaskListQuery, TaskRepository, ViewedTask } from '../task-repository';
@@ -37,11 +38,15 @@ export class SqliteTaskRepository implements TaskRepository {
   private readonly inFlight = new Set<Promise<unknown>>();
   private closed = false;
 
-  constructor(file: string) {
-    // Opened (created, migrated) here first and synchronously, so reads work at once and errors throw here.
+  /** `logger` hears of store faults (a full disk, a removed or corrupted file), once each. */
+  constructor(
+    private readonly file: string,
+    logger?: Logger,
+  ) {
+    // Opened (created, migrated, checked) here first and synchronously, so reads work at once and errors throw here.
     this.db = openTaskDatabase(file);
     this.statements = new StatementCache(this.db);
-    this.writer = SqliteWriter.acquire(file);
+    this.writer = SqliteWriter.acquire(file, logger);
   }
 
   insert(task: TaskRecord): Promise<void> {
@@ -146,10 +151,14 @@ export class SqliteTaskRepository implements TaskRepository {
   /** Runs a synchronous read, refusing after close and turning SQLite errors into domain errors. */
   private run<T>(work: () => T): T {
     if (this.closed) throw storeClosed();
+    const refused = this.writer.readsRefusedBy;
+    if (refused) throw refused;
     try {
       return work();
     } catch (err) {
-      throw toDomainError(err);
+      const failure = toDomainError(err, this.file);
+      this.writer.noteFailure(failure);
+      throw failure;
     }
   }
 }

@@ -1,7 +1,9 @@
 import { existsSync, readdirSync, statSync } from 'node:fs';
 import * as path from 'node:path';
 import { MessageChannel, receiveMessageOnPort, Worker } from 'node:worker_threads';
+import type { Logger } from '../../common/logger';
 import { DomainError, ErrorCode } from '../../domain/domain-error';
+import { isCorruption } from './sqlite-task-rows';
 import type { WriteArgs, WriteName, WriteResult } from './sqlite-task-writes';
 import { FromWriter, fromWireError, ToWriter, WriteRequest, WriterStart } from './sqlite-writer-protocol';
 
@@ -9,6 +11,7 @@ import { FromWriter, fromWireError, ToWriter, WriteRequest, WriterStart } from '
 const START_TIMEOUT_MS = 30_000;
 
 interface Waiting {
+  name: WriteName;
   resolve: (value: unknown) => void;
   reject: (err: unknown) => void;
 }
@@ -23,11 +26,11 @@ export class SqliteWriter {
   private static readonly byFile = new Map<string, SqliteWriter>();
 
   /** The file's writer, started if this process has none running; give it back with release(). */
-  static acquire(file: string): SqliteWriter {
+  static acquire(file: string, logger?: Logger): SqliteWriter {
     const key = path.resolve(file);
     let writer = SqliteWriter.byFile.get(key);
     if (!writer || writer.stopped) {
-      writer = new SqliteWriter(file);
+      writer = new SqliteWriter(file, logger);
       SqliteWriter.byFile.set(key, writer);
     }
     writer.users += 1;
@@ -41,12 +44,19 @@ export class SqliteWriter {
   private nextSeq = 0;
   private outbox: WriteRequest[] = [];
   private stopped?: DomainError;
+  /** The store's file is gone or corrupted: writes (and, when corrupted, reads) are refused with this. */
+  private brokenBy?: DomainError;
+  /** The last write failed for lack of space; cleared (and said so) by the next that commits. */
+  private full = false;
 
   /**
    * Returns once the thread has opened the file, blocking the caller meanwhile (about a tenth of a second, at start-up):
    * the first write then commits as fast as any other, and a file the thread cannot open throws here.
    */
-  private constructor(private readonly file: string) {
+  private constructor(
+    private readonly file: string,
+    private readonly logger?: Logger,
+  ) {
     this.worker = startWriterThread(file);
     this.worker.unref();
     this.worker.on('message', (message: FromWriter) => this.receive(message));
@@ -60,9 +70,10 @@ export class SqliteWriter {
   /** `args` go to the thread at the end of this event-loop turn: the caller must not change them meanwhile. */
   write<K extends WriteName>(name: K, ...args: WriteArgs<K>): Promise<WriteResult<K>> {
     if (this.stopped) return Promise.reject(this.stopped);
+    if (this.brokenBy) return Promise.reject(this.brokenBy);
     return new Promise((resolve, reject) => {
       const seq = ++this.nextSeq;
-      this.waiting.set(seq, { resolve: resolve as (value: unknown) => void, reject });
+      this.waiting.set(seq, { name, resolve: resolve as (value: unknown) => void, reject });
       if (this.waiting.size === 1) this.worker.ref();
       this.outbox.push({ seq, name, args });
       // Requests that arrived in one poll phase of the event loop go together, right after it.
@@ -86,6 +97,32 @@ export class SqliteWriter {
     await this.exited;
   }
 
+  /** Why the store refuses everything, when its file is corrupted (a deleted file still serves reads). */
+  get readsRefusedBy(): DomainError | undefined {
+    return this.brokenBy && isCorruption(this.brokenBy) ? this.brokenBy : undefined;
+  }
+
+  /**
+   * What a read or write of this file failed with: a store fault (full, removed, corrupted) is logged once per
+   * episode, and a broken file stops all writes from here on.
+   */
+  noteFailure(err: unknown): void {
+    if (!(err instanceof DomainError)) return;
+    if (err.code === ErrorCode.StoreBroken && !this.brokenBy) {
+      this.brokenBy = err;
+      this.logger?.error({ file: this.file }, err.message);
+    } else if (err.code === ErrorCode.StoreFull && !this.full) {
+      this.full = true;
+      this.logger?.error({ file: this.file }, err.message);
+    }
+  }
+
+  private noteCommitted(): void {
+    if (!this.full) return;
+    this.full = false;
+    this.logger?.info({ file: this.file }, 'the task store accepts writes again: space was freed');
+  }
+
   private send(): void {
     if (this.outbox.length === 0) return;
     const writes = this.outbox;
@@ -103,8 +140,14 @@ export class SqliteWriter {
       const waiting = this.waiting.get(outcome.seq);
       if (!waiting) continue;
       this.waiting.delete(outcome.seq);
-      if (outcome.ok) waiting.resolve(outcome.value);
-      else waiting.reject(fromWireError(outcome.error));
+      if (outcome.ok) {
+        if (wroteRows(waiting.name, outcome.value)) this.noteCommitted();
+        waiting.resolve(outcome.value);
+      } else {
+        const err = fromWireError(outcome.error);
+        this.noteFailure(err);
+        waiting.reject(err);
+      }
     }
     if (this.waiting.size === 0) this.worker.unref();
   }
@@ -115,6 +158,11 @@ export class SqliteWriter {
     for (const waiting of this.waiting.values()) waiting.reject(this.stopped);
     this.waiting.clear();
   }
+}
+
+/** Whether a committed write changed the file (a renewal of no lease commits even on a full disk). */
+function wroteRows(name: WriteName, value: unknown): boolean {
+  return name === 'insert' || (name === 'patch' && (value as { applied?: boolean }).applied === true);
 }
 
 /**
