@@ -1,3 +1,4 @@
+import { checkCidrEntries } from './cidr-entries';
 import { parseFtpCredentials } from './ftp-credential-entries';
 import { parseIrodsAuth, parseIrodsZones } from './irods-zone-entries';
 import { parseRunnerEntries } from './runner-entries';
@@ -186,6 +187,10 @@ export const settingsSchema = {
       connect_timeout_ms: int(10_000, 100, 600_000),
       idle_timeout_ms: int(60_000, 100, 3_600_000),
       max_input_bytes: int(0, 0, Number.MAX_SAFE_INTEGER),
+      // Tasks' http(s) URLs (and every redirect) may reach loopback, link-local, private and metadata addresses.
+      allow_private_addresses: bool(false),
+      // Addresses or CIDR blocks allowed although private (e.g. an on-site web server), when the above is false.
+      allowed_private_cidrs: list([], checkCidrEntries),
     },
     s3: {
       // Off until an endpoint or AWS credentials are configured.
@@ -210,6 +215,9 @@ export const settingsSchema = {
       retries: int(5, 0, 20),
       retry_base_ms: int(500, 1, 60_000),
       retry_max_ms: int(30_000, 1, 600_000),
+      // As storage.http: the FTP hosts tasks name may be loopback, link-local, private or metadata addresses.
+      allow_private_addresses: bool(false),
+      allowed_private_cidrs: list([], checkCidrEntries),
     },
     sftp: {
       enabled: bool(true),
