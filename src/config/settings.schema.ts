@@ -10,7 +10,7 @@ import { parseSftpHosts } from './sftp-host-entries';
 // parsers their storage backends use, so a malformed entry stops start-up like any other bad value.
 
 export type Leaf =
-  | { kind: 'string'; default: string; allowEmpty?: boolean; oneOf?: readonly string[]; url?: 'http(s)'; dateTime?: boolean }
+  | { kind: 'string'; default: string; allowEmpty?: boolean; oneOf?: readonly string[]; url?: 'http(s)'; dateTime?: boolean; pattern?: { regex: RegExp; what: string } }
   | { kind: 'int'; default: number; min: number; max: number }
   | { kind: 'bool'; default: boolean }
   /** `check` throws, naming the problem, when an entry is malformed. */
@@ -93,6 +93,12 @@ export const settingsSchema = {
       keep_task_dirs: bool(false),
       // Cancel sends SIGTERM, then SIGKILL after this many seconds, then removes the container.
       stop_timeout_s: int(2, 0, 30),
+      // Docker executors run as the image's USER when it is not root, else as executor_user, with every capability
+      // dropped and no new privileges. run_as_root: the image's user even when root, with Docker's default
+      // capabilities (no new privileges still), for images that need root.
+      run_as_root: bool(false),
+      // uid[:gid] for images whose USER is root or unset; empty: tesp's own uid:gid when it is not root, else 65534:65534.
+      executor_user: str('', { allowEmpty: true, pattern: { regex: /^\d+(:\d+)?$/, what: 'a numeric uid[:gid] such as 1000:1000' } }),
     },
     // The slurm runtime (compute.local.runtime: slurm, and `tesp runner` with that runtime): jobs go in with sbatch
     // on this host, their state is read with squeue/sacct.

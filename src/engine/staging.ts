@@ -52,9 +52,13 @@ export class Staging {
   /** Creates the task's directories, then fetches every input to its place under the task root. */
   async stageInputs(plan: ExecutionPlan, layout: TaskLayout, options: StagingOptions = {}): Promise<void> {
     await fs.mkdir(layout.rootDir, { recursive: true });
+    // Executors may run as another uid than tesp (docker-options.ts): writable mounts are open to every uid, and
+    // the task root is closed to other host users instead (containers reach the mounts without passing through it).
+    await fs.chmod(layout.rootDir, 0o700);
     for (const mount of plan.mounts) {
       const host = hostPath(layout.rootDir, mount.path);
       await fs.mkdir(mount.type === 'DIRECTORY' ? host : path.dirname(host), { recursive: true });
+      if (!mount.readOnly && mount.type === 'DIRECTORY') await fs.chmod(host, 0o777);
     }
     await inParallel(plan.inputs, PARALLEL_TRANSFERS, async (input) => {
       const label = `inputs[${input.index}]`;
