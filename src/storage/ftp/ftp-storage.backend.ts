@@ -57,15 +57,7 @@ export class FtpStorageBackend implements StorageBackend {
 
   /** A refused IP literal is refused when the task is created; names are checked when a transfer connects. */
   async problemWith(url: string): Promise<string | undefined> {
-    let parsed: URL;
-    try {
-      parsed = new URL(url);
-    } catch {
-      return `${redactUrl(url)} is not a valid ftp URL`;
-    }
-    if (!parsed.hostname) return `${redactUrl(url)} has no host`;
-    const refused = this.addresses.refusal(parsed.hostname);
-    return refused && `${redactUrl(url)}: ${refused}`;
+    return this.addresses.urlRefusal(url);
   }
 
   async stat(url: string, options: TransferOptions = {}): Promise<ObjectInfo> {

@@ -68,15 +68,7 @@ export class HttpStorageBackend implements StorageBackend {
 
   /** An IP literal that is refused is refused when the task is created; names are checked at every connection. */
   async problemWith(url: string): Promise<string | undefined> {
-    let parsed: URL;
-    try {
-      parsed = new URL(url);
-    } catch {
-      return `${redactUrl(url)} is not a valid URL`;
-    }
-    if (!parsed.hostname) return `${redactUrl(url)} has no host`;
-    const refused = this.addresses.refusal(parsed.hostname);
-    return refused && `${redactUrl(url)}: ${refused}`;
+    return this.addresses.urlRefusal(url);
   }
 
   async stat(url: string, options: TransferOptions = {}): Promise<ObjectInfo> {

@@ -1,5 +1,6 @@
 import { BlockList, isIP, isIPv4, LookupFunction } from 'node:net';
 import { lookup as dnsLookup, LookupAddress } from 'node:dns';
+import { redactUrl } from '../../common/redact';
 import { parseCidr } from '../../config/cidr-entries';
 
 // Which network addresses a task's URLs may make tesp connect to. Loopback, link-local (cloud metadata at
@@ -83,6 +84,18 @@ export class AddressPolicy {
     const hit = native ?? viaIpv4;
     if (!hit) return undefined;
     return `${ip} is a ${hit.what} address (${hit.cidr}${viaIpv4 ? `, as ${embedded}` : ''}); tesp does not connect to loopback, link-local, private or metadata addresses for a task unless ${this.section}.allow_private_addresses is true or ${this.section}.allowed_private_cidrs lists it`;
+  }
+
+  /** Why a task's URL is refused when it is created: its host is a refused IP literal (names are checked at connect). */
+  urlRefusal(url: string): string | undefined {
+    let host: string;
+    try {
+      host = new URL(url).hostname;
+    } catch {
+      return undefined; // the registry names a malformed URL
+    }
+    const refused = this.refusal(host);
+    return refused && `${redactUrl(url)}: ${refused}`;
   }
 
   /** Resolves a name to one address that the policy allows (every address it resolves to must be allowed). */
