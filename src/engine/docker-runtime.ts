@@ -1,10 +1,10 @@
 import Docker from 'dockerode';
 import { promises as fs } from 'node:fs';
-import * as path from 'node:path';
 import { DomainError, ErrorCode } from '../domain/domain-error';
 import { dockerOptions, EXECUTOR_LABEL, executorUser, TASK_LABEL } from './docker-options';
 import { ExecutionPlan, hostPath, PlanExecutor, TaskLayout } from './execution-plan';
 import type { ExecutorOutput } from './executor-output';
+import { openToEveryUser } from './task-root';
 import { abortedError, ExecutorExit, ExecutorIo, ExecutorRuntime, executorName, LeftoverExecutor, RunningExecutor, StartSignals } from './executor-runtime';
 
 export interface DockerRuntimeSettings {
@@ -56,10 +56,10 @@ export class DockerRuntime implements ExecutorRuntime {
     const user = await this.userFor(executor.image);
     const options = dockerOptions(plan, executor, layout, { allowNetwork: this.settings.allow_network, user });
     const withStdin = io.stdin !== undefined;
-    const workdir = executor.workdir && path.resolve(hostPath(layout.rootDir, executor.workdir));
-    if (workdir && workdir !== path.resolve(layout.rootDir)) {
+    if (executor.workdir) {
+      await fs.mkdir(hostPath(layout.rootDir, executor.workdir), { recursive: true }).catch(() => undefined);
       // Writable for the executor's user when the workdir lies in a writable mount (seen nowhere else).
-      await fs.mkdir(workdir, { recursive: true }).then(() => fs.chmod(workdir, 0o777)).catch(() => undefined);
+      await openToEveryUser(layout.rootDir, executor.workdir).catch(() => undefined);
     }
     // A container of this name that never started (a previous process died between create and start) goes first.
     await this.docker.getContainer(options.name!).remove({ force: true }).catch(() => undefined);

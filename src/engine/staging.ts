@@ -11,6 +11,7 @@ import { copyToStorage, openFromStorage } from '../storage/transfer/stream-copy'
 import { PlannedCopy, plannedCopies } from './direct-transfer';
 import { ExecutionPlan, hostPath, PlanInput, PlanOutput, TaskLayout } from './execution-plan';
 import { outputFiles } from './output-files';
+import { openToEveryUser } from './task-root';
 
 export interface StagingOptions {
   signal?: AbortSignal;
@@ -58,7 +59,7 @@ export class Staging {
     for (const mount of plan.mounts) {
       const host = hostPath(layout.rootDir, mount.path);
       await fs.mkdir(mount.type === 'DIRECTORY' ? host : path.dirname(host), { recursive: true });
-      if (!mount.readOnly && mount.type === 'DIRECTORY') await fs.chmod(host, 0o777);
+      if (!mount.readOnly && mount.type === 'DIRECTORY') await openToEveryUser(layout.rootDir, mount.path);
     }
     await inParallel(plan.inputs, PARALLEL_TRANSFERS, async (input) => {
       const label = `inputs[${input.index}]`;
