@@ -53,4 +53,8 @@ describe('redaction', () => {
       expect(redactText(`failed: ${raw}`)).not.toMatch(/pw9|bob|sk9|AKIA|u:p@/);
     }
   });
+
+  it('redacts a URL that does not parse as well as it can', () => {
+    expect(redactUrl('http://u:pw@[bad/x?token=abc&sig=def')).toBe('http://***@[bad/x?token=***&sig=***');
+  });
 });

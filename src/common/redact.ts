@@ -19,7 +19,7 @@ export function redactUrl(raw: string): string {
   try {
     url = new URL(raw);
   } catch {
-    return raw.replace(/\/\/[^/@\s]*@/g, '//***@');
+    return redactText(raw.replace(/\/\/[^/@\s]*@/g, '//***@'));
   }
   let changed = false;
   if (url.username || url.password) {
