@@ -89,18 +89,18 @@ describe('SSRF: tasks cannot reach private addresses', () => {
   it('ends a task whose host name resolves to loopback SYSTEM_ERROR, saying why', async () => {
     const task = await runTask(app, taskWith([input(`http://localhost:${target.port}/x`)]));
     expect(task.state).toBe('SYSTEM_ERROR');
-    expect(task.logs[0].system_logs.join('\n')).toMatch(/staging inputs\[0\] .*localhost resolves to (127\.0\.0\.1|::1) is a loopback address .*storage\.http\.allow_private_addresses/);
+    expect(task.logs[0].system_logs.join('\n')).toMatch(/staging inputs\[0\] .*localhost resolves to (127\.0\.0\.1|::1), a loopback address .*storage\.http\.allow_private_addresses/);
   });
 
   it('ends a task whose ftp host name resolves to loopback SYSTEM_ERROR', async () => {
     const task = await runTask(app, taskWith([input(`ftp://localhost:${target.port}/x`)]));
     expect(task.state).toBe('SYSTEM_ERROR');
-    expect(task.logs[0].system_logs.join('\n')).toMatch(/localhost resolves to .* loopback address .*storage\.ftp\.allow_private_addresses/);
+    expect(task.logs[0].system_logs.join('\n')).toMatch(/localhost resolves to .*, a loopback address .*storage\.ftp\.allow_private_addresses/);
   });
 
   it.each([
     ['an address', '/by-address', /redirected from http:\/\/127\.0\.0\.2:\d+\/by-address\): 127\.0\.0\.1 is a loopback address/],
-    ['a name', '/by-name', /localhost resolves to (127\.0\.0\.1|::1) is a loopback address/],
+    ['a name', '/by-name', /localhost resolves to (127\.0\.0\.1|::1), a loopback address/],
   ])('refuses a redirect from an allowed server to %s in the private network', async (_what, route, reason) => {
     const before = redirector.requests.length;
     const task = await runTask(app, taskWith([input(`http://127.0.0.2:${redirector.port}${route}`)]));

@@ -72,6 +72,16 @@ export class AddressPolicy {
 
   /** Why tesp must not connect to this address, or undefined; a name (not an IP literal) is not judged here. */
   refusal(address: string): string | undefined {
+    const range = this.refusedRange(address);
+    return range && `${range.ip} is a ${range.what}${this.advice()}`;
+  }
+
+  private advice(): string {
+    return `; tesp does not connect to loopback, link-local, private or metadata addresses for a task unless ${this.section}.allow_private_addresses is true or ${this.section}.allowed_private_cidrs lists it`;
+  }
+
+  /** The refused range an address lies in, described ("loopback address (127.0.0.0/8)"), or undefined. */
+  private refusedRange(address: string): { ip: string; what: string } | undefined {
     if (this.settings.allow_private_addresses) return undefined;
     const ip = address.replace(/^\[|\]$/g, '').replace(/%.*$/, '');
     const type = isIP(ip) === 4 ? 'ipv4' : isIP(ip) === 6 ? 'ipv6' : undefined;
@@ -83,7 +93,7 @@ export class AddressPolicy {
     const viaIpv4 = native || embedded === undefined ? undefined : REFUSED.find((range) => range.type === 'ipv4' && range.list.check(embedded, 'ipv4'));
     const hit = native ?? viaIpv4;
     if (!hit) return undefined;
-    return `${ip} is a ${hit.what} address (${hit.cidr}${viaIpv4 ? `, as ${embedded}` : ''}); tesp does not connect to loopback, link-local, private or metadata addresses for a task unless ${this.section}.allow_private_addresses is true or ${this.section}.allowed_private_cidrs lists it`;
+    return { ip, what: `${hit.what} address (${hit.cidr}${viaIpv4 ? `, as ${embedded}` : ''})` };
   }
 
   /** Why a task's URL is refused when it is created: its host is a refused IP literal (names are checked at connect). */
@@ -131,8 +141,8 @@ export class AddressPolicy {
   private checkResolved(hostname: string, addresses: readonly LookupAddress[]): void {
     if (addresses.length === 0) throw new PrivateAddressRefused(`${hostname} resolves to no address`);
     for (const { address } of addresses) {
-      const why = this.refusal(address);
-      if (why) throw new PrivateAddressRefused(`${hostname} resolves to ${why}`);
+      const range = this.refusedRange(address);
+      if (range) throw new PrivateAddressRefused(`${hostname} resolves to ${range.ip}, a ${range.what}${this.advice()}`);
     }
   }
 }
