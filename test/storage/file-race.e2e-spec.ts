@@ -102,4 +102,13 @@ describe('file:// transfers against a racing symbolic link', () => {
     expect(readdirSync(outside).sort()).toEqual(['secret.txt', 'tree']);
     expect(readFileSync(path.join(outside, 'tree', 'secret.txt'), 'utf8')).toBe('OUTSIDE');
   });
+
+  it('creates an allowed directory that does not exist yet, with its missing parents, and nothing beside them', async () => {
+    const later = path.join(work, 'later', 'results');
+    const fresh = new FileStorageBackend([later]);
+    await fresh.upload(path.join(work, 'payload.txt'), `${later}/a/b.txt`);
+    expect(readFileSync(path.join(later, 'a', 'b.txt'), 'utf8')).toBe('PAYLOAD');
+    await expect(fresh.upload(path.join(work, 'payload.txt'), `${work}/later/other/c.txt`)).rejects.toThrow(/outside the allowed directories/);
+    expect(readdirSync(path.join(work, 'later'))).toEqual(['results']);
+  });
 });

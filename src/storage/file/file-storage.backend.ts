@@ -154,8 +154,8 @@ export class FileStorageBackend implements StorageBackend {
 
   /**
    * The directory `dir` opened as a descriptor, created as needed, walking from / one name at a time: each name
-   * is opened through the descriptor of its parent (following links), and directories are only ever created
-   * inside a directory whose descriptor was checked to lie in the allowed directories.
+   * is opened through the descriptor of its parent (following links), and a directory is only ever created where
+   * the checked parent puts it inside an allowed directory or on the way to one (an allowed directory not made yet).
    */
   private async directoryFor(url: string, dir: string): Promise<FileHandle> {
     const allowed = await this.allowedReal();
@@ -163,7 +163,9 @@ export class FileStorageBackend implements StorageBackend {
     try {
       for (const part of dir.split('/').filter(Boolean)) {
         const next = viaDescriptor(current, part);
-        if (isInside(await fs.readlink(viaDescriptor(current)), allowed)) {
+        // Where mkdir would create it: the checked real directory plus the name.
+        const made = path.join(await fs.readlink(viaDescriptor(current)), part);
+        if (isInside(made, allowed) || allowed.some((root) => root.startsWith(made + '/'))) {
           await fs.mkdir(next).catch((err: NodeJS.ErrnoException) => {
             if (err.code !== 'EEXIST') throw err;
           });
