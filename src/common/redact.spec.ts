@@ -30,4 +30,37 @@ describe('redaction', () => {
     expect(redactText('header "basic YWxpY2U6d29uZGVy" refused')).toBe('header "basic ***" refused');
     expect(redactText('Basic authentication failed')).toBe('Basic authentication failed');
   });
+
+  describe.each([
+    'X-Goog-Signature', 'X-Goog-Credential', 'x-goog-security-token', 'X-Amz-Signature', 'X-Amz-Credential', 'X-Amz-Security-Token',
+    'client_secret', 'api-key', 'api_key', 'apikey', 'X-Api-Key', 'private_token', 'access_token', 'refresh_token', 'id_token',
+    'token', 'sig', 'signature', 'password', 'passwd', 'secret', 'key',
+  ])('the query parameter %s', (name) => {
+    const secret = 'S3cr3t-value_1';
+    for (const shown of [name, name.toUpperCase(), name.toLowerCase()]) {
+      it(`is hidden in a URL and in free text (${shown})`, () => {
+        const url = `https://store.example.org/obj?x=1&${shown}=${secret}&y=2`;
+        expect(redactUrl(url)).toBe(`https://store.example.org/obj?x=1&${shown}=***&y=2`);
+        expect(redactText(`GET ${url} answered HTTP 403`)).toBe(`GET https://store.example.org/obj?x=1&${shown}=***&y=2 answered HTTP 403`);
+      });
+    }
+  });
+
+  it('keeps harmless parameters whose names merely contain a secret name', () => {
+    for (const raw of ['https://h/x?keyword=a&monkey=b&tokens=c&signature_version=4', 'https://h/x?region=eu&sort=key']) {
+      expect(redactUrl(raw)).toBe(raw);
+      expect(redactText(raw)).toBe(raw);
+    }
+  });
+
+  it('hides userinfo of any scheme, with or without a password', () => {
+    for (const raw of ['https://alice:pw9@h/x', 'sftp://bob@h/x', 's3://AKIA:sk9@bucket/x', 'irods://u:p@zone/x']) {
+      expect(redactUrl(raw)).not.toMatch(/pw9|bob|sk9|AKIA|u:p/);
+      expect(redactText(`failed: ${raw}`)).not.toMatch(/pw9|bob|sk9|AKIA|u:p@/);
+    }
+  });
+
+  it('redacts a URL that does not parse as well as it can', () => {
+    expect(redactUrl('http://u:pw@[bad/x?token=abc&sig=def')).toBe('http://***@[bad/x?token=***&sig=***');
+  });
 });

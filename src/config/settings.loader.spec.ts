@@ -56,6 +56,18 @@ describe('loadSettings', () => {
     expect(() => loadSettings({ settingsDir: dir, env: { TESP_SERVICE_INFO__CREATED_AT: 'last tuesday' } })).toThrow(/service_info\.created_at.*RFC 3339 date-time/);
   });
 
+  it('checks the egress settings: a numeric executor user, address blocks, private addresses off by default', () => {
+    expect(() => loadSettings({ settingsDir: dir, env: { TESP_COMPUTE__LOCAL__EXECUTOR_USER: 'nobody' } })).toThrow(
+      new SettingsError('setting "compute.local.executor_user" (from environment variable TESP_COMPUTE__LOCAL__EXECUTOR_USER): must be a numeric uid[:gid] such as 1000:1000, got "nobody"'),
+    );
+    expect(loadSettings({ settingsDir: dir, env: { TESP_COMPUTE__LOCAL__EXECUTOR_USER: '1000:1000' } }).compute.local.executor_user).toBe('1000:1000');
+    expect(() => loadSettings({ settingsDir: dir, env: { TESP_STORAGE__HTTP__ALLOWED_PRIVATE_CIDRS: '10.0.0.0/8,intranet' } })).toThrow(
+      /storage\.http\.allowed_private_cidrs.*entry 1 \("intranet"\) is not an address or CIDR block/,
+    );
+    const defaults = loadSettings({ settingsDir: dir, env: {} });
+    expect([defaults.storage.http.allow_private_addresses, defaults.storage.ftp.allow_private_addresses, defaults.compute.local.run_as_root]).toEqual([false, false, false]);
+  });
+
   it('refuses unknown keys and unknown profiles', () => {
     writeFileSync(path.join(dir, 'default.yaml'), 'server:\n  prot: 1\n');
     expect(() => loadSettings({ settingsDir: dir, env: {} })).toThrow(/unknown setting "server.prot"; did you mean server.port\?/);

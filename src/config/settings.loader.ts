@@ -153,6 +153,7 @@ function coerce(key: string, leaf: Leaf, raw: unknown, source: string): unknown 
       if (typeof raw !== 'string') return fail('must be a string');
       if (!leaf.allowEmpty && raw === '' && leaf.default !== '') fail('must not be empty');
       if (leaf.oneOf && !leaf.oneOf.includes(raw)) fail(`must be one of ${leaf.oneOf.join(', ')}, got "${raw}"`);
+      if (leaf.pattern && !(leaf.allowEmpty && raw === '') && !leaf.pattern.regex.test(raw)) fail(`must be ${leaf.pattern.what}, got "${raw}"`);
       if (leaf.url && !(leaf.allowEmpty && raw === '') && !/^https?:\/\/[^\s]+$/.test(raw)) fail(`must be an http(s) URL, got "${raw}"`);
       if (leaf.dateTime && !(/^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d+)?(Z|[+-]\d{2}:\d{2})$/.test(raw) && Number.isFinite(Date.parse(raw)))) {
         fail(`must be an RFC 3339 date-time such as 2026-01-01T00:00:00Z, got "${raw}"`);

@@ -1,4 +1,5 @@
 import { checkAuthModes, checkIssuers, parseHtpasswdEntries } from './auth-entries';
+import { checkCidrEntries } from './cidr-entries';
 import { parseFtpCredentials } from './ftp-credential-entries';
 import { parseIrodsAuth, parseIrodsZones } from './irods-zone-entries';
 import { parseRunnerEntries } from './runner-entries';
@@ -10,7 +11,7 @@ import { parseSftpHosts } from './sftp-host-entries';
 // parsers their storage backends use, so a malformed entry stops start-up like any other bad value.
 
 export type Leaf =
-  | { kind: 'string'; default: string; allowEmpty?: boolean; oneOf?: readonly string[]; url?: 'http(s)'; dateTime?: boolean }
+  | { kind: 'string'; default: string; allowEmpty?: boolean; oneOf?: readonly string[]; url?: 'http(s)'; dateTime?: boolean; pattern?: { regex: RegExp; what: string } }
   | { kind: 'int'; default: number; min: number; max: number }
   | { kind: 'bool'; default: boolean }
   /** `check` throws, naming the problem, when an entry is malformed. */
@@ -194,6 +195,12 @@ export const settingsSchema = {
       keep_task_dirs: bool(false),
       // Cancel sends SIGTERM, then SIGKILL after this many seconds, then removes the container.
       stop_timeout_s: int(2, 0, 30),
+      // Docker executors run as the image's USER when it is not root, else as executor_user, with every capability
+      // dropped and no new privileges. run_as_root: the image's user even when root, with Docker's default
+      // capabilities (no new privileges still), for images that need root.
+      run_as_root: bool(false),
+      // uid[:gid] for images whose USER is root or unset; empty: tesp's own uid:gid when it is not root, else 65534:65534.
+      executor_user: str('', { allowEmpty: true, pattern: { regex: /^\d+(:\d+)?$/, what: 'a numeric uid[:gid] such as 1000:1000' } }),
     },
     // The slurm runtime (compute.local.runtime: slurm, and `tesp runner` with that runtime): jobs go in with sbatch
     // on this host, their state is read with squeue/sacct.
@@ -288,6 +295,10 @@ export const settingsSchema = {
       connect_timeout_ms: int(10_000, 100, 600_000),
       idle_timeout_ms: int(60_000, 100, 3_600_000),
       max_input_bytes: int(0, 0, Number.MAX_SAFE_INTEGER),
+      // Tasks' http(s) URLs (and every redirect) may reach loopback, link-local, private and metadata addresses.
+      allow_private_addresses: bool(false),
+      // Addresses or CIDR blocks allowed although private (e.g. an on-site web server), when the above is false.
+      allowed_private_cidrs: list([], checkCidrEntries),
     },
     s3: {
       // Off until an endpoint or AWS credentials are configured.
@@ -312,6 +323,9 @@ export const settingsSchema = {
       retries: int(5, 0, 20),
       retry_base_ms: int(500, 1, 60_000),
       retry_max_ms: int(30_000, 1, 600_000),
+      // As storage.http: the FTP hosts tasks name may be loopback, link-local, private or metadata addresses.
+      allow_private_addresses: bool(false),
+      allowed_private_cidrs: list([], checkCidrEntries),
     },
     sftp: {
       enabled: bool(true),

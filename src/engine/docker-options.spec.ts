@@ -1,4 +1,4 @@
-import { dockerOptions } from './docker-options';
+import { dockerOptions, executorUser, isRootUser } from './docker-options';
 import { buildExecutionPlan, taskLayout } from './execution-plan';
 import { TesState } from '../domain/tes-task';
 
@@ -39,6 +39,7 @@ describe('dockerOptions', () => {
         Memory: 512 * 1024 ** 2,
         MemorySwap: 512 * 1024 ** 2,
         ShmSize: 1024 ** 3,
+        SecurityOpt: ['no-new-privileges'],
         AutoRemove: false,
       },
     });
@@ -51,5 +52,26 @@ describe('dockerOptions', () => {
     const plan = buildExecutionPlan({ id: 't', state: TesState.INITIALIZING, creation_time: '', logs: [], executors: [{ image: 'alpine', command: ['true'] }] });
     const { HostConfig } = dockerOptions(plan, plan.executors[0], layout, { allowNetwork: false });
     expect(HostConfig).toMatchObject({ Binds: [], NanoCpus: undefined, Memory: undefined, ShmSize: undefined });
+  });
+
+  it('runs a non-root executor with every capability dropped and no new privileges', () => {
+    const plan = buildExecutionPlan({ id: 't', state: TesState.INITIALIZING, creation_time: '', logs: [], executors: [{ image: 'alpine', command: ['true'] }] });
+    const options = dockerOptions(plan, plan.executors[0], layout, { allowNetwork: false, user: '65534:65534' });
+    expect(options.User).toBe('65534:65534');
+    expect(options.HostConfig).toMatchObject({ CapDrop: ['ALL'], SecurityOpt: ['no-new-privileges'] });
+    const root = dockerOptions(plan, plan.executors[0], layout, { allowNetwork: false });
+    expect(root.User).toBeUndefined();
+    expect(root.HostConfig?.CapDrop).toBeUndefined();
+    expect(root.HostConfig?.SecurityOpt).toEqual(['no-new-privileges']);
+  });
+
+  it("picks the image's own non-root user, else the configured one, else tesp's own ids or nobody", () => {
+    for (const rootish of [undefined, '', '0', 'root', '0:0', 'root:wheel', ' 0 ']) expect(isRootUser(rootish)).toBe(true);
+    expect(executorUser('app', '', { uid: 0, gid: 0 })).toBe('app');
+    expect(executorUser('1000:1000', '2000', { uid: 0, gid: 0 })).toBe('1000:1000');
+    expect(executorUser('root', '2000:2000', { uid: 0, gid: 0 })).toBe('2000:2000');
+    expect(executorUser('', '', { uid: 0, gid: 0 })).toBe('65534:65534');
+    expect(executorUser(undefined, '', { uid: 1001, gid: 1002 })).toBe('1001:1002');
+    expect(executorUser(undefined, '', undefined)).toBe('65534:65534');
   });
 });

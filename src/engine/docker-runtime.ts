@@ -1,9 +1,10 @@
 import Docker from 'dockerode';
 import { promises as fs } from 'node:fs';
 import { DomainError, ErrorCode } from '../domain/domain-error';
-import { dockerOptions, EXECUTOR_LABEL, TASK_LABEL } from './docker-options';
+import { dockerOptions, EXECUTOR_LABEL, executorUser, TASK_LABEL } from './docker-options';
 import { ExecutionPlan, hostPath, PlanExecutor, TaskLayout } from './execution-plan';
 import type { ExecutorOutput } from './executor-output';
+import { openToEveryUser } from './task-root';
 import { abortedError, ExecutorExit, ExecutorIo, ExecutorRuntime, executorName, LeftoverExecutor, RunningExecutor, StartSignals } from './executor-runtime';
 
 export interface DockerRuntimeSettings {
@@ -11,6 +12,10 @@ export interface DockerRuntimeSettings {
   allow_network: boolean;
   pull_images: boolean;
   stop_timeout_s: number;
+  /** Executors run as the image's root user, with Docker's default capabilities. */
+  run_as_root: boolean;
+  /** uid[:gid] for images whose USER is root or unset; empty: executorUser() picks. */
+  executor_user: string;
 }
 
 /** How long removeAll keeps trying after the stop timeout before it gives up. */
@@ -48,9 +53,14 @@ export class DockerRuntime implements ExecutorRuntime {
     const { output } = io;
     await this.ensureImage(executor.image, signals.abort);
     if (signals.abort.aborted) throw abortedError();
-    const options = dockerOptions(plan, executor, layout, { allowNetwork: this.settings.allow_network });
+    const user = await this.userFor(executor.image);
+    const options = dockerOptions(plan, executor, layout, { allowNetwork: this.settings.allow_network, user });
     const withStdin = io.stdin !== undefined;
-    if (executor.workdir) await fs.mkdir(hostPath(layout.rootDir, executor.workdir), { recursive: true }).catch(() => undefined);
+    if (executor.workdir) {
+      await fs.mkdir(hostPath(layout.rootDir, executor.workdir), { recursive: true }).catch(() => undefined);
+      // Writable for the executor's user when the workdir lies in a writable mount (seen nowhere else).
+      await openToEveryUser(layout.rootDir, executor.workdir).catch(() => undefined);
+    }
     // A container of this name that never started (a previous process died between create and start) goes first.
     await this.docker.getContainer(options.name!).remove({ force: true }).catch(() => undefined);
     const container = await this.docker.createContainer(options).catch((err: unknown) => {
@@ -155,6 +165,15 @@ export class DockerRuntime implements ExecutorRuntime {
     };
   }
 
+  /** The user an executor of this image runs as; undefined: the image's own (compute.local.run_as_root). */
+  private async userFor(image: string): Promise<string | undefined> {
+    if (this.settings.run_as_root) return undefined;
+    const info = (await this.docker.getImage(image).inspect().catch((err: unknown) => {
+      throw dockerError(`could not inspect image ${image}`, err);
+    })) as { Config?: { User?: string } };
+    return executorUser(info.Config?.User, this.settings.executor_user, ownIds());
+  }
+
   private async ensureImage(image: string, signal: AbortSignal): Promise<void> {
     try {
       await this.docker.getImage(image).inspect();
@@ -217,4 +236,8 @@ function cleanDockerMessage(message: string): string {
 
 function dockerError(context: string, err: unknown): DomainError {
   return new DomainError(ErrorCode.ComputeFailed, `${context}: ${cleanDockerMessage((err as Error).message ?? String(err))}`);
+}
+
+function ownIds(): { uid: number; gid: number } | undefined {
+  return process.getuid && process.getgid ? { uid: process.getuid(), gid: process.getgid() } : undefined;
 }

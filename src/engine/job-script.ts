@@ -21,6 +21,10 @@ export interface JobScriptOptions {
   allowNetwork?: boolean;
   /** The Apptainer (or Singularity) command, for the apptainer runtime; default `apptainer`. */
   apptainerCommand?: string;
+  /** docker: run executors as the image's user even when root, with Docker's default capabilities. */
+  runAsRoot?: boolean;
+  /** docker: uid[:gid] for images whose USER is root or unset; empty: the host's user when not root, else nobody. */
+  executorUser?: string;
 }
 
 export type ScriptRuntime = 'docker' | 'apptainer' | 'process';
@@ -82,6 +86,9 @@ function dockerRunWords(plan: ExecutionPlan, executor: PlanExecutor, position: n
   const out = ['docker', 'run', '--rm', '--name', shellQuote(jobContainerName(options.jobId, position))];
   out.push('--label', shellQuote(`${JOB_LABEL}=${options.jobId}`), '--label', shellQuote(`${TASK_LABEL}=${plan.taskId}`));
   if (!options.allowNetwork) out.push('--network', 'none');
+  // As docker-options.ts: no new privileges; a non-root user (chosen on the host, executor_user) without capabilities.
+  out.push('--security-opt', 'no-new-privileges');
+  if (!options.runAsRoot) out.push('--cap-drop', 'ALL', '--user', `"$(executor_user ${shellQuote(executor.image)} ${shellQuote(options.executorUser ?? '')})"`);
   if (executor.stdin !== undefined) out.push('-i');
   if (executor.workdir) out.push('-w', shellQuote(executor.workdir));
   for (const [name, value] of Object.entries(executor.env)) out.push('-e', shellQuote(`${name}=${value}`));
@@ -221,6 +228,29 @@ resolve() {
 `;
 
 const DOCKER_LAUNCH = bashText`
+# Executors may run as another uid than the script: writable mounts are open to every uid, the task root closed to
+# other users of the host (containers reach the mounts without passing through it).
+chmod 0700 -- "$R" || exit 1
+for dir in $\{writable_mounts[@]+"$\{writable_mounts[@]}"}; do
+  chmod 0777 -- "$R$dir" || exit 1
+done
+
+# The user an executor of image $1 runs as (docker-options.ts executorUser): the image's USER unless it is root,
+# else $2, else this host's user when it is not root, else nobody.
+executor_user() {
+  local user
+  docker image inspect -- "$1" >/dev/null 2>&1 || docker pull -q -- "$1" >/dev/null 2>&1
+  user=$(docker image inspect --format '{{.Config.User}}' -- "$1" 2>/dev/null)
+  case $\{user%%:*} in
+    '' | 0 | root)
+      if [ -n "$2" ]; then user=$2
+      elif [ "$(id -u)" != 0 ]; then user=$(id -u):$(id -g)
+      else user=65534:65534
+      fi ;;
+  esac
+  printf '%s' "$user"
+}
+
 launch() {
   docker rm -f "$container" >/dev/null 2>&1 # a leftover of an interrupted earlier run
   running_container=$container

@@ -11,6 +11,7 @@ import { copyToStorage, openFromStorage } from '../storage/transfer/stream-copy'
 import { PlannedCopy, plannedCopies } from './direct-transfer';
 import { ExecutionPlan, hostPath, PlanInput, PlanOutput, TaskLayout } from './execution-plan';
 import { outputFiles } from './output-files';
+import { openToEveryUser } from './task-root';
 
 export interface StagingOptions {
   signal?: AbortSignal;
@@ -52,9 +53,13 @@ export class Staging {
   /** Creates the task's directories, then fetches every input to its place under the task root. */
   async stageInputs(plan: ExecutionPlan, layout: TaskLayout, options: StagingOptions = {}): Promise<void> {
     await fs.mkdir(layout.rootDir, { recursive: true });
+    // Executors may run as another uid than tesp (docker-options.ts): writable mounts are open to every uid, and
+    // the task root is closed to other host users instead (containers reach the mounts without passing through it).
+    await fs.chmod(layout.rootDir, 0o700);
     for (const mount of plan.mounts) {
       const host = hostPath(layout.rootDir, mount.path);
       await fs.mkdir(mount.type === 'DIRECTORY' ? host : path.dirname(host), { recursive: true });
+      if (!mount.readOnly && mount.type === 'DIRECTORY') await openToEveryUser(layout.rootDir, mount.path);
     }
     await inParallel(plan.inputs, PARALLEL_TRANSFERS, async (input) => {
       const label = `inputs[${input.index}]`;

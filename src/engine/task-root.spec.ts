@@ -1,7 +1,7 @@
-import { mkdirSync, mkdtempSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
+import { chmodSync, mkdirSync, mkdtempSync, readFileSync, rmSync, statSync, symlinkSync, writeFileSync } from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import { openInRootForReading, openInRootForWriting, resolveInRoot } from './task-root';
+import { openInRootForReading, openInRootForWriting, openToEveryUser, resolveInRoot } from './task-root';
 
 describe('paths in the task root', () => {
   let dir: string;
@@ -65,5 +65,17 @@ describe('paths in the task root', () => {
     await handle.writeFile('new');
     await handle.close();
     expect(readFileSync(path.join(root, 'io', 'old'), 'utf8')).toBe('new');
+  });
+
+  it('opens a directory of the task to every user, never one outside it through a link the task made', async () => {
+    chmodSync(outside, 0o755);
+    mkdirSync(path.join(root, 'io', 'work'));
+    symlinkSync(outside, path.join(root, 'io', 'host-abs'));
+    symlinkSync(path.relative(path.join(root, 'io'), outside), path.join(root, 'io', 'host-rel'));
+    await openToEveryUser(root, '/io/work');
+    for (const link of ['/io/host-abs', '/io/host-rel', '/io/host-rel/..', '/io/data', '/io/missing']) await openToEveryUser(root, link);
+    expect(statSync(path.join(root, 'io', 'work')).mode & 0o777).toBe(0o777);
+    expect(statSync(outside).mode & 0o777).toBe(0o755);
+    expect(statSync(dir).mode & 0o777).not.toBe(0o777);
   });
 });

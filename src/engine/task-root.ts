@@ -90,6 +90,24 @@ export async function openInRootForWriting(rootDir: string, containerPath: strin
   return handle;
 }
 
+/**
+ * Opens the directory at a container path to every uid (mode 0777), for executors that run as another user than
+ * tesp: resolved as the container sees it, and changed only through a descriptor known to be inside the root, so a
+ * link a task planted never makes tesp (perhaps root) open a host directory. Does nothing when it is no directory.
+ */
+export async function openToEveryUser(rootDir: string, containerPath: string): Promise<void> {
+  const found = await resolveInRoot(rootDir, containerPath);
+  if (!found?.stats.isDirectory()) return;
+  const handle = await fs.open(found.hostPath, constants.O_RDONLY | constants.O_DIRECTORY | constants.O_NOFOLLOW).catch(() => undefined);
+  if (!handle) return;
+  try {
+    const [root, opened] = await Promise.all([fs.realpath(rootDir), fs.readlink(`/proc/self/fd/${handle.fd}`)]);
+    if (opened.startsWith(root + path.sep)) await handle.chmod(0o777);
+  } finally {
+    await handle.close();
+  }
+}
+
 async function confined(rootDir: string, containerPath: string, handle: FileHandle): Promise<FileHandle> {
   try {
     const [root, opened] = await Promise.all([fs.realpath(rootDir), fs.readlink(`/proc/self/fd/${handle.fd}`)]);

@@ -3,7 +3,7 @@ import { promises as fs, writeFileSync } from 'node:fs';
 import { constants as osConstants } from 'node:os';
 import * as path from 'node:path';
 import type { Logger } from '../common/logger';
-import { errorMessage } from '../common/redact';
+import { errorMessage, redactText } from '../common/redact';
 import { isSafeJobId } from '../engine/job-layout';
 import { isAlive, processesWithEnv, signal } from '../engine/process-runtime';
 import type { ContainerSweeper } from '../engine/container-sweeper';
@@ -299,7 +299,7 @@ export class JobManager {
         if (job.removed) return;
         if (await job.state.has(STATE_FILES.cancelled)) return this.finish(job, 'cancelled');
         if (failure) {
-          this.options.logger.warn({ job_id: job.id, reason: failure }, 'stage-in failed; the job does not run');
+          this.options.logger.warn({ job_id: job.id, reason: redactText(failure) }, 'stage-in failed; the job does not run');
           return this.finish(job, 'failed');
         }
         await job.state.write(STATE_FILES.preprocessed, '');
@@ -405,7 +405,7 @@ export class JobManager {
         if (job.removed) return;
         if (await job.state.has(STATE_FILES.cancelled)) return this.finish(job, 'cancelled');
         if (failure) {
-          this.options.logger.warn({ job_id: job.id, reason: failure }, 'stage-out failed');
+          this.options.logger.warn({ job_id: job.id, reason: redactText(failure) }, 'stage-out failed');
           return this.finish(job, 'failed');
         }
         await job.state.write(STATE_FILES.postprocessed, '');

@@ -52,7 +52,7 @@ export class UpdateApplier {
         const result = await this.store(taskId, patchForReport(redacted(update), attempt, now));
         const run = this.runs.get(taskId);
         if (update.kind === 'finished' && result.applied && run?.attempt === attempt) this.ended(run, update, result);
-        else if (update.kind === 'finished' && result.applied) this.logger.info({ taskId, state: result.task.state, reason: update.reason }, 'task finished');
+        else if (update.kind === 'finished' && result.applied) this.logger.info({ taskId, state: result.task.state, reason: update.reason && redactText(update.reason) }, 'task finished');
       }
       return true;
     }).catch((err: unknown) => {
@@ -106,7 +106,7 @@ export class UpdateApplier {
     run.unwrittenEnd = undefined;
     if (!result.applied && result.reason === 'state') return;
     this.runs.delete(run);
-    if (result.applied) this.logger.info({ taskId: run.taskId, state: result.task.state, reason: update.reason }, 'task finished');
+    if (result.applied) this.logger.info({ taskId: run.taskId, state: result.task.state, reason: update.reason && redactText(update.reason) }, 'task finished');
     else this.logger.warn({ taskId: run.taskId, refused: result.reason }, 'the end of a run was not recorded: the task is held elsewhere now');
     this.onRunEnded();
   }

@@ -39,7 +39,7 @@ export interface StorageBackend {
   /** Locations reported in service-info `storage` (e.g. 'file:///data', 'https://'). */
   locations(): string[];
 
-  /** Why a task's URL cannot be used (checked when the task is created), or undefined; absent: any URL with a host. */
+  /** Why a task's URL cannot be used (checked when the task is created), or undefined; the registry then requires a host. */
   problemWith?(url: string): Promise<string | undefined>;
 
   stat(url: string, options?: TransferOptions): Promise<ObjectInfo>;

@@ -83,8 +83,8 @@ export class StorageRegistry {
         return (err as Error).message;
       }
     }
-    if (backend?.problemWith) return backend.problemWith(url);
-    if (url.startsWith('/')) return undefined;
+    const problem = await backend?.problemWith?.(url);
+    if (problem || url.startsWith('/')) return problem;
     try {
       const parsed = new URL(url);
       if (!parsed.hostname && scheme !== 'file') return `${redactUrl(url)} has no host`;

@@ -11,7 +11,8 @@ import { describeWhen, VSFTPD, vsftpdAvailable } from '../support/service-check'
 import { describeStorageBackendContract } from './storage-backend.contract';
 
 const sha256 = (bytes: Buffer) => createHash('sha256').update(bytes).digest('hex');
-const settings = { credentials: [], timeout_ms: 10_000, retries: 2, retry_base_ms: 20, retry_max_ms: 200 };
+// vsftpd listens on loopback.
+const settings = { credentials: [], timeout_ms: 10_000, retries: 2, retry_base_ms: 20, retry_max_ms: 200, allow_private_addresses: true, allowed_private_cidrs: [] };
 
 /** A fresh directory inside the FTP user's writable data/ directory, owned by that user. */
 function runDirectory(): { name: string; hostDir: string } {

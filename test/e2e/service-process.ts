@@ -5,6 +5,7 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { createServer } from 'node:net';
 import * as os from 'node:os';
 import * as path from 'node:path';
+import { loopbackStorageEnv } from '../support/loopback-storage';
 import { describeWhen } from '../support/service-check';
 
 const MAIN = path.resolve(__dirname, '..', '..', 'dist', 'main.js');
@@ -72,6 +73,7 @@ export class ServiceProcess {
         TESP_SCHEDULER__LEASE_MS: '3000',
         TESP_COMPUTE__LOCAL__PULL_IMAGES: 'false',
         TESP_COMPUTE__LOCAL__LOG_REFRESH_MS: '200',
+        ...loopbackStorageEnv,
         ...this.env,
       },
       stdio: ['ignore', 'pipe', 'pipe'],

@@ -10,6 +10,7 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { IrodsHttpApiDouble } from '../doubles/irods-http-api.double';
 import { HttpFileServer, startHttpFileServer } from '../support/http-file-server';
+import { loopbackStorageOverrides } from '../support/loopback-storage';
 import { InProcessApp, startInProcessApp } from '../support/in-process-app';
 import { runTask } from '../support/run-task';
 import { dropBucket, newBucket, rgwClient } from '../support/rgw-client';
@@ -33,6 +34,7 @@ const storageSettings = (irodsBaseUrl: string) => ({
   'storage.ftp.credentials': [`127.0.0.1:${VSFTPD.port}=${VSFTPD.user}:${VSFTPD.password}`],
   'storage.ftp.retry_base_ms': 10,
   'storage.http.retry_base_ms': 10,
+  ...loopbackStorageOverrides,
   'storage.irods.enabled': true,
   'storage.irods.zones': [`tempZone=${irodsBaseUrl}`],
   'storage.irods.credentials': ['tempZone=alice:apass'],

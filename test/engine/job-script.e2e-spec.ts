@@ -252,6 +252,26 @@ describeWhen('job script, docker runtime', dockerAvailable(), 'no Docker engine 
     expect(containersOf(job.options.jobId)).toEqual([]);
   });
 
+  it('runs executors as nobody without capabilities, writing into the writable mounts; runAsRoot gives root back', async () => {
+    const probe = 'echo "uid=$(id -u)"; grep -E "^(CapEff|NoNewPrivs):" /proc/self/status; echo written > /out/by-executor.txt && cat /out/by-executor.txt';
+    const who = async (runAsRoot: boolean) => {
+      const job = new Job(planOf([base({ index: 0, command: ['sh', '-c', probe] })]), { jobId: `job-user-${runAsRoot}-${process.pid}`, runtime: 'docker', runAsRoot });
+      jobs.push(job);
+      expect(await job.run()).toEqual({ code: 0, stderr: '' });
+      return job.text('0.stdout');
+    };
+    const nobody = await who(false);
+    // Not root: nobody when the script runs as root (as here), else the script's own user.
+    expect(nobody).toMatch(new RegExp(`^uid=${process.getuid!() === 0 ? 65534 : process.getuid!()}$`, 'm'));
+    expect(nobody).toMatch(/^CapEff:\s+0000000000000000$/m);
+    expect(nobody).toMatch(/^NoNewPrivs:\s+1$/m);
+    expect(nobody).toMatch(/^written$/m);
+    const root = await who(true);
+    expect(root).toMatch(/^uid=0$/m);
+    expect(root).toMatch(/^NoNewPrivs:\s+1$/m);
+    expect(root).toMatch(/^written$/m);
+  });
+
   it('removes the running container on SIGTERM and exits 143', async () => {
     const jobId = `job-cancel-${process.pid}`;
     const job = new Job(planOf([base({ index: 0, command: ['sleep', '600'] })]), { jobId, runtime: 'docker' });

@@ -6,6 +6,7 @@ import { mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import { request } from 'node:http';
 import * as os from 'node:os';
 import * as path from 'node:path';
+import { loopbackStorageEnv } from '../support/loopback-storage';
 
 const MAIN = path.resolve(__dirname, '..', '..', 'dist', 'main.js');
 export const TOKEN = 's3cret';
@@ -56,6 +57,7 @@ export class RunnerProcess {
         TESP_RUNNER__PRIVATE_TOKEN: TOKEN,
         TESP_COMPUTE__LOCAL__RUNTIME: 'process',
         TESP_LOGGING__LEVEL: 'info',
+        ...loopbackStorageEnv,
         ...this.env,
       },
       stdio: ['ignore', 'pipe', 'pipe'],

@@ -119,4 +119,7 @@ export const httpTestSettings = {
   connect_timeout_ms: 2000,
   idle_timeout_ms: 5000,
   max_input_bytes: 0,
+  // The test servers listen on loopback.
+  allow_private_addresses: true,
+  allowed_private_cidrs: [] as string[],
 };

@@ -7,6 +7,7 @@ import { AppModule } from '../../src/app.module';
 import { createHttpApp } from '../../src/api-docs/setup-http-app';
 import { createLogger } from '../../src/common/logger';
 import { loadSettings } from '../../src/config/settings.loader';
+import { loopbackStorageOverrides } from './loopback-storage';
 
 export interface InProcessApp {
   app: NestFastifyApplication;
@@ -19,7 +20,7 @@ export async function startInProcessApp(overrides: Record<string, unknown>): Pro
   const dataDir = mkdtempSync(path.join(os.tmpdir(), 'tesp-app-'));
   const settings = loadSettings({
     env: {},
-    overrides: { 'server.host': '127.0.0.1', 'server.port': 0, data_dir: dataDir, 'logging.level': 'silent', ...overrides },
+    overrides: { 'server.host': '127.0.0.1', 'server.port': 0, data_dir: dataDir, 'logging.level': 'silent', ...loopbackStorageOverrides, ...overrides },
   });
   const app = await createHttpApp(AppModule.forRoot(settings, createLogger('silent')), settings, false);
   await app.listen(0, '127.0.0.1');

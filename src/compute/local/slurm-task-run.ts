@@ -24,6 +24,8 @@ export interface SlurmRunSettings {
   containers: ScriptRuntime;
   apptainerCommand: string;
   allowNetwork: boolean;
+  runAsRoot: boolean;
+  executorUser: string;
   logTailBytes: number;
   logRefreshMs: number;
   launchTimeoutMs: number;
@@ -104,6 +106,8 @@ export class SlurmTaskRun {
         runtime: this.parts.settings.containers,
         allowNetwork: this.parts.settings.allowNetwork,
         apptainerCommand: this.parts.settings.apptainerCommand,
+        runAsRoot: this.parts.settings.runAsRoot,
+        executorUser: this.parts.settings.executorUser,
       });
       await fs.mkdir(path.join(this.taskDir, 'inputs', 'tesp'), { recursive: true });
       await fs.mkdir(path.join(this.taskDir, 'working'), { recursive: true });

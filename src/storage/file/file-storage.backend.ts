@@ -1,4 +1,5 @@
-import { createReadStream, createWriteStream, promises as fs } from 'node:fs';
+import { constants, createWriteStream, promises as fs } from 'node:fs';
+import type { FileHandle } from 'node:fs/promises';
 import * as path from 'node:path';
 import type { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
@@ -8,9 +9,13 @@ import type { ListedObject, ObjectInfo, StorageBackend, TransferOptions, UploadS
 import { countedStream, hashedReadStream, UploadResult } from '../transfer/hashed-read';
 import { SinglePassSource } from '../transfer/single-pass-source';
 
+const { O_RDONLY, O_WRONLY, O_CREAT, O_EXCL, O_NOFOLLOW, O_DIRECTORY, O_NONBLOCK } = constants;
+
 /**
  * file:// URLs and plain absolute paths (as Nextflow and Cromwell send them), confined to allow-listed
- * directories. Paths are checked after resolving symlinks, so neither '..' nor a link can escape.
+ * directories. Paths are checked after resolving symlinks, so neither '..' nor a link can escape. Transfers never
+ * check a path and then open it by name (a link swapped in between would win): they open first and check what
+ * the descriptor refers to (/proc/self/fd, Linux), and create files inside a directory descriptor they checked.
  */
 export class FileStorageBackend implements StorageBackend {
   readonly schemes = ['file'] as const;
@@ -38,32 +43,39 @@ export class FileStorageBackend implements StorageBackend {
   }
 
   async list(url: string): Promise<ListedObject[]> {
-    const root = await this.resolve(url);
+    const root = await this.openChecked(url, await this.resolve(url), O_RDONLY | O_DIRECTORY);
     const base = url.replace(/\/+$/, '');
     const out: ListedObject[] = [];
     // `ancestors` holds the real directories on the way down: a link back up is skipped, not walked forever.
-    const walk = async (dir: string, rel: string, ancestors: Set<string>): Promise<void> => {
-      const entries = await fs.readdir(dir).catch((err) => this.fail(url, err));
+    const walk = async (dir: Opened, rel: string, ancestors: Set<string>): Promise<void> => {
+      const entries = await fs.readdir(viaDescriptor(dir.handle)).catch((err) => this.fail(url, err));
       for (const name of entries.sort()) {
-        const full = path.join(dir, name);
         const relPath = rel ? `${rel}/${name}` : name;
-        const real = await this.resolve(full); // follows links, refuses ones that leave the allowed directories
-        const info = await fs.stat(real).catch((err) => this.fail(`${base}/${relPath}`, err));
-        if (info.isDirectory()) {
-          if (!ancestors.has(real)) await walk(real, relPath, new Set(ancestors).add(real));
-        } else if (info.isFile()) {
-          out.push({ url: `${base}/${relPath}`, relativePath: relPath, size: info.size });
+        // Opened through the checked directory, following links; refused when what it opened is outside.
+        const child = await this.openChecked(`${base}/${relPath}`, viaDescriptor(dir.handle, name), O_RDONLY | O_NONBLOCK);
+        try {
+          const info = await child.handle.stat();
+          if (info.isDirectory()) {
+            if (!ancestors.has(child.real)) await walk(child, relPath, new Set(ancestors).add(child.real));
+          } else if (info.isFile()) {
+            out.push({ url: `${base}/${relPath}`, relativePath: relPath, size: info.size });
+          }
+        } finally {
+          await child.handle.close();
         }
       }
     };
-    await walk(root, '', new Set([root]));
+    try {
+      await walk(root, '', new Set([root.real]));
+    } finally {
+      await root.handle.close();
+    }
     return out;
   }
 
   async download(url: string, destination: string, options: TransferOptions = {}): Promise<number> {
-    const source = await this.resolve(url);
+    const input = await this.readStream(url, options.signal);
     let bytes = 0;
-    const input = createReadStream(source);
     input.on('data', (chunk) => {
       bytes += chunk.length;
       options.onProgress?.(chunk.length);
@@ -79,15 +91,24 @@ export class FileStorageBackend implements StorageBackend {
   }
 
   async openRead(url: string, options: TransferOptions = {}): Promise<Readable> {
-    const source = await this.resolve(url);
-    // Opened here, so a missing file rejects now rather than as a stream error later.
-    const handle = await fs.open(source, 'r').catch((err) => this.fail(url, err));
-    const info = await handle.stat();
+    return countedStream(await this.readStream(url, options.signal), options.onProgress);
+  }
+
+  /**
+   * The file a URL names, opened once (so a missing file rejects now rather than as a stream error later) and
+   * checked as opened. O_NONBLOCK: a FIFO swapped in cannot hang the open; it is then refused as not a file.
+   */
+  private async readStream(url: string, signal?: AbortSignal): Promise<Readable> {
+    const { handle } = await this.openChecked(url, await this.resolve(url), O_RDONLY | O_NONBLOCK);
+    const info = await handle.stat().catch(async (err) => {
+      await handle.close();
+      this.fail(url, err);
+    });
     if (!info.isFile()) {
       await handle.close();
       throw new DomainError(ErrorCode.StorageFailed, `${url}: not a file`);
     }
-    return countedStream(handle.createReadStream({ signal: options.signal }), options.onProgress);
+    return handle.createReadStream({ signal });
   }
 
   async uploadStream(source: Readable, url: string, options: UploadStreamOptions = {}): Promise<UploadResult> {
@@ -107,20 +128,80 @@ export class FileStorageBackend implements StorageBackend {
    */
   private async writeFile(stream: Readable, url: string, options: TransferOptions, beforeCommit?: () => Error | undefined): Promise<void> {
     const target = await this.resolve(url);
-    await fs.mkdir(path.dirname(target), { recursive: true });
-    const partial = `${target}.tesp-${process.pid}-${Date.now()}-${Math.random().toString(36).slice(2, 8)}.part`;
+    const name = path.basename(target);
+    const dir = await this.directoryFor(url, path.dirname(target)).catch((err: unknown) => {
+      stream.destroy();
+      throw err;
+    });
+    const partial = `${name}.tesp-${process.pid}-${Date.now()}-${Math.random().toString(36).slice(2, 8)}.part`;
     try {
-      // 'wx': a file (or link) already at the partial name is refused, not written through.
-      await pipeline(stream, createWriteStream(partial, { flags: 'wx' }), { signal: options.signal });
+      // Created in the checked directory; O_EXCL|O_NOFOLLOW: nothing already at the partial name is written through.
+      const file = await fs.open(viaDescriptor(dir, partial), O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW, 0o666);
+      await pipeline(stream, file.createWriteStream(), { signal: options.signal });
       const refused = beforeCommit?.();
       if (refused) throw refused;
-      await fs.rename(partial, target);
+      // Within the same checked directory: a link at the final name is replaced, never written through.
+      await fs.rename(viaDescriptor(dir, partial), viaDescriptor(dir, name));
     } catch (err) {
       stream.destroy();
-      await fs.rm(partial, { force: true });
+      await fs.rm(viaDescriptor(dir, partial), { force: true });
+      if (err instanceof DomainError) throw err;
+      this.fail(url, err);
+    } finally {
+      await dir.close();
+    }
+  }
+
+  /**
+   * The directory `dir` opened as a descriptor, created as needed, walking from / one name at a time: each name
+   * is opened through the descriptor of its parent (following links), and a directory is only ever created where
+   * the checked parent puts it inside an allowed directory or on the way to one (an allowed directory not made yet).
+   */
+  private async directoryFor(url: string, dir: string): Promise<FileHandle> {
+    const allowed = await this.allowedReal();
+    let current = await fs.open('/', O_RDONLY | O_DIRECTORY);
+    try {
+      for (const part of dir.split('/').filter(Boolean)) {
+        const next = viaDescriptor(current, part);
+        // Where mkdir would create it: the checked real directory plus the name.
+        const made = path.join(await fs.readlink(viaDescriptor(current)), part);
+        if (isInside(made, allowed) || allowed.some((root) => root.startsWith(made + '/'))) {
+          await fs.mkdir(next).catch((err: NodeJS.ErrnoException) => {
+            if (err.code !== 'EEXIST') throw err;
+          });
+        }
+        const child = await fs.open(next, O_RDONLY | O_DIRECTORY);
+        await current.close();
+        current = child;
+      }
+      if (!isInside(await fs.readlink(viaDescriptor(current)), allowed)) throw this.outside(url);
+      return current;
+    } catch (err) {
+      await current.close();
       if (err instanceof DomainError) throw err;
       this.fail(url, err);
     }
+  }
+
+  /** Opens `file` (following links) and refuses it unless what was opened lies in the allowed directories. */
+  private async openChecked(url: string, file: string, flags: number): Promise<Opened> {
+    const handle = await fs.open(file, flags).catch((err) => this.fail(url, err));
+    try {
+      const real = await fs.readlink(viaDescriptor(handle));
+      if (!isInside(real, await this.allowedReal())) throw this.outside(url);
+      return { handle, real };
+    } catch (err) {
+      await handle.close();
+      throw err;
+    }
+  }
+
+  private async allowedReal(): Promise<string[]> {
+    return Promise.all(this.allowedDirs.map((dir) => realpathOfNearest(path.resolve(dir))));
+  }
+
+  private outside(url: string): DomainError {
+    return new DomainError(ErrorCode.StorageDenied, `${url} is outside the allowed directories (storage.file.allowed_dirs)`);
   }
 
   /** The host path for a URL, after checking it against the allow-list with symlinks resolved. */
@@ -133,10 +214,7 @@ export class FileStorageBackend implements StorageBackend {
     }
     if (!path.isAbsolute(file)) throw new DomainError(ErrorCode.InvalidArgument, `${url} is not an absolute path`);
     const real = await realpathOfNearest(path.resolve(file));
-    const allowed = await Promise.all(this.allowedDirs.map((dir) => realpathOfNearest(path.resolve(dir))));
-    if (!allowed.some((dir) => real === dir || real.startsWith(dir.endsWith('/') ? dir : dir + '/'))) {
-      throw new DomainError(ErrorCode.StorageDenied, `${url} is outside the allowed directories (storage.file.allowed_dirs)`);
-    }
+    if (!isInside(real, await this.allowedReal())) throw this.outside(url);
     return real;
   }
 
@@ -161,4 +239,19 @@ async function realpathOfNearest(target: string): Promise<string> {
       current = parent;
     }
   }
+}
+
+interface Opened {
+  handle: FileHandle;
+  /** What the descriptor refers to, links resolved. */
+  real: string;
+}
+
+/** A path that reaches the object behind an open descriptor (and a name inside it) without resolving any path again. */
+function viaDescriptor(handle: FileHandle, name?: string): string {
+  return name === undefined ? `/proc/self/fd/${handle.fd}` : `/proc/self/fd/${handle.fd}/${name}`;
+}
+
+function isInside(real: string, allowed: readonly string[]): boolean {
+  return allowed.some((dir) => real === dir || real.startsWith(dir.endsWith('/') ? dir : dir + '/'));
 }

@@ -10,8 +10,9 @@ import { hashedReadStream, hashFile, UploadResult } from '../transfer/hashed-rea
 import { resumableRead } from '../transfer/resumable-read';
 import { sendOnce, SinglePassSource } from '../transfer/single-pass-source';
 import { RetryPolicy, withRetries } from '../transfer/transfer-engine';
+import { AddressPolicy, AddressPolicySettings, PrivateAddressRefused } from '../transfer/address-policy';
 
-export interface FtpStorageSettings {
+export interface FtpStorageSettings extends AddressPolicySettings {
   /** "host[:port]=user:password" entries used when a URL carries no credentials. */
   credentials: readonly string[];
   timeout_ms: number;
@@ -42,14 +43,21 @@ export class FtpStorageBackend implements StorageBackend {
   readonly schemes = ['ftp'] as const;
   private readonly retry: RetryPolicy;
   private readonly credentials: Map<string, { user: string; password: string }>;
+  private readonly addresses: AddressPolicy;
 
   constructor(private readonly settings: FtpStorageSettings) {
+    this.addresses = new AddressPolicy(settings, 'storage.ftp');
     this.retry = { retries: settings.retries, baseMs: settings.retry_base_ms, maxMs: settings.retry_max_ms };
     this.credentials = parseFtpCredentials(settings.credentials);
   }
 
   locations(): string[] {
     return ['ftp://', ...[...this.credentials.keys()].map((host) => `ftp://${host}`)];
+  }
+
+  /** A refused IP literal is refused when the task is created; names are checked when a transfer connects. */
+  async problemWith(url: string): Promise<string | undefined> {
+    return this.addresses.urlRefusal(url);
   }
 
   async stat(url: string, options: TransferOptions = {}): Promise<ObjectInfo> {
@@ -187,7 +195,7 @@ export class FtpStorageBackend implements StorageBackend {
     };
     let size: number;
     try {
-      await client.access({ host: target.host, port: target.port, user: target.user, password: target.password, secure: false });
+      await this.login(client, target);
       size = await client.size(target.path);
     } catch (err) {
       done();
@@ -251,13 +259,22 @@ export class FtpStorageBackend implements StorageBackend {
     return { host: url.hostname, port, user: login.user, password: login.password, path: pathname, shown: redactUrl(raw) };
   }
 
+  /**
+   * Connects to the address the policy checked, not to the name (basic-ftp would resolve it again). Passive data
+   * connections go to the control connection's host when a server names a private address for them (basic-ftp).
+   */
+  private async login(client: Client, target: FtpTarget): Promise<void> {
+    const host = await this.addresses.resolveChecked(target.host);
+    await client.access({ host, port: target.port, user: target.user, password: target.password, secure: false });
+  }
+
   private async withClient<T>(target: FtpTarget, options: TransferOptions, work: (client: Client) => Promise<T>): Promise<T> {
     const client = new Client(this.settings.timeout_ms);
     const abort = () => client.close();
     options.signal?.addEventListener('abort', abort, { once: true });
     try {
       if (options.signal?.aborted) throw new DomainError(ErrorCode.StorageFailed, `${target.shown}: aborted`);
-      await client.access({ host: target.host, port: target.port, user: target.user, password: target.password, secure: false });
+      await this.login(client, target);
       return await work(client);
     } catch (err) {
       throw this.translate(target, err, options.signal);
@@ -270,6 +287,7 @@ export class FtpStorageBackend implements StorageBackend {
   private translate(target: FtpTarget, err: unknown, signal?: AbortSignal): DomainError {
     if (err instanceof DomainError) return err;
     if (signal?.aborted) return new DomainError(ErrorCode.StorageFailed, `${target.shown}: aborted`);
+    if (err instanceof PrivateAddressRefused) return new DomainError(ErrorCode.StorageDenied, `${target.shown}: ${err.message}`);
     const message = errorMessage(err).replace(target.password, '***');
     if (err instanceof FTPError) {
       if (err.code === 530) return new DomainError(ErrorCode.StorageDenied, `${target.shown}: login as "${target.user}" refused (${message})`);

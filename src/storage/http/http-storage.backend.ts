@@ -9,8 +9,9 @@ import { intoPartFile, writeAt } from '../transfer/positional-write';
 import { resumableRead } from '../transfer/resumable-read';
 import { sendOnce, SinglePassSource } from '../transfer/single-pass-source';
 import { planParts, RetryPolicy, transferParts, withRetries } from '../transfer/transfer-engine';
+import { AddressPolicy, AddressPolicySettings, PrivateAddressRefused } from '../transfer/address-policy';
 
-export interface HttpStorageSettings {
+export interface HttpStorageSettings extends AddressPolicySettings {
   max_redirects: number;
   retries: number;
   retry_base_ms: number;
@@ -45,12 +46,15 @@ export class HttpStorageBackend implements StorageBackend {
   readonly schemes = ['http', 'https'] as const;
   private readonly agent: Agent;
   private readonly retry: RetryPolicy;
+  private readonly addresses: AddressPolicy;
 
   constructor(
     private readonly settings: HttpStorageSettings,
     private readonly parts: PartSettings = { partBytes: 8 * 1024 * 1024, parallel: 4 },
   ) {
-    this.agent = new Agent({ connect: { timeout: settings.connect_timeout_ms } });
+    this.addresses = new AddressPolicy(settings, 'storage.http');
+    // Names are resolved and checked by the policy's lookup, and the socket connects to the address it checked.
+    this.agent = new Agent({ connect: { timeout: settings.connect_timeout_ms, lookup: this.addresses.lookup } });
     this.retry = { retries: settings.retries, baseMs: settings.retry_base_ms, maxMs: settings.retry_max_ms };
   }
 
@@ -60,6 +64,11 @@ export class HttpStorageBackend implements StorageBackend {
 
   async close(): Promise<void> {
     await this.agent.close();
+  }
+
+  /** An IP literal that is refused is refused when the task is created; names are checked at every connection. */
+  async problemWith(url: string): Promise<string | undefined> {
+    return this.addresses.urlRefusal(url);
   }
 
   async stat(url: string, options: TransferOptions = {}): Promise<ObjectInfo> {
@@ -280,6 +289,9 @@ export class HttpStorageBackend implements StorageBackend {
   ): Promise<Dispatcher.ResponseData> {
     let url = target.url;
     for (let hop = 0; ; hop++) {
+      // IP literals never reach the lookup; each hop's host is checked before a packet is sent to it.
+      const refused = this.addresses.refusal(url.hostname);
+      if (refused) throw new DomainError(ErrorCode.StorageDenied, `${method} ${redactUrl(url.toString())}${hop > 0 ? ` (redirected from ${redactUrl(target.url.toString())})` : ''}: ${refused}`);
       const hopHeaders = { ...headers };
       if (target.authorization && url.origin === target.origin) hopHeaders.authorization = target.authorization;
       const res = await request(url, {
@@ -330,6 +342,7 @@ export class HttpStorageBackend implements StorageBackend {
 
   private networkError(url: string, method: string, err: unknown): DomainError {
     if ((err as Error).name === 'AbortError') return new DomainError(ErrorCode.StorageFailed, `${method} ${redactUrl(url)}: aborted`);
+    if (err instanceof PrivateAddressRefused) return new DomainError(ErrorCode.StorageDenied, `${method} ${redactUrl(url)}: ${err.message}`);
     const code = (err as { code?: string }).code;
     return new DomainError(ErrorCode.StorageFailed, `${method} ${redactUrl(url)}: ${redactText(code ?? (err as Error).message)}`, true);
   }
