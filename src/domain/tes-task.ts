@@ -118,6 +118,11 @@ export type BackendRef = Record<string, string | number | boolean>;
 
 /** What the server keeps beside a task and never shows in a view. */
 export interface TaskControl {
+  /**
+   * Who created the task (Principal.name; '' for the anonymous caller and for tasks stored before owners were
+   * recorded). Never changes and never shows in a TES view; the stores always set it.
+   */
+  owner?: string;
   /** Attempts started: 0 while QUEUED; attempt n writes logs[n - 1]. */
   attempt: number;
   /** The highest update number applied in the current attempt: a redelivered or older update changes nothing. */

@@ -1,3 +1,4 @@
+import type { TaskScope } from '../domain/principal';
 import type { PatchResult, TaskPatch } from '../domain/task-patch';
 import type { StoredTask, TaskRecord, TaskView, TesState } from '../domain/tes-task';
 
@@ -7,6 +8,10 @@ import type { StoredTask, TaskRecord, TaskView, TesState } from '../domain/tes-t
 // Leases: a replica claims a QUEUED task (claimNext), renews its leases while it runs them, and another replica
 // takes a task over only after its lease expired, by compare-and-set on the lease token (takeOver). Every write
 // of a run carries its lease token (TaskPatch.lease_token), so a replica that lost a task cannot change it.
+//
+// Ownership: every task records its owner at insert. The reads that serve API callers (get, getForView, list) take
+// the caller's TaskScope by type and put the owner into the query itself; a task outside the scope reads as absent.
+// The scheduler's reads (getUnscoped, findByState, claims, leases) see every task.
 
 export const TASK_REPOSITORY = Symbol('TASK_REPOSITORY');
 
@@ -49,18 +54,27 @@ export interface HeldTask {
 }
 
 export interface TaskRepository {
-  /** Stores a new task durably before resolving (attempt 0, no lease). Fails with CONFLICT if the id exists. */
-  insert(task: TaskRecord): Promise<void>;
+  /**
+   * Stores a new task durably before resolving (attempt 0, no lease), owned by `owner` (Principal.name). Fails with
+   * CONFLICT if the id exists.
+   */
+  insert(task: TaskRecord, owner: string): Promise<void>;
 
-  get(id: string): Promise<StoredTask | undefined>;
+  /** A task with its control fields, if it is in the caller's scope (a cancel reads this). */
+  get(id: string, scope: TaskScope): Promise<StoredTask | undefined>;
+
+  /** A task with its control fields, whoever owns it: for the scheduler and the backends, never for a caller. */
+  getUnscoped(id: string): Promise<StoredTask | undefined>;
 
   /**
-   * What a view of one task shows, read as cheaply as the store allows (pollers call this most): MINIMAL only id and
-   * state; BASIC may leave out what BASIC does not show (inputs' content, executors' stdout and stderr, system_logs).
+   * What a view of one task in the caller's scope shows, read as cheaply as the store allows (pollers call this
+   * most): MINIMAL only id and state; BASIC may leave out what BASIC does not show (inputs' content, executors'
+   * stdout and stderr, system_logs).
    */
-  getForView(id: string, view: TaskView): Promise<ViewedTask | undefined>;
+  getForView(id: string, view: TaskView, scope: TaskScope): Promise<ViewedTask | undefined>;
 
-  list(query: TaskListQuery): Promise<TaskListPage>;
+  /** One page of the caller's scope, newest first; a page token pages on within the scope it is used in. */
+  list(scope: TaskScope, query: TaskListQuery): Promise<TaskListPage>;
 
   /** Tasks in the given states, oldest first. */
   findByState(states: readonly TesState[], limit: number): Promise<StoredTask[]>;

@@ -3,6 +3,7 @@ import mongoose, { Connection } from 'mongoose';
 import type { Logger } from '../../common/logger';
 import { redactUrl } from '../../common/redact';
 import { DomainError, ErrorCode } from '../../domain/domain-error';
+import type { TaskScope } from '../../domain/principal';
 import { PatchResult, patchRefusal, TaskPatch } from '../../domain/task-patch';
 import { HELD_STATES } from '../../domain/task-state-machine';
 import { StoredTask, TaskRecord, TaskView, TesState } from '../../domain/tes-task';
@@ -16,6 +17,7 @@ import {
   heldFilter,
   listFilter,
   patchUpdate,
+  scopeFilter,
   TaskDocument,
   toDocument,
   toRecord,
@@ -35,6 +37,7 @@ export interface MongoStoreSettings {
 const INDEXES: Array<{ key: Record<string, 1 | -1>; unique?: boolean }> = [
   { key: { task_id: 1 }, unique: true },
   { key: { state: 1, _id: 1 } },
+  { key: { owner: 1, _id: -1 } },
   { key: { name: 1, _id: -1 } },
   { key: { tag_keys: 1, _id: -1 } },
   { key: { tag_pairs: 1, _id: -1 } },
@@ -91,8 +94,8 @@ export class MongoTaskRepository implements TaskRepository {
     return this.connection.collection<Doc>('tasks');
   }
 
-  async insert(task: TaskRecord): Promise<void> {
-    const doc = toDocument(structuredClone(task));
+  async insert(task: TaskRecord, owner: string): Promise<void> {
+    const doc = toDocument(structuredClone(task), owner);
     await this.op(async () => {
       try {
         await this.collection.insertOne(doc as Doc);
@@ -103,24 +106,28 @@ export class MongoTaskRepository implements TaskRepository {
     });
   }
 
-  async get(id: string): Promise<StoredTask | undefined> {
-    const doc = await this.op(() => this.collection.findOne({ task_id: id }));
+  async get(id: string, scope: TaskScope): Promise<StoredTask | undefined> {
+    const doc = await this.op(() => this.collection.findOne({ task_id: id, ...scopeFilter(scope) }));
     return doc ? toStoredTask(doc) : undefined;
   }
 
-  async getForView(id: string, view: TaskView): Promise<ViewedTask | undefined> {
+  async getUnscoped(id: string): Promise<StoredTask | undefined> {
+    return this.get(id, { all: true });
+  }
+
+  async getForView(id: string, view: TaskView, scope: TaskScope): Promise<ViewedTask | undefined> {
     // BASIC reads what FULL reads: the document keeps logs and inputs whole, and the view drops the rest.
     const projection = view === TaskView.MINIMAL ? { _id: 0, task_id: 1, state: 1 } : { _id: 1, task_id: 1, state: 1, record: 1, logs: 1 };
-    const doc = await this.op(() => this.collection.findOne({ task_id: id }, { projection }));
+    const doc = await this.op(() => this.collection.findOne({ task_id: id, ...scopeFilter(scope) }, { projection }));
     if (!doc) return undefined;
     return view === TaskView.MINIMAL ? { id: doc.task_id, state: doc.state } : toRecord(doc);
   }
 
-  async list(query: TaskListQuery): Promise<TaskListPage> {
+  async list(scope: TaskScope, query: TaskListQuery): Promise<TaskListPage> {
     const after = query.pageToken === undefined ? undefined : new mongoose.Types.ObjectId(decodePageToken(query.pageToken));
     const projection = query.fields === 'minimal' ? { _id: 1, task_id: 1, state: 1 } : { _id: 1, task_id: 1, state: 1, record: 1, logs: 1 };
     const docs = await this.op(() =>
-      this.collection.find(listFilter(query, after), { projection }).sort({ _id: -1 }).limit(query.pageSize + 1).toArray(),
+      this.collection.find(listFilter(scope, query, after), { projection }).sort({ _id: -1 }).limit(query.pageSize + 1).toArray(),
     );
     const more = docs.length > query.pageSize;
     const page = more ? docs.slice(0, query.pageSize) : docs;
@@ -145,7 +152,7 @@ export class MongoTaskRepository implements TaskRepository {
         if (doc) return { applied: true, task: toStoredTask(doc) };
       }
       // Why it did not apply, from the task as it is now (or, rarely, it changed in between: try again).
-      const current = await this.get(id);
+      const current = await this.getUnscoped(id);
       if (!current) return { applied: false, reason: 'missing' };
       const refusal = patchRefusal(current, snapshot) ?? (conditional ? undefined : 'state');
       if (refusal) return { applied: false, reason: refusal };

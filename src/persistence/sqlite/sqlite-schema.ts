@@ -41,6 +41,12 @@ export const MIGRATIONS: readonly string[] = [
   UPDATE tasks SET attempt = 1 WHERE state <> 'QUEUED';
   CREATE INDEX tasks_lease_holder ON tasks (lease_holder) WHERE lease_holder IS NOT NULL;
   `,
+  // Owners. A caller's reads are WHERE owner = ? and walk (owner, seq) newest first. Tasks stored before owners were
+  // recorded belong to '' (the anonymous caller): admins see them, no named user does.
+  `
+  ALTER TABLE tasks ADD COLUMN owner TEXT NOT NULL DEFAULT '';
+  CREATE INDEX tasks_owner_seq ON tasks (owner, seq);
+  `,
 ];
 
 export const SCHEMA_VERSION = MIGRATIONS.length;

@@ -1,4 +1,5 @@
 import { DomainError, ErrorCode } from '../../domain/domain-error';
+import type { TaskScope } from '../../domain/principal';
 import { HELD_STATES } from '../../domain/task-state-machine';
 import { TesState } from '../../domain/tes-task';
 import type { TagFilter, TaskListQuery } from '../task-repository';
@@ -12,20 +13,49 @@ export interface SqlStatement {
 const MAX_TAG_JOINS = 16;
 
 /** The columns a StoredTask is read from: the document and the control fields. */
-export const STORED_TASK_COLUMNS = 'seq, id, state, doc, attempt, update_seq, lease_holder, lease_until, lease_token, backend_ref';
+export const STORED_TASK_COLUMNS = 'seq, id, state, doc, attempt, update_seq, lease_holder, lease_until, lease_token, backend_ref, owner';
 
-/** One task at MINIMAL: its columns only. Parameter: the id. */
-export const GET_MINIMAL_SQL = 'SELECT id, state FROM tasks WHERE id = ?';
+/** The condition that keeps a query inside a caller's scope, on the tasks table (alias `t` or none). */
+export function scopeCondition(scope: TaskScope, table = ''): SqlStatement | undefined {
+  if (scope.all) return undefined;
+  return { sql: `${table ? `${table}.` : ''}owner = ?`, params: [scope.owner] };
+}
 
-/** One task at FULL, without its control fields. Parameter: the id. */
-export const GET_FULL_SQL = 'SELECT id, state, doc FROM tasks WHERE id = ?';
+/** `WHERE id = ?` and the scope's condition, with their parameters. */
+export function byIdInScope(id: string, scope: TaskScope): SqlStatement {
+  const inScope = scopeCondition(scope);
+  return inScope ? { sql: `WHERE id = ? AND ${inScope.sql}`, params: [id, ...inScope.params] } : { sql: 'WHERE id = ?', params: [id] };
+}
+
+/** One task at MINIMAL: its columns only. */
+export function getMinimalStatement(id: string, scope: TaskScope): SqlStatement {
+  const where = byIdInScope(id, scope);
+  return { sql: `SELECT id, state FROM tasks ${where.sql}`, params: where.params };
+}
+
+/** One task at FULL, without its control fields. */
+export function getFullStatement(id: string, scope: TaskScope): SqlStatement {
+  const where = byIdInScope(id, scope);
+  return { sql: `SELECT id, state, doc FROM tasks ${where.sql}`, params: where.params };
+}
+
+/** One task with its control fields. */
+export function getStoredStatement(id: string, scope: TaskScope): SqlStatement {
+  const where = byIdInScope(id, scope);
+  return { sql: `SELECT ${STORED_TASK_COLUMNS} FROM tasks ${where.sql}`, params: where.params };
+}
 
 /**
  * One task at BASIC: the document without what BASIC leaves out (inputs[].content, logs[].logs[].stdout and
  * stderr, logs[].system_logs), cut by SQLite's JSON functions, so the large parts never reach JavaScript.
- * Absent arrays stay absent. Parameter: the id.
+ * Absent arrays stay absent.
  */
-export const GET_BASIC_SQL = `WITH t AS (SELECT id, state, doc FROM tasks WHERE id = ?),
+export function getBasicStatement(id: string, scope: TaskScope): SqlStatement {
+  const where = byIdInScope(id, scope);
+  return { sql: GET_BASIC_SQL.replace('@where', where.sql), params: where.params };
+}
+
+const GET_BASIC_SQL = `WITH t AS (SELECT id, state, doc FROM tasks @where),
   without_content AS (SELECT id, state, CASE WHEN doc -> '$.inputs' IS NULL THEN doc ELSE json_set(doc, '$.inputs',
     (SELECT json_group_array(json_remove(i.value, '$.content') ORDER BY i.key) FROM json_each(t.doc, '$.inputs') i)) END AS doc FROM t)
   SELECT id, state, CASE WHEN doc -> '$.logs' IS NULL THEN doc ELSE json_set(doc, '$.logs',
@@ -87,9 +117,10 @@ export const RELEASE_LEASE_SQL = `UPDATE tasks SET lease_until = 0 WHERE id = @i
  * The SELECT for one page of `list`: rows newer than `afterSeq` matching every filter, newest first, one row more
  * than the page so the caller knows whether another page exists. Columns: seq, id, state, and doc for full pages.
  */
-export function listStatement(query: TaskListQuery, afterSeq: number | undefined): SqlStatement {
+export function listStatement(scope: TaskScope, query: TaskListQuery, afterSeq: number | undefined): SqlStatement {
   const where: string[] = [];
   const params: unknown[] = [];
+  const inScope = scopeCondition(scope, 't');
   const tags = distinctTags(query.tags);
   // With tag filters the order and the cursor are on the first tag's task_seq: its index yields rows already
   // newest first, so the planner may drive the query from it and stop after one page. t.seq equals it.
@@ -106,6 +137,12 @@ export function listStatement(query: TaskListQuery, afterSeq: number | undefined
     }
     params.push(tag.key, ...(tag.value ? [tag.value] : []));
   });
+  // The owner is part of the query (and its (owner, seq) index serves it): a page token from another scope only
+  // says where to go on, never what may be seen.
+  if (inScope) {
+    where.push(inScope.sql);
+    params.push(...inScope.params);
+  }
   if (afterSeq !== undefined) {
     where.push(`${seq} < ?`);
     params.push(afterSeq);

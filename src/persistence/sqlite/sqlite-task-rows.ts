@@ -17,6 +17,7 @@ export interface StoredRow extends ListRow {
   lease_until: number;
   lease_token: string | null;
   backend_ref: string | null;
+  owner: string;
 }
 
 /** The doc column of a stored task: TaskRecord fields only; the control fields have their own columns. */
@@ -32,7 +33,7 @@ export function toRecord(row: ListRow): TaskRecord {
 }
 
 export function toStoredTask(row: StoredRow): StoredTask {
-  const control: TaskControl = { attempt: row.attempt, update_seq: row.update_seq };
+  const control: TaskControl = { owner: row.owner, attempt: row.attempt, update_seq: row.update_seq };
   if (row.lease_holder !== null) control.lease = { holder: row.lease_holder, until: row.lease_until, token: row.lease_token ?? '' };
   if (row.backend_ref !== null) control.backend_ref = JSON.parse(row.backend_ref) as BackendRef;
   const task = toRecord(row) as StoredTask;

@@ -14,6 +14,7 @@ export interface NewTaskRow {
   state: TesState;
   name: string | null;
   creationTime: string;
+  owner: string;
   /** [key, value] pairs. */
   tags: Array<[string, string]>;
   doc: string;
@@ -33,8 +34,8 @@ export class SqliteTaskWrites {
   insert(task: NewTaskRow): void {
     let seq: number;
     try {
-      const inserted = this.statements.get('INSERT INTO tasks (id, state, name, creation_time, doc) VALUES (?, ?, ?, ?, ?)')
-        .run(task.id, task.state, task.name, task.creationTime, task.doc);
+      const inserted = this.statements.get('INSERT INTO tasks (id, state, name, creation_time, owner, doc) VALUES (?, ?, ?, ?, ?, ?)')
+        .run(task.id, task.state, task.name, task.creationTime, task.owner, task.doc);
       seq = Number(inserted.lastInsertRowid);
     } catch (err) {
       if (sqliteCode(err) === 'SQLITE_CONSTRAINT_UNIQUE') throw new DomainError(ErrorCode.Conflict, `task ${task.id} already exists`);

@@ -4,7 +4,7 @@ import { existsSync, mkdtempSync, readdirSync, rmSync, statSync } from 'node:fs'
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { ErrorCode } from '../../domain/domain-error';
-import { TaskRecord, TesState } from '../../domain/tes-task';
+import { TaskRecord, TaskView, TesState } from '../../domain/tes-task';
 import { MIGRATIONS, SCHEMA_VERSION } from './sqlite-schema';
 import { SqliteTaskRepository } from './sqlite-task.repository';
 
@@ -63,13 +63,13 @@ describe('SqliteTaskRepository (file and lifecycle)', () => {
 
   it('commits every write queued in the same turn as close, in order, then refuses work', async () => {
     const repo = new SqliteTaskRepository(file);
-    await repo.insert(task('expired'));
-    await repo.insert(task('waiting'));
+    await repo.insert(task('expired'), '');
+    await repo.insert(task('waiting'), '');
     const expired = (await repo.claimNext('replica-gone', 1))!;
     await sleep(20);
     // Queued in one turn and committed by close in the order given: the claim sees the patch before it, the
     // renewal the take-over before it.
-    const inserted = repo.insert(task('last-one'));
+    const inserted = repo.insert(task('last-one'), '');
     const patched = repo.patch('waiting', { from: [TesState.QUEUED], attempt: 0, ops: [{ op: 'add_system_log', line: 'before the claim' }] });
     const claimed = repo.claimNext('replica-a', 60_000);
     const taken = repo.takeOver('expired', expired.control.lease!.token, 'replica-b', 60_000);
@@ -85,9 +85,9 @@ describe('SqliteTaskRepository (file and lifecycle)', () => {
     await expect(released).resolves.toBe(false);
 
     const closed = { code: ErrorCode.Unavailable };
-    await expect(repo.insert(task('too-late'))).rejects.toMatchObject(closed);
-    await expect(repo.get('last-one')).rejects.toMatchObject(closed);
-    await expect(repo.list({ tags: [], pageSize: 1, fields: 'minimal' })).rejects.toMatchObject(closed);
+    await expect(repo.insert(task('too-late'), '')).rejects.toMatchObject(closed);
+    await expect(repo.getUnscoped('last-one')).rejects.toMatchObject(closed);
+    await expect(repo.list({ all: true }, { tags: [], pageSize: 1, fields: 'minimal' })).rejects.toMatchObject(closed);
     await expect(repo.findByState([TesState.QUEUED], 1)).rejects.toMatchObject(closed);
     await expect(repo.patch('last-one', { from: [TesState.QUEUED], attempt: 0, ops: [] })).rejects.toMatchObject(closed);
     await expect(repo.claimNext('replica-a', 1)).rejects.toMatchObject(closed);
@@ -101,12 +101,12 @@ describe('SqliteTaskRepository (file and lifecycle)', () => {
 
     const reopened = new SqliteTaskRepository(file);
     try {
-      expect(await reopened.get('last-one')).toEqual({ ...task('last-one'), control: { attempt: 0, update_seq: 0 } });
+      expect(await reopened.getUnscoped('last-one')).toEqual({ ...task('last-one'), control: { owner: '', attempt: 0, update_seq: 0 } });
       // The renewal after the take-over extended the new lease.
-      const renewedLease = (await reopened.get('expired'))?.control.lease;
+      const renewedLease = (await reopened.getUnscoped('expired'))?.control.lease;
       expect(renewedLease).toEqual({ ...takeOver!.control.lease, until: expect.any(Number) });
       expect(renewedLease!.until).toBeGreaterThanOrEqual(takeOver!.control.lease!.until);
-      expect((await reopened.get('waiting'))?.control.lease?.holder).toBe('replica-a');
+      expect((await reopened.getUnscoped('waiting'))?.control.lease?.holder).toBe('replica-a');
     } finally {
       await reopened.close();
     }
@@ -116,11 +116,11 @@ describe('SqliteTaskRepository (file and lifecycle)', () => {
     const a = new SqliteTaskRepository(file);
     const b = new SqliteTaskRepository(file);
     try {
-      await a.insert(task('shared'));
+      await a.insert(task('shared'), '');
       expect(await b.claimNext('replica-b', 60_000)).toMatchObject({ id: 'shared', state: TesState.INITIALIZING });
       expect(await a.claimNext('replica-a', 60_000)).toBeUndefined();
       expect(await a.heldBy('replica-b')).toEqual([{ id: 'shared', state: TesState.INITIALIZING, token: expect.any(String) }]);
-      await expect(b.insert(task('shared'))).rejects.toMatchObject({ code: ErrorCode.Conflict });
+      await expect(b.insert(task('shared'), '')).rejects.toMatchObject({ code: ErrorCode.Conflict });
     } finally {
       await a.close();
       await b.close();
@@ -130,7 +130,7 @@ describe('SqliteTaskRepository (file and lifecycle)', () => {
   it('keeps the control fields in columns, not in the document, and clears the lease columns at the end', async () => {
     const repo = new SqliteTaskRepository(file);
     try {
-      await repo.insert(task('t1'));
+      await repo.insert(task('t1'), '');
       const claim = (await repo.claimNext('replica-a', 60_000))!;
       const lease = claim.control.lease!;
       await repo.patch('t1', { from: [TesState.INITIALIZING], attempt: 1, seq: 4, lease_token: lease.token, ops: [{ op: 'set_backend_ref', ref: { container: 'c1' } }] });
@@ -148,7 +148,7 @@ describe('SqliteTaskRepository (file and lifecycle)', () => {
     }
   });
 
-  it('upgrades a file of schema step 1: started tasks become attempt 1 without a lease', async () => {
+  it('upgrades a file of schema step 1: started tasks become attempt 1 without a lease, owned by the anonymous caller', async () => {
     // The step-1 schema as released; a file written by that tesp holds tasks in these tables only.
     const old = new Database(file);
     old.exec(MIGRATIONS[0]);
@@ -163,11 +163,12 @@ describe('SqliteTaskRepository (file and lifecycle)', () => {
 
     const repo = new SqliteTaskRepository(file);
     try {
-      expect(await repo.get('running')).toEqual({ ...running, control: { attempt: 1, update_seq: 0 } });
-      expect((await repo.get('queued'))?.control).toEqual({ attempt: 0, update_seq: 0 });
-      expect((await repo.get('done'))?.control).toEqual({ attempt: 1, update_seq: 0 });
+      expect(await repo.getUnscoped('running')).toEqual({ ...running, control: { owner: '', attempt: 1, update_seq: 0 } });
+      expect((await repo.getUnscoped('queued'))?.control).toEqual({ owner: '', attempt: 0, update_seq: 0 });
+      expect((await repo.getUnscoped('done'))?.control).toEqual({ owner: '', attempt: 1, update_seq: 0 });
+      expect(await repo.getForView('done', TaskView.MINIMAL, { all: false, owner: 'alice' })).toBeUndefined();
       expect((await repo.findExpiredLeases(Date.now(), 10)).map((t) => t.id)).toEqual(['running']);
-      expect((await repo.list({ tags: [{ key: 'origin', value: 'step-1' }], pageSize: 5, fields: 'full' })).tasks).toEqual([running]);
+      expect((await repo.list({ all: true }, { tags: [{ key: 'origin', value: 'step-1' }], pageSize: 5, fields: 'full' })).tasks).toEqual([running]);
       expect((await repo.takeOver('running', undefined, 'replica-a', 60_000))?.control).toMatchObject({ attempt: 1, lease: { holder: 'replica-a' } });
       expect((await repo.claimNext('replica-a', 60_000))?.id).toBe('queued');
     } finally {
@@ -243,7 +244,7 @@ describe('SqliteTaskRepository (several processes on one file)', () => {
     const file = path.join(dir, 'tesp.sqlite');
     const ids = Array.from({ length: 200 }, (_, i) => `task-${String(i).padStart(3, '0')}`);
     const repo = new SqliteTaskRepository(file);
-    await Promise.all(ids.map((id) => repo.insert(task(id))));
+    await Promise.all(ids.map((id) => repo.insert(task(id), '')));
     await repo.close();
 
     const workers = await Promise.all(['p1', 'p2', 'p3', 'p4'].map((holder) => startWorker(file, holder)));

@@ -1,4 +1,5 @@
 import type Database from 'better-sqlite3';
+import type { TaskScope } from '../../domain/principal';
 import type { PatchResult, TaskPatch } from '../../domain/task-patch';
 import { StoredTask, TaskRecord, TaskView, TesState } from '../../domain/tes-task';
 import type { ClaimOptions, HeldTask, TaskListPage, TaskListQuery, TaskRepository, ViewedTask } from '../task-repository';
@@ -8,12 +9,13 @@ import {
   encodePageToken,
   EXPIRED_LEASES_SQL,
   findByStateStatement,
-  GET_BASIC_SQL,
-  GET_FULL_SQL,
-  GET_MINIMAL_SQL,
+  getBasicStatement,
+  getFullStatement,
+  getMinimalStatement,
+  getStoredStatement,
   HELD_BY_SQL,
   listStatement,
-  STORED_TASK_COLUMNS,
+  SqlStatement,
 } from './sqlite-task-queries';
 import { openTaskDatabase } from './sqlite-schema';
 import { ListRow, storeClosed, StoredRow, storedTaskJson, toDomainError, toRecord, toStoredTask } from './sqlite-task-rows';
@@ -44,7 +46,7 @@ export class SqliteTaskRepository implements TaskRepository {
     this.writer = SqliteWriter.acquire(file);
   }
 
-  insert(task: TaskRecord): Promise<void> {
+  insert(task: TaskRecord, owner: string): Promise<void> {
     // What is sent is taken now (the message leaves at the end of this event-loop turn), so later changes to
     // `task` do not leak in. The document is serialised once, here; control fields a caller's object may carry
     // are not stored (a new task has none).
@@ -53,25 +55,30 @@ export class SqliteTaskRepository implements TaskRepository {
       state: task.state,
       name: task.name ?? null,
       creationTime: task.creation_time,
+      owner,
       tags: task.tags ? Object.entries(task.tags) : [],
       doc: 'control' in task ? storedTaskJson(task as StoredTask) : JSON.stringify(task),
     });
   }
 
-  async get(id: string): Promise<StoredTask | undefined> {
-    const row = this.run(() => this.statements.get(`SELECT ${STORED_TASK_COLUMNS} FROM tasks WHERE id = ?`).get(id)) as StoredRow | undefined;
+  async get(id: string, scope: TaskScope): Promise<StoredTask | undefined> {
+    const row = this.one<StoredRow>(getStoredStatement(id, scope));
     return row ? toStoredTask(row) : undefined;
   }
 
-  async getForView(id: string, view: TaskView): Promise<ViewedTask | undefined> {
-    if (view === TaskView.MINIMAL) return this.run(() => this.statements.get(GET_MINIMAL_SQL).get(id)) as ViewedTask | undefined;
-    const row = this.run(() => this.statements.get(view === TaskView.BASIC ? GET_BASIC_SQL : GET_FULL_SQL).get(id)) as ListRow | undefined;
+  async getUnscoped(id: string): Promise<StoredTask | undefined> {
+    return this.get(id, { all: true });
+  }
+
+  async getForView(id: string, view: TaskView, scope: TaskScope): Promise<ViewedTask | undefined> {
+    if (view === TaskView.MINIMAL) return this.one<ViewedTask>(getMinimalStatement(id, scope));
+    const row = this.one<ListRow>(view === TaskView.BASIC ? getBasicStatement(id, scope) : getFullStatement(id, scope));
     return row ? toRecord(row) : undefined;
   }
 
-  async list(query: TaskListQuery): Promise<TaskListPage> {
+  async list(scope: TaskScope, query: TaskListQuery): Promise<TaskListPage> {
     const after = query.pageToken === undefined ? undefined : decodePageToken(query.pageToken);
-    const { sql, params } = listStatement(query, after);
+    const { sql, params } = listStatement(scope, query, after);
     const rows = this.run(() => this.statements.get(sql).all(...params)) as ListRow[];
     const more = rows.length > query.pageSize;
     const page = more ? rows.slice(0, query.pageSize) : rows;
@@ -141,6 +148,10 @@ export class SqliteTaskRepository implements TaskRepository {
     const settled = () => this.inFlight.delete(written);
     written.then(settled, settled);
     return written;
+  }
+
+  private one<T>(statement: SqlStatement): T | undefined {
+    return this.run(() => this.statements.get(statement.sql).get(...statement.params)) as T | undefined;
   }
 
   /** Runs a synchronous read, refusing after close and turning SQLite errors into domain errors. */
