@@ -17,13 +17,16 @@ export async function openTaskRepository(store: Settings['store'], dataDir: stri
   switch (store.kind) {
     case 'sqlite': {
       mkdirSync(dataDir, { recursive: true });
-      return new SqliteTaskRepository(path.join(dataDir, store.sqlite.file));
+      return new SqliteTaskRepository(path.join(dataDir, store.sqlite.file), store.full_page_bytes);
     }
     case 'mongodb': {
       const url = store.mongodb.url_file ? readFileSync(store.mongodb.url_file, 'utf8').trim() : store.mongodb.url;
       if (!url) throw new Error('store.kind is mongodb but neither store.mongodb.url nor store.mongodb.url_file is set');
       if (!/^mongodb(\+srv)?:\/\//.test(url)) throw new Error('store.mongodb.url must start with mongodb:// or mongodb+srv://');
-      const repo = new MongoTaskRepository({ url, serverSelectionTimeoutMs: store.mongodb.server_selection_timeout_ms }, logger);
+      const repo = new MongoTaskRepository(
+        { url, serverSelectionTimeoutMs: store.mongodb.server_selection_timeout_ms, fullPageBytes: store.full_page_bytes },
+        logger,
+      );
       await repo.connect();
       return repo;
     }

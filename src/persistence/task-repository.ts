@@ -36,10 +36,19 @@ export interface TaskListQuery {
 export type ViewedTask = Pick<TaskRecord, 'id' | 'state'> & Partial<TaskRecord>;
 
 export interface TaskListPage {
-  /** Newest first. With fields 'minimal' only id and state are set. */
+  /**
+   * Newest first. With fields 'minimal' only id and state are set. A full page also ends early, with a next page
+   * token, where the next task would take it past the store's byte budget for a page (at least one task per page).
+   */
   tasks: ViewedTask[];
   nextPageToken?: string;
 }
+
+/** The default byte budget of a full list page (store.full_page_bytes): tasks as stored, JSON. */
+export const DEFAULT_FULL_PAGE_BYTES = 16 * 1024 * 1024;
+
+/** A task without its request, as the scheduler's bookkeeping reads it. */
+export type TaskProgressView = Pick<StoredTask, 'id' | 'state' | 'logs' | 'control'>;
 
 export interface ClaimOptions {
   /** Ids of QUEUED tasks not to claim now (they wait for something this replica knows is not there yet). */
@@ -76,8 +85,8 @@ export interface TaskRepository {
   /** One page of the caller's scope, newest first; a page token pages on within the scope it is used in. */
   list(scope: TaskScope, query: TaskListQuery): Promise<TaskListPage>;
 
-  /** Tasks in the given states, oldest first. */
-  findByState(states: readonly TesState[], limit: number): Promise<StoredTask[]>;
+  /** Tasks in the given states, oldest first, without their requests (no executors, inputs or contents). */
+  findByState(states: readonly TesState[], limit: number): Promise<TaskProgressView[]>;
 
   /** Applies a patch atomically if its guards hold (see task-patch.ts); otherwise changes nothing and says why. */
   patch(id: string, patch: TaskPatch): Promise<PatchResult>;

@@ -30,6 +30,11 @@ export function makeTask(overrides: Partial<TaskRecord> = {}): TaskRecord {
   };
 }
 
+/** What a patch that applied answers: the task's id, state and control fields after it, not the whole task. */
+function appliedTo(task: StoredTask) {
+  return { applied: true, task: { id: task.id, state: task.state, control: task.control } };
+}
+
 /** The scope of an admin (and of every caller while authentication is off): every task. */
 const EVERY_TASK: TaskScope = { all: true };
 
@@ -60,7 +65,13 @@ export interface StoreLimits {
   uniqueIndex?: string;
 }
 
-export function describeTaskRepositoryContract(name: string, open: () => Promise<RepositoryHarness>, limits: StoreLimits = {}): void {
+/** How a case wants the store built. */
+export interface StoreOptions {
+  /** The byte budget of a full list page (store.full_page_bytes). */
+  fullPageBytes?: number;
+}
+
+export function describeTaskRepositoryContract(name: string, open: (options?: StoreOptions) => Promise<RepositoryHarness>, limits: StoreLimits = {}): void {
   /** A case that needs a unique index: skipped, with the reason in its name, where the store has none. */
   const itWithUniqueIndex = (title: string, body: () => Promise<void>) =>
     limits.uniqueIndex ? it.skip(`${title} (skipped: ${limits.uniqueIndex})`, body) : it(title, body);
@@ -325,6 +336,49 @@ export function describeTaskRepositoryContract(name: string, open: () => Promise
       });
     });
 
+    describe('full pages within a byte budget', () => {
+      let small: RepositoryHarness;
+
+      beforeEach(async () => {
+        small = await open({ fullPageBytes: 100_000 });
+      });
+
+      afterEach(async () => {
+        await small.cleanup();
+      });
+
+      it('ends a full page early at the budget, with a token, and pages on to every task', async () => {
+        const big = (i: number) => makeTask({ inputs: [{ path: `/in/${i}`, content: String(i).repeat(40_000), type: 'FILE' }] });
+        const tasks = Array.from({ length: 5 }, (_, i) => big(i));
+        for (const task of tasks) await small.repo.insert(task, 'alice');
+        const sizes: number[] = [];
+        const seen: TaskRecord[] = [];
+        let token: string | undefined;
+        do {
+          const page = await small.repo.list(EVERY_TASK, { tags: [], pageSize: 10, pageToken: token, fields: 'full' });
+          sizes.push(page.tasks.length);
+          seen.push(...(page.tasks as TaskRecord[]));
+          token = page.nextPageToken;
+        } while (token);
+        expect(sizes).toEqual([2, 2, 1]);
+        expect(seen).toEqual([...tasks].reverse());
+        // Minimal pages are bounded by count only.
+        expect((await small.repo.list({ all: false, owner: 'alice' }, { tags: [], pageSize: 10, fields: 'minimal' })).tasks).toHaveLength(5);
+      });
+
+      it('still gives one task per page when a single task is over the budget', async () => {
+        const huge = makeTask({ inputs: [{ path: '/in', content: 'x'.repeat(150_000), type: 'FILE' }] });
+        const next = makeTask();
+        await small.repo.insert(next, '');
+        await small.repo.insert(huge, '');
+        const first = await small.repo.list(EVERY_TASK, { tags: [], pageSize: 10, fields: 'full' });
+        expect(first.tasks).toEqual([huge]);
+        const second = await small.repo.list(EVERY_TASK, { tags: [], pageSize: 10, pageToken: first.nextPageToken, fields: 'full' });
+        expect(second.tasks).toEqual([next]);
+        expect(second.nextPageToken).toBeUndefined();
+      });
+    });
+
     it('filters by name prefix literally and case-sensitively', async () => {
       const names = ['f9327c19-a', 'ComplianceTest-f9327c19', 'F9327C19-upper', 'f9327c19', '100%_done', '100xxdone'];
       await insertAll(names.map((name) => makeTask({ name })));
@@ -424,7 +478,7 @@ export function describeTaskRepositoryContract(name: string, open: () => Promise
         const cancel: TaskPatch = { from: [TesState.QUEUED], to: TesState.CANCELED, attempt: 0, ops: [{ op: 'add_system_log', line: 'canceled by the user' }] };
         const result = await repo.patch(task.id, cancel);
         const expected: StoredTask = { ...fresh(task), state: TesState.CANCELED, logs: [log(['canceled by the user'])] };
-        expect(result).toEqual({ applied: true, task: expected });
+        expect(result).toEqual(appliedTo(expected));
         expect(await repo.getUnscoped(task.id)).toEqual(expected);
         expect(await repo.patch(task.id, cancel)).toEqual({ applied: false, reason: 'state' });
         expect(await repo.patch('no-such-task', cancel)).toEqual({ applied: false, reason: 'missing' });
@@ -486,7 +540,8 @@ export function describeTaskRepositoryContract(name: string, open: () => Promise
         expect(await repo.patch(task.id, { ...running, lease_token: 'someone-else' })).toEqual({ applied: false, reason: 'fenced' });
         expect(await repo.getUnscoped(task.id)).toEqual(task);
         const result = await repo.patch(task.id, running);
-        expect(result).toEqual({ applied: true, task: { ...task, state: TesState.RUNNING } });
+        expect(result).toEqual(appliedTo({ ...task, state: TesState.RUNNING }));
+        expect(await repo.getUnscoped(task.id)).toEqual({ ...task, state: TesState.RUNNING });
       });
 
       it('changes nothing when an update is replayed or arrives out of order, across instances', async () => {
@@ -539,7 +594,7 @@ export function describeTaskRepositoryContract(name: string, open: () => Promise
           logs: [{ ...task.logs[0], logs: [{}, { start_time: 's1', exit_code: 0, stdout: 'out' }], metadata: { a: '1', b: '2' }, end_time: 'e' }],
           control: { ...task.control, backend_ref: { container: 'c1', port: 5, detached: true } },
         };
-        expect(result).toEqual({ applied: true, task: expected });
+        expect(result).toEqual(appliedTo(expected));
         expect(await repo.getUnscoped(task.id)).toEqual(expected);
       });
 
@@ -565,7 +620,8 @@ export function describeTaskRepositoryContract(name: string, open: () => Promise
         expect(second?.logs).toEqual([{ ...task.logs[0], system_logs: ['the run was lost'] }, log(['attempt 2'])]);
         expect(await repo.patch(task.id, byHolder(task, { seq: 6 }))).toEqual({ applied: false, reason: 'attempt' });
         const first = await repo.patch(task.id, byHolder(second!, { seq: 1, ops: [{ op: 'add_system_log', line: 'second run' }] }));
-        expect(first).toMatchObject({ applied: true, task: { control: { attempt: 2, update_seq: 1 }, logs: [{}, { system_logs: ['attempt 2', 'second run'] }] } });
+        expect(first).toMatchObject({ applied: true, task: { control: { attempt: 2, update_seq: 1 } } });
+        expect(await repo.getUnscoped(task.id)).toMatchObject({ logs: [{}, { system_logs: ['attempt 2', 'second run'] }] });
       });
 
       it('ends the lease with a terminal state', async () => {
@@ -603,7 +659,7 @@ export function describeTaskRepositoryContract(name: string, open: () => Promise
       claim!.control.lease!.token = 'changed by the caller';
       const result = await repo.patch(task.id, byHolder(stored!, { ops: [{ op: 'add_system_log', line: 'patched' }] }));
       const patched = await repo.getUnscoped(task.id);
-      if (result.applied) result.task.logs[0].system_logs.push('changed by the caller');
+      if (result.applied) result.task.control.update_seq = 99;
       (await repo.findByState([TesState.INITIALIZING], 1))[0].control.attempt = 9;
       expect(stored).toMatchObject({ tags: { a: 'b' }, logs: [{ system_logs: ['created'] }] });
       expect(await repo.getUnscoped(task.id)).toEqual(patched);
@@ -627,14 +683,15 @@ export function describeTaskRepositoryContract(name: string, open: () => Promise
       expect(await repo.getUnscoped(other.id)).toEqual(fresh(other));
     });
 
-    it('finds tasks by state, oldest first, up to a limit', async () => {
+    it('finds tasks by state, oldest first, up to a limit, without their requests', async () => {
       const queued = [makeTask(), makeTask(), makeTask()];
       await insertAll([queued[0], makeTask({ state: TesState.RUNNING }), queued[1], queued[2]]);
       expect((await repo.findByState([TesState.QUEUED], 2)).map((t) => t.id)).toEqual([queued[0].id, queued[1].id]);
       expect(await repo.findByState([], 5)).toEqual([]);
       const active = await repo.findByState([TesState.RUNNING, TesState.QUEUED], 10);
       expect(active.map((t) => t.state)).toEqual([TesState.QUEUED, TesState.RUNNING, TesState.QUEUED, TesState.QUEUED]);
-      expect(active[0]).toEqual(fresh(queued[0]));
+      const { id, state, logs, control } = fresh(queued[0]);
+      expect(active[0]).toEqual({ id, state, logs, control });
     });
 
     describe('leases', () => {
@@ -833,9 +890,11 @@ export function describeTaskRepositoryContract(name: string, open: () => Promise
       await insertAll([task, second]);
       const claim = (await repo.claimNext('replica-a', LONG_LEASE_MS))!;
       const patched = await repo.patch(task.id, byHolder(claim, { seq: 2, ops: [{ op: 'set_backend_ref', ref: { container: 'c1' } }] }));
+      const before = await repo.getUnscoped(task.id);
       const token = (await repo.list(EVERY_TASK, { tags: [], pageSize: 1, fields: 'minimal' })).nextPageToken;
       repo = await harness.reopen();
-      expect(patched.applied && (await repo.getUnscoped(task.id))).toEqual(patched.applied && patched.task);
+      expect(patched.applied).toBe(true);
+      expect(await repo.getUnscoped(task.id)).toEqual(before);
       expect((await repo.getUnscoped(task.id))?.control).toEqual({ owner: '', attempt: 1, update_seq: 2, lease: claim.control.lease, backend_ref: { container: 'c1' } });
       expect(await repo.heldBy('replica-a')).toEqual([{ id: task.id, state: TesState.INITIALIZING, token: claim.control.lease!.token }]);
       expect((await repo.list(EVERY_TASK, { tags: [{ key: 'durable', value: 'yes' }], pageSize: 5, fields: 'minimal' })).tasks).toHaveLength(1);

@@ -33,6 +33,8 @@ export interface TaskDocument {
   tag_keys: string[];
   tag_pairs: string[];
   record: string;
+  /** The record's size (UTF-8 bytes), for cutting FULL pages before any record is read; absent on older documents. */
+  record_bytes?: number;
   logs: StoredLog[];
   control: { attempt: number; update_seq: number; lease?: { holder: string; until: number; token: string } | null; backend_ref?: BackendRef | null };
 }
@@ -86,6 +88,7 @@ function decodeLog(stored: StoredLog | null): TesTaskLog {
 export function toDocument(task: TaskRecord, owner: string): TaskDocument {
   const { logs, ...rest } = task;
   const tags = Object.entries(task.tags ?? {});
+  const record = JSON.stringify(rest);
   return {
     task_id: task.id,
     state: task.state,
@@ -93,7 +96,8 @@ export function toDocument(task: TaskRecord, owner: string): TaskDocument {
     name: task.name ?? null,
     tag_keys: tags.map(([k]) => k),
     tag_pairs: tags.map(([k, v]) => tagPair(k, v)),
-    record: JSON.stringify(rest),
+    record,
+    record_bytes: Buffer.byteLength(record),
     logs: (logs ?? []).map(encodeLog),
     control: { attempt: 0, update_seq: 0 },
   };
@@ -104,11 +108,23 @@ export function toRecord(doc: Pick<TaskDocument, 'record' | 'state' | 'logs'>): 
   return { ...record, state: doc.state, logs: (doc.logs ?? []).map(decodeLog) };
 }
 
-export function toStoredTask(doc: TaskDocument): StoredTask {
+export function toControl(doc: Pick<TaskDocument, 'owner' | 'control'>): StoredTask['control'] {
   const control: StoredTask['control'] = { owner: doc.owner ?? '', attempt: doc.control.attempt, update_seq: doc.control.update_seq };
   if (doc.control.lease) control.lease = { ...doc.control.lease };
   if (doc.control.backend_ref) control.backend_ref = { ...doc.control.backend_ref };
-  return { ...toRecord(doc), control };
+  return control;
+}
+
+export function toStoredTask(doc: TaskDocument): StoredTask {
+  return { ...toRecord(doc), control: toControl(doc) };
+}
+
+/** What reads that need no request project: a patch's answer and refusal check, the scheduler's bookkeeping. */
+export const PROGRESS_PROJECTION = { _id: 0, task_id: 1, state: 1, owner: 1, control: 1 } as const;
+
+/** A task's logs as stored, decoded. */
+export function toLogs(doc: Pick<TaskDocument, 'logs'>): TesTaskLog[] {
+  return (doc.logs ?? []).map(decodeLog);
 }
 
 /** A regular expression that matches exactly the strings starting with `prefix` (every character literal). */

@@ -5,6 +5,7 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { ErrorCode } from '../../domain/domain-error';
 import { TaskRecord, TaskView, TesState } from '../../domain/tes-task';
+import { patchForUpdate } from '../../domain/task-patch';
 import { MIGRATIONS, SCHEMA_VERSION } from './sqlite-schema';
 import { SqliteTaskRepository } from './sqlite-task.repository';
 
@@ -127,23 +128,79 @@ describe('SqliteTaskRepository (file and lifecycle)', () => {
     }
   });
 
-  it('keeps the control fields in columns, not in the document, and clears the lease columns at the end', async () => {
+  it('keeps the control fields in columns, the request in its own table and each executor log in its own row', async () => {
     const repo = new SqliteTaskRepository(file);
     try {
-      await repo.insert(task('t1'), '');
+      await repo.insert({ ...task('t1'), inputs: [{ path: '/in', content: 'inline', type: 'FILE' }] }, 'alice');
       const claim = (await repo.claimNext('replica-a', 60_000))!;
       const lease = claim.control.lease!;
-      await repo.patch('t1', { from: [TesState.INITIALIZING], attempt: 1, seq: 4, lease_token: lease.token, ops: [{ op: 'set_backend_ref', ref: { container: 'c1' } }] });
+      await repo.patch('t1', {
+        from: [TesState.INITIALIZING],
+        attempt: 1,
+        seq: 4,
+        lease_token: lease.token,
+        ops: [
+          { op: 'set_backend_ref', ref: { container: 'c1' } },
+          { op: 'set_executor_log', index: 0, fields: { start_time: 's0', stdout: 'hi' } },
+        ],
+      });
       let row = rawRow('t1');
-      expect(JSON.parse(row.doc as string)).not.toHaveProperty('control');
-      expect(row).toMatchObject({ state: 'INITIALIZING', attempt: 1, update_seq: 4, lease_holder: 'replica-a', lease_until: lease.until, lease_token: lease.token });
+      expect(row).toMatchObject({ state: 'INITIALIZING', owner: 'alice', attempt: 1, update_seq: 4, lease_holder: 'replica-a', lease_until: lease.until, lease_token: lease.token });
       expect(JSON.parse(row.backend_ref as string)).toEqual({ container: 'c1' });
+      // The progress row holds neither the request nor executor logs.
+      expect(row.logs).not.toMatch(/inline|alpine|s0/);
+      const db = new Database(file, { readonly: true });
+      try {
+        expect(JSON.parse((db.prepare('SELECT request FROM task_requests').get() as { request: string }).request)).toMatchObject({ inputs: [{ content: 'inline' }] });
+        expect(db.prepare('SELECT log_index, executor_index, log FROM task_executor_logs').all()).toEqual([{ log_index: 0, executor_index: 0, log: '{"start_time":"s0","stdout":"hi"}' }]);
+      } finally {
+        db.close();
+      }
       await repo.patch('t1', { from: [TesState.INITIALIZING], to: TesState.COMPLETE, attempt: 1, lease_token: lease.token, ops: [] });
       row = rawRow('t1');
       expect(row).toMatchObject({ state: 'COMPLETE', lease_holder: null, lease_until: 0, lease_token: null });
-      expect(JSON.parse(row.doc as string)).toMatchObject({ id: 't1', state: 'COMPLETE' });
-      expect(JSON.parse(row.doc as string)).not.toHaveProperty('control');
     } finally {
+      await repo.close();
+    }
+  });
+
+  it('writes the same few pages for an executor\'s update whether the task has 20 executors or 800', async () => {
+    // Pages an update writes are the WAL frames its commit appends. A reader holding an old snapshot keeps the WAL
+    // from being restarted by a checkpoint, so the WAL file grows by exactly what each commit writes.
+    const repo = new SqliteTaskRepository(file);
+    const reader = new Database(file, { readonly: true });
+    try {
+      reader.prepare('BEGIN').run();
+      reader.prepare('SELECT count(*) FROM tasks').get();
+      const walBytes = () => statSync(`${file}-wal`).size;
+      const bytesPerUpdate = async (id: string, executors: number): Promise<number> => {
+        await repo.insert({ ...task(id), executors: Array.from({ length: executors }, (_, i) => ({ image: 'alpine', command: ['echo', String(i)], env: { STEP: String(i) } })) }, '');
+        const claim = (await repo.claimNext('replica-a', 60_000))!;
+        const run = { attempt: 1, seq: 0, leaseToken: claim.control.lease!.token };
+        const before = walBytes();
+        let updates = 0;
+        for (let index = 0; index < executors; index++) {
+          for (const update of [
+            { kind: 'executor-started' as const, index, startTime: 't' },
+            { kind: 'executor-output' as const, index, stdout: `out ${index}\n`, stderr: '' },
+            { kind: 'executor-finished' as const, index, endTime: 'e', exitCode: 0, stdout: `out ${index}\n`, stderr: '' },
+          ]) {
+            run.seq += 1;
+            updates += 1;
+            expect(await repo.patch(id, patchForUpdate(update, run, 'now'))).toMatchObject({ applied: true });
+          }
+        }
+        const stored = await repo.getUnscoped(id);
+        expect(stored?.logs[0].logs).toHaveLength(executors);
+        expect(stored?.logs[0].logs[executors - 1]).toEqual({ start_time: 't', end_time: 'e', exit_code: 0, stdout: `out ${executors - 1}\n`, stderr: '' });
+        return (walBytes() - before) / updates;
+      };
+      const few = await bytesPerUpdate('few', 20);
+      const many = await bytesPerUpdate('many', 800);
+      // Rewriting the task at every update would write about 40 times as much per update for 800 executors.
+      expect(many / few).toBeLessThan(1.5);
+    } finally {
+      reader.close();
       await repo.close();
     }
   });

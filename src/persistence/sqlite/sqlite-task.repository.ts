@@ -2,11 +2,23 @@ import type Database from 'better-sqlite3';
 import type { TaskScope } from '../../domain/principal';
 import type { PatchResult, TaskPatch } from '../../domain/task-patch';
 import { StoredTask, TaskRecord, TaskView, TesState } from '../../domain/tes-task';
-import type { ClaimOptions, HeldTask, TaskListPage, TaskListQuery, TaskRepository, ViewedTask } from '../task-repository';
+import {
+  ClaimOptions,
+  DEFAULT_FULL_PAGE_BYTES,
+  HeldTask,
+  TaskListPage,
+  TaskListQuery,
+  TaskProgressView,
+  TaskRepository,
+  ViewedTask,
+} from '../task-repository';
 import {
   COUNT_HELD_SQL,
   decodePageToken,
   encodePageToken,
+  EXECUTOR_LOGS_BASIC_SQL,
+  EXECUTOR_LOGS_OF_SQL,
+  EXECUTOR_LOGS_SQL,
   EXPIRED_LEASES_SQL,
   findByStateStatement,
   getBasicStatement,
@@ -15,13 +27,38 @@ import {
   getStoredStatement,
   HELD_BY_SQL,
   listStatement,
+  REQUESTS_OF_SQL,
   SqlStatement,
 } from './sqlite-task-queries';
 import { openTaskDatabase } from './sqlite-schema';
-import { ListRow, storeClosed, StoredRow, storedTaskJson, toDomainError, toRecord, toStoredTask } from './sqlite-task-rows';
+import {
+  assembleLogs,
+  ExecutorLogRow,
+  executorLogRows,
+  ListRow,
+  logsJson,
+  ProgressRow,
+  requestJson,
+  storeClosed,
+  StoredRow,
+  toControl,
+  toDomainError,
+  toRecord,
+  toStoredTask,
+} from './sqlite-task-rows';
 import type { WriteArgs, WriteName, WriteResult } from './sqlite-task-writes';
 import { StatementCache } from './sqlite-statement-cache';
 import { SqliteWriter } from './sqlite-writer';
+
+/** How many of the rows (sizes in `bytes`) fit a page of `budget` bytes: at least one, so paging always moves on. */
+function withinBudget(rows: ReadonlyArray<{ bytes: number }>, budget: number): number {
+  let total = 0;
+  for (let i = 0; i < rows.length; i++) {
+    total += rows[i].bytes;
+    if (total > budget && i > 0) return i;
+  }
+  return rows.length;
+}
 
 /**
  * The embedded task store: one SQLite file in WAL mode, fsynced on every commit. Several processes may share the
@@ -39,7 +76,11 @@ export class SqliteTaskRepository implements TaskRepository {
   private readonly inFlight = new Set<Promise<unknown>>();
   private closed = false;
 
-  constructor(file: string) {
+  /** `fullPageBytes`: the byte budget of a full list page (store.full_page_bytes). */
+  constructor(
+    file: string,
+    private readonly fullPageBytes = DEFAULT_FULL_PAGE_BYTES,
+  ) {
     // Opened (created, migrated) here first and synchronously, so reads work at once and errors throw here.
     this.db = openTaskDatabase(file);
     this.statements = new StatementCache(this.db);
@@ -57,13 +98,15 @@ export class SqliteTaskRepository implements TaskRepository {
       creationTime: task.creation_time,
       owner,
       tags: task.tags ? Object.entries(task.tags) : [],
-      doc: 'control' in task ? storedTaskJson(task as StoredTask) : JSON.stringify(task),
+      request: requestJson(task),
+      logs: logsJson(task.logs ?? []),
+      executorLogs: executorLogRows(0, task.logs ?? []).map((row) => [row.log_index, row.executor_index, row.log]),
     });
   }
 
   async get(id: string, scope: TaskScope): Promise<StoredTask | undefined> {
     const row = this.one<StoredRow>(getStoredStatement(id, scope));
-    return row ? toStoredTask(row) : undefined;
+    return row ? toStoredTask(row, this.executorLogs(EXECUTOR_LOGS_SQL, row.seq)) : undefined;
   }
 
   async getUnscoped(id: string): Promise<StoredTask | undefined> {
@@ -72,28 +115,31 @@ export class SqliteTaskRepository implements TaskRepository {
 
   async getForView(id: string, view: TaskView, scope: TaskScope): Promise<ViewedTask | undefined> {
     if (view === TaskView.MINIMAL) return this.one<ViewedTask>(getMinimalStatement(id, scope));
-    const row = this.one<ListRow>(view === TaskView.BASIC ? getBasicStatement(id, scope) : getFullStatement(id, scope));
-    return row ? toRecord(row) : undefined;
+    const basic = view === TaskView.BASIC;
+    const row = this.one<ListRow & { request: string }>(basic ? getBasicStatement(id, scope) : getFullStatement(id, scope));
+    return row ? toRecord(row, row.request, this.executorLogs(basic ? EXECUTOR_LOGS_BASIC_SQL : EXECUTOR_LOGS_SQL, row.seq)) : undefined;
   }
 
   async list(scope: TaskScope, query: TaskListQuery): Promise<TaskListPage> {
     const after = query.pageToken === undefined ? undefined : decodePageToken(query.pageToken);
     const { sql, params } = listStatement(scope, query, after);
-    const rows = this.run(() => this.statements.get(sql).all(...params)) as ListRow[];
-    const more = rows.length > query.pageSize;
-    const page = more ? rows.slice(0, query.pageSize) : rows;
+    const rows = this.run(() => this.statements.get(sql).all(...params)) as Array<ListRow & { bytes: number }>;
+    const fitting = query.fields === 'full' ? withinBudget(rows.slice(0, query.pageSize), this.fullPageBytes) : Math.min(rows.length, query.pageSize);
+    const more = rows.length > fitting;
+    const page = rows.slice(0, fitting);
     return {
       // Lists feed the views: the control fields stay out.
-      tasks: page.map((row) => (query.fields === 'minimal' ? { id: row.id, state: row.state } : toRecord(row))),
+      tasks: query.fields === 'minimal' ? page.map((row) => ({ id: row.id, state: row.state })) : this.records(page),
       ...(more ? { nextPageToken: encodePageToken(page[page.length - 1].seq) } : {}),
     };
   }
 
-  async findByState(states: readonly TesState[], limit: number): Promise<StoredTask[]> {
+  async findByState(states: readonly TesState[], limit: number): Promise<TaskProgressView[]> {
     if (states.length === 0 || limit < 1) return [];
     const { sql, params } = findByStateStatement(states, limit);
-    const rows = this.run(() => this.statements.get(sql).all(...params)) as StoredRow[];
-    return rows.map(toStoredTask);
+    const rows = this.run(() => this.statements.get(sql).all(...params)) as ProgressRow[];
+    const executorLogs = this.executorLogsOf(rows.map((row) => row.seq));
+    return rows.map((row) => ({ id: row.id, state: row.state, logs: assembleLogs(row.logs, executorLogs.get(row.seq) ?? []), control: toControl(row) }));
   }
 
   patch(id: string, patch: TaskPatch): Promise<PatchResult> {
@@ -119,7 +165,8 @@ export class SqliteTaskRepository implements TaskRepository {
   async findExpiredLeases(now: number, limit: number): Promise<StoredTask[]> {
     if (limit < 1) return [];
     const rows = this.run(() => this.statements.get(EXPIRED_LEASES_SQL).all({ now, limit })) as StoredRow[];
-    return rows.map(toStoredTask);
+    const executorLogs = this.executorLogsOf(rows.map((row) => row.seq));
+    return rows.map((row) => toStoredTask(row, executorLogs.get(row.seq) ?? []));
   }
 
   takeOver(id: string, expectedToken: string | undefined, holder: string, leaseMs: number): Promise<StoredTask | undefined> {
@@ -148,6 +195,32 @@ export class SqliteTaskRepository implements TaskRepository {
     const settled = () => this.inFlight.delete(written);
     written.then(settled, settled);
     return written;
+  }
+
+  /** The records of a full page's rows: their requests and executor logs read for these rows only. */
+  private records(rows: ReadonlyArray<ListRow>): TaskRecord[] {
+    const seqs = JSON.stringify(rows.map((row) => row.seq));
+    const requests = new Map(
+      (this.run(() => this.statements.get(REQUESTS_OF_SQL).all(seqs)) as Array<{ task_seq: number; request: string }>).map((r) => [r.task_seq, r.request]),
+    );
+    const executorLogs = this.executorLogsOf(rows.map((row) => row.seq));
+    return rows.map((row) => toRecord(row, requests.get(row.seq) ?? '{}', executorLogs.get(row.seq) ?? []));
+  }
+
+  private executorLogs(sql: string, seq: number): ExecutorLogRow[] {
+    return this.run(() => this.statements.get(sql).all(seq)) as ExecutorLogRow[];
+  }
+
+  /** The executor logs of several tasks, by task seq, each in order. */
+  private executorLogsOf(seqs: readonly number[]): Map<number, ExecutorLogRow[]> {
+    const bySeq = new Map<number, ExecutorLogRow[]>();
+    if (seqs.length === 0) return bySeq;
+    for (const row of this.run(() => this.statements.get(EXECUTOR_LOGS_OF_SQL).all(JSON.stringify(seqs))) as ExecutorLogRow[]) {
+      const list = bySeq.get(row.task_seq) ?? [];
+      if (list.length === 0) bySeq.set(row.task_seq, list);
+      list.push(row);
+    }
+    return bySeq;
   }
 
   private one<T>(statement: SqlStatement): T | undefined {
