@@ -28,8 +28,11 @@ export interface TaskListQuery {
   pageSize: number;
   /** Opaque token from a previous page; the repository rejects a token it did not issue (INVALID_ARGUMENT). */
   pageToken?: string;
-  /** 'minimal' reads only id and state; 'full' reads whole records. */
-  fields: 'minimal' | 'full';
+  /**
+   * 'minimal' reads only id and state; 'full' reads whole records; 'basic' may leave out what BASIC does not show
+   * (inputs' content, executors' stdout and stderr, system_logs).
+   */
+  fields: 'minimal' | 'basic' | 'full';
 }
 
 /** A task as a view reads it: id and state always, the rest as the view needs; never the control fields. */

@@ -35,6 +35,8 @@ export interface TaskDocument {
   record: string;
   /** The record's size (UTF-8 bytes), for cutting FULL pages before any record is read; absent on older documents. */
   record_bytes?: number;
+  /** Of that, the inputs' contents (what a BASIC page leaves out). */
+  content_bytes?: number;
   logs: StoredLog[];
   control: { attempt: number; update_seq: number; lease?: { holder: string; until: number; token: string } | null; backend_ref?: BackendRef | null };
 }
@@ -98,6 +100,7 @@ export function toDocument(task: TaskRecord, owner: string): TaskDocument {
     tag_pairs: tags.map(([k, v]) => tagPair(k, v)),
     record,
     record_bytes: Buffer.byteLength(record),
+    content_bytes: (task.inputs ?? []).reduce((sum, input) => sum + (input.content ? Buffer.byteLength(input.content) : 0), 0),
     logs: (logs ?? []).map(encodeLog),
     control: { attempt: 0, update_seq: 0 },
   };

@@ -143,17 +143,18 @@ export class MongoTaskRepository implements TaskRepository {
   async list(scope: TaskScope, query: TaskListQuery): Promise<TaskListPage> {
     const after = query.pageToken === undefined ? undefined : new mongoose.Types.ObjectId(decodePageToken(query.pageToken));
     // Full pages read logs and record sizes first and the records of the tasks that fit the byte budget after.
-    const projection = query.fields === 'minimal' ? { _id: 1, task_id: 1, state: 1 } : { _id: 1, task_id: 1, state: 1, logs: 1, record_bytes: 1 };
+    const projection = query.fields === 'minimal' ? { _id: 1, task_id: 1, state: 1 } : { _id: 1, task_id: 1, state: 1, logs: 1, record_bytes: 1, content_bytes: 1 };
     const docs = await this.op(() =>
       this.collection.find(listFilter(scope, query, after), { projection }).sort({ _id: -1 }).limit(query.pageSize + 1).toArray(),
     );
     const candidates = docs.slice(0, query.pageSize);
     let fitting = candidates.length;
-    if (query.fields === 'full') {
+    if (query.fields !== 'minimal') {
       let total = 0;
       for (let i = 0; i < candidates.length; i++) {
-        // Documents stored before record_bytes was kept count their logs only.
-        total += (candidates[i].record_bytes ?? 0) + JSON.stringify(candidates[i].logs ?? []).length;
+        // Documents stored before record_bytes was kept count their logs only; BASIC pages leave contents out.
+        const { record_bytes = 0, content_bytes = 0, logs } = candidates[i];
+        total += record_bytes - (query.fields === 'basic' ? content_bytes : 0) + JSON.stringify(logs ?? []).length;
         if (total > this.fullPageBytes && i > 0) {
           fitting = i;
           break;

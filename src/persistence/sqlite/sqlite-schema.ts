@@ -51,7 +51,8 @@ export const MIGRATIONS: readonly string[] = [
   // moves to task_requests and is never read or rewritten by a patch, a claim's bookkeeping or a list's size check;
   // tasks.logs keeps the attempts' logs without executor logs (times, outputs, system logs, metadata), and every
   // executor log is a row of its own, so an executor's update writes that row and not all the others.
-  // tasks.request_bytes is the request's size, for bounding FULL pages without reading the requests.
+  // tasks.request_bytes is the request's size and content_bytes that of its inputs' contents, for bounding FULL
+  // and BASIC pages without reading the requests.
   `
   CREATE TABLE task_requests (
     task_seq INTEGER PRIMARY KEY,
@@ -69,9 +70,11 @@ export const MIGRATIONS: readonly string[] = [
     SELECT t.seq, l.key, e.key, coalesce(e.value, '{}') FROM tasks t, json_each(t.doc, '$.logs') l, json_each(l.value, '$.logs') e;
   ALTER TABLE tasks ADD COLUMN logs TEXT NOT NULL DEFAULT '[]';
   ALTER TABLE tasks ADD COLUMN request_bytes INTEGER NOT NULL DEFAULT 0;
+  ALTER TABLE tasks ADD COLUMN content_bytes INTEGER NOT NULL DEFAULT 0;
   UPDATE tasks SET
     logs = coalesce((SELECT json_group_array(json_remove(l.value, '$.logs') ORDER BY l.key) FROM json_each(tasks.doc, '$.logs') l), '[]'),
-    request_bytes = (SELECT length(CAST(r.request AS BLOB)) FROM task_requests r WHERE r.task_seq = tasks.seq);
+    request_bytes = (SELECT length(CAST(r.request AS BLOB)) FROM task_requests r WHERE r.task_seq = tasks.seq),
+    content_bytes = coalesce((SELECT sum(length(CAST(i.value ->> '$.content' AS BLOB))) FROM json_each(tasks.doc, '$.inputs') i), 0);
   ALTER TABLE tasks DROP COLUMN doc;
   `,
 ];

@@ -57,9 +57,7 @@ export function getStoredStatement(id: string, scope: TaskScope): SqlStatement {
  */
 export function getBasicStatement(id: string, scope: TaskScope): SqlStatement {
   const where = byIdInScope(id, scope);
-  const request = `CASE WHEN request -> '$.inputs' IS NULL THEN request ELSE json_set(request, '$.inputs',
-    (SELECT json_group_array(json_remove(i.value, '$.content') ORDER BY i.key) FROM json_each(request, '$.inputs') i)) END`;
-  return { sql: `SELECT seq, id, state, logs, ${request} AS request FROM ${WITH_REQUEST} ${where.sql}`, params: where.params };
+  return { sql: `SELECT seq, id, state, logs, ${WITHOUT_CONTENT} AS request FROM ${WITH_REQUEST} ${where.sql}`, params: where.params };
 }
 
 /** A task's executor logs in order. Parameter: the task's seq. */
@@ -73,8 +71,19 @@ export const EXECUTOR_LOGS_BASIC_SQL = `SELECT task_seq, log_index, executor_ind
 export const EXECUTOR_LOGS_OF_SQL = `SELECT task_seq, log_index, executor_index, log FROM task_executor_logs
   WHERE task_seq IN (SELECT value FROM json_each(?)) ORDER BY task_seq, log_index, executor_index`;
 
+/** The same without stdout and stderr. */
+export const BASIC_EXECUTOR_LOGS_OF_SQL = `SELECT task_seq, log_index, executor_index, json_remove(log, '$.stdout', '$.stderr') AS log FROM task_executor_logs
+  WHERE task_seq IN (SELECT value FROM json_each(?)) ORDER BY task_seq, log_index, executor_index`;
+
 /** The requests of several tasks. Parameter: a JSON list of seqs. */
 export const REQUESTS_OF_SQL = 'SELECT task_seq, request FROM task_requests WHERE task_seq IN (SELECT value FROM json_each(?))';
+
+/** The requests without inputs' contents, cut by SQLite so contents never reach JavaScript. */
+const WITHOUT_CONTENT = `CASE WHEN request -> '$.inputs' IS NULL THEN request ELSE json_set(request, '$.inputs',
+    (SELECT json_group_array(json_remove(i.value, '$.content') ORDER BY i.key) FROM json_each(request, '$.inputs') i)) END`;
+
+/** The requests of several tasks without their inputs' contents. Parameter: a JSON list of seqs. */
+export const BASIC_REQUESTS_OF_SQL = `SELECT task_seq, ${WITHOUT_CONTENT} AS request FROM task_requests WHERE task_seq IN (SELECT value FROM json_each(?))`;
 
 /** One executor's log row, created or merged field by field (RFC 7396), as set_executor_log sets fields. */
 export const UPSERT_EXECUTOR_LOG_SQL = `INSERT INTO task_executor_logs (task_seq, log_index, executor_index, log) VALUES (?, ?, ?, json(?))
@@ -174,8 +183,10 @@ export function listStatement(scope: TaskScope, query: TaskListQuery, afterSeq: 
   }
   // Full pages read the logs and each task's size (request, logs and executor logs) first, not the requests: the
   // page is cut to its byte budget before any request is read.
-  const size = 't.request_bytes + length(t.logs) + (SELECT coalesce(sum(length(e.log)), 0) FROM task_executor_logs e WHERE e.task_seq = t.seq)';
-  const columns = `${seq} AS seq, t.id, t.state${query.fields === 'full' ? `, t.logs, ${size} AS bytes` : ''}`;
+  // BASIC pages leave the contents out, and so their size.
+  const request = query.fields === 'basic' ? 't.request_bytes - t.content_bytes' : 't.request_bytes';
+  const size = `${request} + length(t.logs) + (SELECT coalesce(sum(length(e.log)), 0) FROM task_executor_logs e WHERE e.task_seq = t.seq)`;
+  const columns = `${seq} AS seq, t.id, t.state${query.fields === 'minimal' ? '' : `, t.logs, ${size} AS bytes`}`;
   const filter = where.length ? ` WHERE ${where.join(' AND ')}` : '';
   params.push(query.pageSize + 1);
   return { sql: `SELECT ${columns} FROM ${from.join(' ')}${filter} ORDER BY ${seq} DESC LIMIT ?`, params };

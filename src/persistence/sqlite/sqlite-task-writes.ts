@@ -29,6 +29,8 @@ export interface NewTaskRow {
   request: string;
   /** tasks.logs: the logs without executor logs. */
   logs: string;
+  /** The size of the inputs' contents (UTF-8 bytes): what a BASIC page leaves out. */
+  contentBytes: number;
   /** The executor logs, log index and executor index each, as JSON. */
   executorLogs: Array<[number, number, string]>;
 }
@@ -47,8 +49,8 @@ export class SqliteTaskWrites {
   insert(task: NewTaskRow): void {
     let seq: number;
     try {
-      const inserted = this.statements.get('INSERT INTO tasks (id, state, name, creation_time, owner, logs, request_bytes) VALUES (?, ?, ?, ?, ?, ?, ?)')
-        .run(task.id, task.state, task.name, task.creationTime, task.owner, task.logs, Buffer.byteLength(task.request));
+      const inserted = this.statements.get('INSERT INTO tasks (id, state, name, creation_time, owner, logs, request_bytes, content_bytes) VALUES (?, ?, ?, ?, ?, ?, ?, ?)')
+        .run(task.id, task.state, task.name, task.creationTime, task.owner, task.logs, Buffer.byteLength(task.request), task.contentBytes);
       seq = Number(inserted.lastInsertRowid);
     } catch (err) {
       if (sqliteCode(err) === 'SQLITE_CONSTRAINT_UNIQUE') throw new DomainError(ErrorCode.Conflict, `task ${task.id} already exists`);

@@ -213,7 +213,8 @@ describe('SqliteTaskRepository (file and lifecycle)', () => {
     const running: TaskRecord = { ...task('running', TesState.RUNNING), name: 'old run', logs: [{ logs: [{ start_time: 's' }], outputs: [], system_logs: [], start_time: 's' }] };
     const insert = old.prepare('INSERT INTO tasks (id, state, name, creation_time, version, doc) VALUES (?, ?, ?, ?, ?, ?)');
     insert.run('running', 'RUNNING', 'old run', running.creation_time, 3, JSON.stringify(running));
-    insert.run('queued', 'QUEUED', null, running.creation_time, 0, JSON.stringify(task('queued')));
+    const queued: TaskRecord = { ...task('queued'), inputs: [{ path: '/in', content: 'ünï', type: 'FILE' }, { path: '/url', url: 'https://example.org/x', type: 'FILE' }] };
+    insert.run('queued', 'QUEUED', null, running.creation_time, 0, JSON.stringify(queued));
     insert.run('done', 'COMPLETE', null, running.creation_time, 4, JSON.stringify(task('done', TesState.COMPLETE)));
     old.prepare('INSERT INTO task_tags (key, task_seq, value) VALUES (?, ?, ?)').run('origin', 1, 'step-1');
     old.close();
@@ -224,6 +225,15 @@ describe('SqliteTaskRepository (file and lifecycle)', () => {
       expect((await repo.getUnscoped('queued'))?.control).toEqual({ owner: '', attempt: 0, update_seq: 0 });
       expect((await repo.getUnscoped('done'))?.control).toEqual({ owner: '', attempt: 1, update_seq: 0 });
       expect(await repo.getForView('done', TaskView.MINIMAL, { all: false, owner: 'alice' })).toBeUndefined();
+      expect(await repo.getUnscoped('queued')).toMatchObject({ inputs: queued.inputs });
+      const basic = (await repo.list({ all: true }, { tags: [], pageSize: 5, fields: 'basic' })).tasks.find((t) => t.id === 'queued');
+      expect(basic?.inputs).toEqual([{ path: '/in', type: 'FILE' }, queued.inputs![1]]);
+      const raw = new Database(file, { readonly: true });
+      try {
+        expect(raw.prepare("SELECT content_bytes FROM tasks WHERE id = 'queued'").get()).toEqual({ content_bytes: Buffer.byteLength('ünï') });
+      } finally {
+        raw.close();
+      }
       expect((await repo.findExpiredLeases(Date.now(), 10)).map((t) => t.id)).toEqual(['running']);
       expect((await repo.list({ all: true }, { tags: [{ key: 'origin', value: 'step-1' }], pageSize: 5, fields: 'full' })).tasks).toEqual([running]);
       expect((await repo.takeOver('running', undefined, 'replica-a', 60_000))?.control).toMatchObject({ attempt: 1, lease: { holder: 'replica-a' } });

@@ -16,6 +16,8 @@ import {
   COUNT_HELD_SQL,
   decodePageToken,
   encodePageToken,
+  BASIC_EXECUTOR_LOGS_OF_SQL,
+  BASIC_REQUESTS_OF_SQL,
   EXECUTOR_LOGS_BASIC_SQL,
   EXECUTOR_LOGS_OF_SQL,
   EXECUTOR_LOGS_SQL,
@@ -99,6 +101,7 @@ export class SqliteTaskRepository implements TaskRepository {
       owner,
       tags: task.tags ? Object.entries(task.tags) : [],
       request: requestJson(task),
+      contentBytes: (task.inputs ?? []).reduce((sum, input) => sum + (input.content ? Buffer.byteLength(input.content) : 0), 0),
       logs: logsJson(task.logs ?? []),
       executorLogs: executorLogRows(0, task.logs ?? []).map((row) => [row.log_index, row.executor_index, row.log]),
     });
@@ -124,12 +127,12 @@ export class SqliteTaskRepository implements TaskRepository {
     const after = query.pageToken === undefined ? undefined : decodePageToken(query.pageToken);
     const { sql, params } = listStatement(scope, query, after);
     const rows = this.run(() => this.statements.get(sql).all(...params)) as Array<ListRow & { bytes: number }>;
-    const fitting = query.fields === 'full' ? withinBudget(rows.slice(0, query.pageSize), this.fullPageBytes) : Math.min(rows.length, query.pageSize);
+    const fitting = query.fields === 'minimal' ? Math.min(rows.length, query.pageSize) : withinBudget(rows.slice(0, query.pageSize), this.fullPageBytes);
     const more = rows.length > fitting;
     const page = rows.slice(0, fitting);
     return {
       // Lists feed the views: the control fields stay out.
-      tasks: query.fields === 'minimal' ? page.map((row) => ({ id: row.id, state: row.state })) : this.records(page),
+      tasks: query.fields === 'minimal' ? page.map((row) => ({ id: row.id, state: row.state })) : this.records(page, query.fields === 'basic'),
       ...(more ? { nextPageToken: encodePageToken(page[page.length - 1].seq) } : {}),
     };
   }
@@ -198,12 +201,12 @@ export class SqliteTaskRepository implements TaskRepository {
   }
 
   /** The records of a full page's rows: their requests and executor logs read for these rows only. */
-  private records(rows: ReadonlyArray<ListRow>): TaskRecord[] {
+  private records(rows: ReadonlyArray<ListRow>, basic: boolean): TaskRecord[] {
     const seqs = JSON.stringify(rows.map((row) => row.seq));
     const requests = new Map(
-      (this.run(() => this.statements.get(REQUESTS_OF_SQL).all(seqs)) as Array<{ task_seq: number; request: string }>).map((r) => [r.task_seq, r.request]),
+      (this.run(() => this.statements.get(basic ? BASIC_REQUESTS_OF_SQL : REQUESTS_OF_SQL).all(seqs)) as Array<{ task_seq: number; request: string }>).map((r) => [r.task_seq, r.request]),
     );
-    const executorLogs = this.executorLogsOf(rows.map((row) => row.seq));
+    const executorLogs = this.executorLogsOf(rows.map((row) => row.seq), basic);
     return rows.map((row) => toRecord(row, requests.get(row.seq) ?? '{}', executorLogs.get(row.seq) ?? []));
   }
 
@@ -212,10 +215,11 @@ export class SqliteTaskRepository implements TaskRepository {
   }
 
   /** The executor logs of several tasks, by task seq, each in order. */
-  private executorLogsOf(seqs: readonly number[]): Map<number, ExecutorLogRow[]> {
+  private executorLogsOf(seqs: readonly number[], basic = false): Map<number, ExecutorLogRow[]> {
     const bySeq = new Map<number, ExecutorLogRow[]>();
     if (seqs.length === 0) return bySeq;
-    for (const row of this.run(() => this.statements.get(EXECUTOR_LOGS_OF_SQL).all(JSON.stringify(seqs))) as ExecutorLogRow[]) {
+    const sql = basic ? BASIC_EXECUTOR_LOGS_OF_SQL : EXECUTOR_LOGS_OF_SQL;
+    for (const row of this.run(() => this.statements.get(sql).all(JSON.stringify(seqs))) as ExecutorLogRow[]) {
       const list = bySeq.get(row.task_seq) ?? [];
       if (list.length === 0) bySeq.set(row.task_seq, list);
       list.push(row);
