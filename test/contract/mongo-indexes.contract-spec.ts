@@ -65,6 +65,16 @@ describeWhenConfigured('MongoDB indexes under 100 000 tasks', 'TESP_TEST_MONGO_U
     expect(used).not.toContain('COLLSCAN');
   });
 
+  it.each([
+    ['no other filter', {}],
+    ['state', { state: TesState.EXECUTOR_ERROR }],
+    ['tag key and value', { tags: [{ key: 'project', value: 'p7' }] }],
+  ])('serves an owner\'s list with %s from an index', async (_label, query) => {
+    const used = await stages(listFilter({ all: false, owner: 'user-3' }, { tags: [], ...query }), { _id: -1 });
+    expect(used).toContain('IXSCAN');
+    expect(used).not.toContain('COLLSCAN');
+  });
+
   it('serves a claim and the expired-lease scan from an index', async () => {
     expect(await stages({ state: TesState.QUEUED }, { _id: 1 })).toContain('IXSCAN');
     expect(await stages({ 'control.lease.holder': 'h', 'control.lease.until': { $gt: 0 } }, { _id: 1 })).not.toContain('COLLSCAN');
