@@ -137,6 +137,11 @@ export interface StoredTask extends TaskRecord {
   control: TaskControl;
 }
 
+/** The size of a request's inputs' contents, UTF-8 bytes: what BASIC views leave out. */
+export function contentBytes(request: Pick<TesTaskRequest, 'inputs'>): number {
+  return (request.inputs ?? []).reduce((sum, input) => sum + (input.content ? Buffer.byteLength(input.content) : 0), 0);
+}
+
 /** The index in `logs` that attempt `attempt` writes (attempt 0, before any start, writes the first entry). */
 export function logIndexOf(attempt: number): number {
   return Math.max(attempt, 1) - 1;

@@ -2,7 +2,7 @@ import { DomainError, ErrorCode } from '../../domain/domain-error';
 import type { TaskScope } from '../../domain/principal';
 import type { PatchOp, TaskPatch } from '../../domain/task-patch';
 import { HELD_STATES, isTerminal, statesLeadingTo } from '../../domain/task-state-machine';
-import { BackendRef, logIndexOf, StoredTask, TaskRecord, TesExecutorLog, TesState, TesTaskLog } from '../../domain/tes-task';
+import { BackendRef, contentBytes, logIndexOf, StoredTask, TaskRecord, TesExecutorLog, TesState, TesTaskLog } from '../../domain/tes-task';
 import type { TagFilter, TaskListQuery } from '../task-repository';
 
 // How tasks, list queries, claims and patches map onto MongoDB documents, filters and updates: pure functions, unit
@@ -100,7 +100,7 @@ export function toDocument(task: TaskRecord, owner: string): TaskDocument {
     tag_pairs: tags.map(([k, v]) => tagPair(k, v)),
     record,
     record_bytes: Buffer.byteLength(record),
-    content_bytes: (task.inputs ?? []).reduce((sum, input) => sum + (input.content ? Buffer.byteLength(input.content) : 0), 0),
+    content_bytes: contentBytes(task),
     logs: (logs ?? []).map(encodeLog),
     control: { attempt: 0, update_seq: 0 },
   };

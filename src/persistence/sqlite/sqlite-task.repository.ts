@@ -1,7 +1,7 @@
 import type Database from 'better-sqlite3';
 import type { TaskScope } from '../../domain/principal';
 import type { PatchResult, TaskPatch } from '../../domain/task-patch';
-import { StoredTask, TaskRecord, TaskView, TesState } from '../../domain/tes-task';
+import { contentBytes, StoredTask, TaskRecord, TaskView, TesState } from '../../domain/tes-task';
 import {
   ClaimOptions,
   DEFAULT_FULL_PAGE_BYTES,
@@ -91,8 +91,8 @@ export class SqliteTaskRepository implements TaskRepository {
 
   insert(task: TaskRecord, owner: string): Promise<void> {
     // What is sent is taken now (the message leaves at the end of this event-loop turn), so later changes to
-    // `task` do not leak in. The document is serialised once, here; control fields a caller's object may carry
-    // are not stored (a new task has none).
+    // `task` do not leak in. The request and logs are serialised once, here; control fields a caller's object may
+    // carry are not stored (a new task has none).
     return this.write('insert', {
       id: task.id,
       state: task.state,
@@ -101,7 +101,7 @@ export class SqliteTaskRepository implements TaskRepository {
       owner,
       tags: task.tags ? Object.entries(task.tags) : [],
       request: requestJson(task),
-      contentBytes: (task.inputs ?? []).reduce((sum, input) => sum + (input.content ? Buffer.byteLength(input.content) : 0), 0),
+      contentBytes: contentBytes(task),
       logs: logsJson(task.logs ?? []),
       executorLogs: executorLogRows(0, task.logs ?? []).map((row) => [row.log_index, row.executor_index, row.log]),
     });
