@@ -53,7 +53,7 @@ async function populate(dataDir) {
     // 1 000 inserts per event-loop turn: the store's group commit writes each batch in one transaction.
     for (let i = 0; i < TASKS; i += 1000) {
       const batch = [];
-      for (let j = i; j < Math.min(TASKS, i + 1000); j++) batch.push(repo.insert(record(j, t0)));
+      for (let j = i; j < Math.min(TASKS, i + 1000); j++) batch.push(repo.insert(record(j, t0), ''));
       await Promise.all(batch);
     }
   } finally {

@@ -159,6 +159,8 @@ export const settingsSchema = {
   data_dir: str('./data'),
   store: {
     kind: str('sqlite', { oneOf: ['sqlite', 'mongodb'] }),
+    // The most a FULL list page holds, in bytes of stored tasks: the page ends early, with a next_page_token.
+    full_page_bytes: int(16 * 1024 * 1024, 1024 * 1024, 1024 * 1024 * 1024),
     sqlite: {
       file: str('tesp.sqlite'),
     },

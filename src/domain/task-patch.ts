@@ -57,10 +57,20 @@ export type PatchRefusal =
   /** Another lease token holds the task: the writer no longer holds it. */
   | 'fenced';
 
-export type PatchResult = { applied: true; task: StoredTask } | { applied: false; reason: PatchRefusal };
+/**
+ * What a patch changes: the state, the logs and the control fields; never the request (executors, inputs...).
+ * A store applies patches to this much of a task, so an update's work does not grow with the request.
+ */
+export type TaskProgress = Pick<StoredTask, 'state' | 'logs' | 'control'>;
+
+/**
+ * A patch's outcome. Applied, it names the task's id, state and control fields after it, not the whole task: an
+ * update's answer stays small however many executors, inputs or log lines the task has.
+ */
+export type PatchResult = { applied: true; task: Pick<StoredTask, 'id' | 'state' | 'control'> } | { applied: false; reason: PatchRefusal };
 
 /** Why `patch` cannot apply to `task` now, or undefined when it can. */
-export function patchRefusal(task: StoredTask, patch: TaskPatch): PatchRefusal | undefined {
+export function patchRefusal(task: Pick<StoredTask, 'state' | 'control'>, patch: TaskPatch): PatchRefusal | undefined {
   if (!patch.from.includes(task.state) || (patch.to !== undefined && !canTransition(task.state, patch.to))) return 'state';
   if (task.control.attempt !== patch.attempt) return 'attempt';
   if (patch.lease_token !== undefined && task.control.lease?.token !== patch.lease_token) return 'fenced';
@@ -68,8 +78,8 @@ export function patchRefusal(task: StoredTask, patch: TaskPatch): PatchRefusal |
   return undefined;
 }
 
-/** Applies a patch to a copy of the task; the task given is left as it is. */
-export function applyTaskPatch(task: StoredTask, patch: TaskPatch): PatchResult {
+/** Applies a patch to a copy of the task (or of its progress part); the task given is left as it is. */
+export function applyTaskPatch<T extends TaskProgress>(task: T, patch: TaskPatch): { applied: true; task: T } | { applied: false; reason: PatchRefusal } {
   const refusal = patchRefusal(task, patch);
   if (refusal) return { applied: false, reason: refusal };
   const next = structuredClone(task);
@@ -88,7 +98,7 @@ export function applyTaskPatch(task: StoredTask, patch: TaskPatch): PatchResult 
   return { applied: true, task: next };
 }
 
-function applyOp(task: StoredTask, log: TesTaskLog, op: PatchOp): void {
+function applyOp(task: TaskProgress, log: TesTaskLog, op: PatchOp): void {
   switch (op.op) {
     case 'set_executor_log': {
       while (log.logs.length < op.index) log.logs.push({});
@@ -118,7 +128,7 @@ function applyOp(task: StoredTask, log: TesTaskLog, op: PatchOp): void {
 }
 
 /** The log of `attempt`, created (with any entries before it) when the task has none yet. */
-function attemptLog(task: StoredTask, attempt: number): TesTaskLog {
+function attemptLog(task: TaskProgress, attempt: number): TesTaskLog {
   const index = logIndexOf(attempt);
   while (task.logs.length <= index) task.logs.push(emptyLog());
   const log = task.logs[index];

@@ -118,6 +118,11 @@ export type BackendRef = Record<string, string | number | boolean>;
 
 /** What the server keeps beside a task and never shows in a view. */
 export interface TaskControl {
+  /**
+   * Who created the task (Principal.name; '' for the anonymous caller and for tasks stored before owners were
+   * recorded). Never changes and never shows in a TES view; the stores always set it.
+   */
+  owner?: string;
   /** Attempts started: 0 while QUEUED; attempt n writes logs[n - 1]. */
   attempt: number;
   /** The highest update number applied in the current attempt: a redelivered or older update changes nothing. */
@@ -130,6 +135,11 @@ export interface TaskControl {
 /** A task as the store returns it. */
 export interface StoredTask extends TaskRecord {
   control: TaskControl;
+}
+
+/** The size of a request's inputs' contents, UTF-8 bytes: what BASIC views leave out. */
+export function contentBytes(request: Pick<TesTaskRequest, 'inputs'>): number {
+  return (request.inputs ?? []).reduce((sum, input) => sum + (input.content ? Buffer.byteLength(input.content) : 0), 0);
 }
 
 /** The index in `logs` that attempt `attempt` writes (attempt 0, before any start, writes the first entry). */

@@ -24,17 +24,17 @@ describe('PersistenceModule', () => {
     const app = await Test.createTestingModule({ imports: [SettingsModule.forRoot(settings), LoggingModule.forRoot(createLogger('silent')), PersistenceModule] }).compile();
     await app.init();
     const repo = app.get<TaskRepository>(TASK_REPOSITORY);
-    await repo.insert({ id: 't1', state: TesState.QUEUED, creation_time: '2026-01-01T00:00:00Z', executors: [], logs: [] });
+    await repo.insert({ id: 't1', state: TesState.QUEUED, creation_time: '2026-01-01T00:00:00Z', executors: [], logs: [] }, '');
     expect(existsSync(path.join(dataDir, 'tasks.db'))).toBe(true);
     await app.close();
-    await expect(repo.get('t1')).rejects.toMatchObject({ code: ErrorCode.Unavailable });
+    await expect(repo.getUnscoped('t1')).rejects.toMatchObject({ code: ErrorCode.Unavailable });
   });
 
   it('builds the store from the store settings and the data dir it is given', async () => {
     const store = loadSettings({ env: {}, overrides: { 'store.sqlite.file': 'given.db' } }).store;
     const repo = await openTaskRepository(store, path.join(dir, 'given'), createLogger('silent'));
     try {
-      await repo.insert({ id: 't1', state: TesState.QUEUED, creation_time: '2026-01-01T00:00:00Z', executors: [], logs: [] });
+      await repo.insert({ id: 't1', state: TesState.QUEUED, creation_time: '2026-01-01T00:00:00Z', executors: [], logs: [] }, '');
     } finally {
       await repo.close();
     }

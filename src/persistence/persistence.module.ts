@@ -19,13 +19,16 @@ export async function openTaskRepository(store: Settings['store'], dataDir: stri
   switch (store.kind) {
     case 'sqlite': {
       prepareDataDir(dataDir);
-      return openSqliteStore(path.join(dataDir, store.sqlite.file), logger);
+      return openSqliteStore(path.join(dataDir, store.sqlite.file), logger, store.full_page_bytes);
     }
     case 'mongodb': {
       const url = store.mongodb.url_file ? readFileSync(store.mongodb.url_file, 'utf8').trim() : store.mongodb.url;
       if (!url) throw new Error('store.kind is mongodb but neither store.mongodb.url nor store.mongodb.url_file is set');
       if (!/^mongodb(\+srv)?:\/\//.test(url)) throw new Error('store.mongodb.url must start with mongodb:// or mongodb+srv://');
-      const repo = new MongoTaskRepository({ url, serverSelectionTimeoutMs: store.mongodb.server_selection_timeout_ms }, logger);
+      const repo = new MongoTaskRepository(
+        { url, serverSelectionTimeoutMs: store.mongodb.server_selection_timeout_ms, fullPageBytes: store.full_page_bytes },
+        logger,
+      );
       await repo.connect();
       return repo;
     }
@@ -35,12 +38,12 @@ export async function openTaskRepository(store: Settings['store'], dataDir: stri
 }
 
 /** The SQLite store in data_dir; a file that cannot be used stops start-up with a message naming it. */
-function openSqliteStore(file: string, logger: Logger): TaskRepository {
+function openSqliteStore(file: string, logger: Logger, fullPageBytes: number): TaskRepository {
   const problem = (why: string) => new Error(`store.sqlite.file ${file} (in data_dir) ${why}`);
   // SQLite would say only "unable to open database file".
   if (pathKind(file) === 'directory') throw problem('is a directory, not a database file');
   try {
-    return new SqliteTaskRepository(file, logger);
+    return new SqliteTaskRepository(file, { logger, fullPageBytes });
   } catch (err) {
     throw problem(`cannot be used: ${errorMessage(err)}`);
   }

@@ -1,3 +1,4 @@
+import type { TaskScope } from '../domain/principal';
 import type { PatchResult, TaskPatch } from '../domain/task-patch';
 import type { StoredTask, TaskRecord, TaskView, TesState } from '../domain/tes-task';
 
@@ -7,6 +8,10 @@ import type { StoredTask, TaskRecord, TaskView, TesState } from '../domain/tes-t
 // Leases: a replica claims a QUEUED task (claimNext), renews its leases while it runs them, and another replica
 // takes a task over only after its lease expired, by compare-and-set on the lease token (takeOver). Every write
 // of a run carries its lease token (TaskPatch.lease_token), so a replica that lost a task cannot change it.
+//
+// Ownership: every task records its owner at insert. The reads that serve API callers (get, getForView, list) take
+// the caller's TaskScope by type and put the owner into the query itself; a task outside the scope reads as absent.
+// The scheduler's reads (getUnscoped, findByState, claims, leases) see every task.
 
 export const TASK_REPOSITORY = Symbol('TASK_REPOSITORY');
 
@@ -23,18 +28,30 @@ export interface TaskListQuery {
   pageSize: number;
   /** Opaque token from a previous page; the repository rejects a token it did not issue (INVALID_ARGUMENT). */
   pageToken?: string;
-  /** 'minimal' reads only id and state; 'full' reads whole records. */
-  fields: 'minimal' | 'full';
+  /**
+   * 'minimal' reads only id and state; 'full' reads whole records; 'basic' may leave out what BASIC does not show
+   * (inputs' content, executors' stdout and stderr, system_logs).
+   */
+  fields: 'minimal' | 'basic' | 'full';
 }
 
 /** A task as a view reads it: id and state always, the rest as the view needs; never the control fields. */
 export type ViewedTask = Pick<TaskRecord, 'id' | 'state'> & Partial<TaskRecord>;
 
 export interface TaskListPage {
-  /** Newest first. With fields 'minimal' only id and state are set. */
+  /**
+   * Newest first. With fields 'minimal' only id and state are set. A full page also ends early, with a next page
+   * token, where the next task would take it past the store's byte budget for a page (at least one task per page).
+   */
   tasks: ViewedTask[];
   nextPageToken?: string;
 }
+
+/** The default byte budget of a full list page (store.full_page_bytes): tasks as stored, JSON. */
+export const DEFAULT_FULL_PAGE_BYTES = 16 * 1024 * 1024;
+
+/** A task without its request, as the scheduler's bookkeeping reads it. */
+export type TaskProgressView = Pick<StoredTask, 'id' | 'state' | 'logs' | 'control'>;
 
 export interface ClaimOptions {
   /** Ids of QUEUED tasks not to claim now (they wait for something this replica knows is not there yet). */
@@ -49,21 +66,30 @@ export interface HeldTask {
 }
 
 export interface TaskRepository {
-  /** Stores a new task durably before resolving (attempt 0, no lease). Fails with CONFLICT if the id exists. */
-  insert(task: TaskRecord): Promise<void>;
+  /**
+   * Stores a new task durably before resolving (attempt 0, no lease), owned by `owner` (Principal.name). Fails with
+   * CONFLICT if the id exists.
+   */
+  insert(task: TaskRecord, owner: string): Promise<void>;
 
-  get(id: string): Promise<StoredTask | undefined>;
+  /** A task with its control fields, if it is in the caller's scope (a cancel reads this). */
+  get(id: string, scope: TaskScope): Promise<StoredTask | undefined>;
+
+  /** A task with its control fields, whoever owns it: for the scheduler and the backends, never for a caller. */
+  getUnscoped(id: string): Promise<StoredTask | undefined>;
 
   /**
-   * What a view of one task shows, read as cheaply as the store allows (pollers call this most): MINIMAL only id and
-   * state; BASIC may leave out what BASIC does not show (inputs' content, executors' stdout and stderr, system_logs).
+   * What a view of one task in the caller's scope shows, read as cheaply as the store allows (pollers call this
+   * most): MINIMAL only id and state; BASIC may leave out what BASIC does not show (inputs' content, executors'
+   * stdout and stderr, system_logs).
    */
-  getForView(id: string, view: TaskView): Promise<ViewedTask | undefined>;
+  getForView(id: string, view: TaskView, scope: TaskScope): Promise<ViewedTask | undefined>;
 
-  list(query: TaskListQuery): Promise<TaskListPage>;
+  /** One page of the caller's scope, newest first; a page token pages on within the scope it is used in. */
+  list(scope: TaskScope, query: TaskListQuery): Promise<TaskListPage>;
 
-  /** Tasks in the given states, oldest first. */
-  findByState(states: readonly TesState[], limit: number): Promise<StoredTask[]>;
+  /** Tasks in the given states, oldest first, without their requests (no executors, inputs or contents). */
+  findByState(states: readonly TesState[], limit: number): Promise<TaskProgressView[]>;
 
   /** Applies a patch atomically if its guards hold (see task-patch.ts); otherwise changes nothing and says why. */
   patch(id: string, patch: TaskPatch): Promise<PatchResult>;

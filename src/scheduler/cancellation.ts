@@ -2,6 +2,7 @@ import type { Logger } from '../common/logger';
 import { errorMessage } from '../common/redact';
 import type { ComputeBackend } from '../compute/compute-backend';
 import { DomainError, ErrorCode } from '../domain/domain-error';
+import type { TaskScope } from '../domain/principal';
 import type { PatchOp, TaskPatch } from '../domain/task-patch';
 import { isTerminal } from '../domain/task-state-machine';
 import { logIndexOf, TesState } from '../domain/tes-task';
@@ -33,10 +34,14 @@ export class Cancellation {
     private readonly logger: Logger,
   ) {}
 
-  /** Records a cancel request: NOT_FOUND for an unknown task; nothing for one that ended or is being canceled. */
-  async request(id: string): Promise<void> {
+  /**
+   * Records a cancel request: NOT_FOUND for an unknown task and for one outside the caller's scope (the same
+   * answer, so ids do not leak); nothing for one that ended or is being canceled. The owner never changes, so the
+   * scoped read is what keeps the patch inside the scope.
+   */
+  async request(id: string, scope: TaskScope): Promise<void> {
     for (let tries = 0; tries < REQUEST_TRIES; tries++) {
-      const task = await this.repo.get(id);
+      const task = await this.repo.get(id, scope);
       if (!task) throw new DomainError(ErrorCode.NotFound, `task ${id} not found`);
       if (isTerminal(task.state) || task.state === TesState.CANCELING) return;
       const patch: TaskPatch =
@@ -80,7 +85,7 @@ export class Cancellation {
   private async finish(run: HeldRun): Promise<void> {
     // A run still being started would be missed by the stop.
     await run.starting.catch(() => undefined);
-    const task = await this.repo.get(run.taskId);
+    const task = await this.repo.getUnscoped(run.taskId);
     if (!task || task.state !== TesState.CANCELING || task.control.lease?.token !== run.token) return;
     let detail: string;
     try {
@@ -90,7 +95,7 @@ export class Cancellation {
     }
     // The run's last reports (the killed executor's exit) are written before the end.
     await this.applier.drain(run.taskId);
-    const current = (await this.repo.get(run.taskId)) ?? task;
+    const current = (await this.repo.getUnscoped(run.taskId)) ?? task;
     const now = new Date().toISOString();
     const executorLogs = current.logs[logIndexOf(run.attempt)]?.logs ?? [];
     const unfinished: PatchOp[] = executorLogs.flatMap((log, index) =>

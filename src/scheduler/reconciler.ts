@@ -117,7 +117,11 @@ export class Reconciler {
     }
     const next = this.runs.add(task.id, result.task.control.attempt, run.token);
     this.logger.info({ taskId: task.id, attempt: next.attempt }, 'task runs again as a new attempt');
-    next.starting = this.dispatcher.submit(result.task, next).catch((err: unknown) => this.dispatcher.letGo(next, err));
+    // A patch answers with the control fields only; the backend gets the whole task as it now is.
+    next.starting = this.repo
+      .getUnscoped(task.id)
+      .then((current) => (current ? this.dispatcher.submit(current, next) : undefined))
+      .catch((err: unknown) => this.dispatcher.letGo(next, err));
     await next.starting;
   }
 }

@@ -4,6 +4,7 @@ import { errorMessage } from '../common/redact';
 import type { ComputeBackend } from '../compute/compute-backend';
 import type { Settings } from '../config/settings.schema';
 import { isStoreFault } from '../domain/domain-error';
+import type { TaskScope } from '../domain/principal';
 import type { TaskRepository } from '../persistence/task-repository';
 import { Cancellation } from './cancellation';
 import { Dispatcher, LeaseSettings } from './dispatcher';
@@ -53,7 +54,7 @@ export class TaskScheduler {
   start(): void {
     this.backend.onUpdate((taskId, update, seq) => this.applier.enqueue(taskId, update, seq));
     this.backend.acceptReports?.({
-      get: (taskId) => this.repo.get(taskId),
+      get: (taskId) => this.repo.getUnscoped(taskId),
       apply: (taskId, attempt, updates) => this.applier.report(taskId, attempt, updates),
     });
     this.logger.info({ holder: this.holder, leaseMs: this.settings.lease_ms }, 'scheduler started');
@@ -81,9 +82,9 @@ export class TaskScheduler {
     this.dispatcher.wake();
   }
 
-  /** Records a cancel request (see Cancellation); the holder stops the work. */
-  requestCancel(id: string): Promise<void> {
-    return this.cancellation.request(id);
+  /** Records a cancel request of a task in the caller's scope (see Cancellation); the holder stops the work. */
+  requestCancel(id: string, scope: TaskScope): Promise<void> {
+    return this.cancellation.request(id, scope);
   }
 
   private tick(): void {

@@ -83,7 +83,7 @@ export function parseListQuery(query: Query, limits: RequestLimits): ListRequest
       pageSize,
       // An empty token is the first page, as an absent one is (some generated clients always send the key).
       pageToken: pageToken || undefined,
-      fields: view === TaskView.MINIMAL ? 'minimal' : 'full',
+      fields: view === TaskView.MINIMAL ? 'minimal' : view === TaskView.BASIC ? 'basic' : 'full',
     },
   };
 }

@@ -11,7 +11,7 @@ import { parseListQuery, parseView } from './list-query';
 import { parseTaskRequest } from './task-request.parser';
 import { renderTask, TaskViewBody } from './task-views';
 import { TaskRecord, TesState, TesTaskRequest } from '../domain/tes-task';
-import type { Principal } from '../domain/principal';
+import { Principal, scopeOf } from '../domain/principal';
 
 export interface ListTasksBody {
   tasks: TaskViewBody[];
@@ -28,9 +28,8 @@ export class TasksService {
     @Inject(SETTINGS) private readonly settings: Settings,
   ) {}
 
-  /** Validates and stores a task; it is on disk before its id is returned. */
-  // `caller` becomes the owner, and scopes reads and cancels, in the ownership change (issue 12).
-  async create(body: unknown, _caller: Principal): Promise<{ id: string }> {
+  /** Validates and stores a task owned by the caller; it is on disk before its id is returned. */
+  async create(body: unknown, caller: Principal): Promise<{ id: string }> {
     const request = parseTaskRequest(body, this.settings.limits);
     await this.checkUrls(request);
     const warnings = this.applyBackendParameters(request);
@@ -40,29 +39,30 @@ export class TasksService {
     task.state = TesState.QUEUED;
     task.creation_time = new Date().toISOString();
     task.logs = warnings.length > 0 ? [{ logs: [], outputs: [], system_logs: warnings }] : [];
-    await this.repo.insert(task);
+    await this.repo.insert(task, caller.name);
     this.scheduler.taskCreated();
     return { id: task.id };
   }
 
-  async get(id: string, query: Record<string, unknown>, _caller: Principal): Promise<TaskViewBody> {
+  /** A task of the caller's; another's answers as one that does not exist (404), so ids do not leak. */
+  async get(id: string, query: Record<string, unknown>, caller: Principal): Promise<TaskViewBody> {
     const view = parseView(query);
-    const task = await this.repo.getForView(id, view);
+    const task = await this.repo.getForView(id, view, scopeOf(caller));
     if (!task) throw new DomainError(ErrorCode.NotFound, `task ${id} not found`);
     return renderTask(task, view);
   }
 
-  async list(rawQuery: Record<string, unknown>, _caller: Principal): Promise<ListTasksBody> {
+  async list(rawQuery: Record<string, unknown>, caller: Principal): Promise<ListTasksBody> {
     const { view, query } = parseListQuery(rawQuery, this.settings.limits);
-    const page = await this.repo.list(query);
+    const page = await this.repo.list(scopeOf(caller), query);
     const body: ListTasksBody = { tasks: page.tasks.map((task) => renderTask(task, view)) };
     if (page.nextPageToken) body.next_page_token = page.nextPageToken;
     return body;
   }
 
-  /** Records the cancel and answers at once; the replica holding the task stops its work. */
-  async cancel(id: string, _caller: Principal): Promise<Record<string, never>> {
-    await this.scheduler.requestCancel(id);
+  /** Records the cancel of a task of the caller's and answers at once; the replica holding the task stops its work. */
+  async cancel(id: string, caller: Principal): Promise<Record<string, never>> {
+    await this.scheduler.requestCancel(id, scopeOf(caller));
     return {};
   }
 

@@ -27,7 +27,7 @@ describeWhenConfigured('MongoDB indexes under 100 000 tasks', 'TESP_TEST_MONGO_U
     for (let start = 0; start < TASKS; start += 5000) {
       const docs = Array.from({ length: 5000 }, (_, i) => {
         const n = start + i;
-        return toDocument({ id: `t-${n}`, name: `sample-${n % 1000}-${n}`, state: states[n % 4], creation_time: '2026-01-01T00:00:00Z', executors: [], tags: { project: `p${n % 50}` }, logs: [] });
+        return toDocument({ id: `t-${n}`, name: `sample-${n % 1000}-${n}`, state: states[n % 4], creation_time: '2026-01-01T00:00:00Z', executors: [], tags: { project: `p${n % 50}` }, logs: [] }, `user-${n % 20}`);
       });
       await connection.collection('tasks').insertMany(docs);
     }
@@ -60,7 +60,17 @@ describeWhenConfigured('MongoDB indexes under 100 000 tasks', 'TESP_TEST_MONGO_U
     ['tag key', { tags: [{ key: 'project' }] }],
     ['tag key and value', { tags: [{ key: 'project', value: 'p7' }] }],
   ])('serves a list with %s from an index', async (_label, query) => {
-    const used = await stages(listFilter({ tags: [], ...query }), { _id: -1 });
+    const used = await stages(listFilter({ all: true }, { tags: [], ...query }), { _id: -1 });
+    expect(used).toContain('IXSCAN');
+    expect(used).not.toContain('COLLSCAN');
+  });
+
+  it.each([
+    ['no other filter', {}],
+    ['state', { state: TesState.EXECUTOR_ERROR }],
+    ['tag key and value', { tags: [{ key: 'project', value: 'p7' }] }],
+  ])('serves an owner\'s list with %s from an index', async (_label, query) => {
+    const used = await stages(listFilter({ all: false, owner: 'user-3' }, { tags: [], ...query }), { _id: -1 });
     expect(used).toContain('IXSCAN');
     expect(used).not.toContain('COLLSCAN');
   });

@@ -8,7 +8,7 @@ import { createLogger } from '../../src/common/logger';
 import { MongoTaskRepository } from '../../src/persistence/mongodb/mongo-task.repository';
 import { MONGO_WIRE, mongoWireAvailable } from '../support/mongo-wire';
 import { describeWhen } from '../support/service-check';
-import { describeTaskRepositoryContract } from './task-repository.contract';
+import { describeTaskRepositoryContract, StoreOptions } from './task-repository.contract';
 
 const realMongo = process.env.TESP_TEST_MONGO_URL;
 
@@ -21,8 +21,8 @@ function databaseUrl(): string {
   return url.toString();
 }
 
-async function openRepository(url: string): Promise<MongoTaskRepository> {
-  const repo = new MongoTaskRepository({ url, serverSelectionTimeoutMs: 5000 }, createLogger('silent'));
+async function openRepository(url: string, options: StoreOptions = {}): Promise<MongoTaskRepository> {
+  const repo = new MongoTaskRepository({ url, serverSelectionTimeoutMs: 5000, fullPageBytes: options.fullPageBytes }, createLogger('silent'));
   await repo.connect();
   return repo;
 }
@@ -34,15 +34,15 @@ describeWhen(
   () => {
     describeTaskRepositoryContract(
       realMongo ? 'MongoDB' : 'MongoDB wire server',
-      async () => {
+      async (options = {}) => {
         const url = databaseUrl();
-        let repo = await openRepository(url);
+        let repo = await openRepository(url, options);
         const others: MongoTaskRepository[] = [];
         return {
           repo,
           reopen: async () => {
             await repo.close();
-            repo = await openRepository(url);
+            repo = await openRepository(url, options);
             return repo;
           },
           openSecond: async () => {

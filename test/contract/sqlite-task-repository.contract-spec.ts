@@ -4,16 +4,16 @@ import * as path from 'node:path';
 import { SqliteTaskRepository } from '../../src/persistence/sqlite/sqlite-task.repository';
 import { describeTaskRepositoryContract } from './task-repository.contract';
 
-describeTaskRepositoryContract('SQLite', async () => {
+describeTaskRepositoryContract('SQLite', async (options = {}) => {
   const dir = mkdtempSync(path.join(os.tmpdir(), 'tesp-sqlite-'));
   const file = path.join(dir, 'tesp.sqlite');
-  let repo = new SqliteTaskRepository(file);
+  let repo = new SqliteTaskRepository(file, { fullPageBytes: options.fullPageBytes });
   const others: SqliteTaskRepository[] = [];
   return {
     repo,
     reopen: async () => {
       await repo.close();
-      repo = new SqliteTaskRepository(file);
+      repo = new SqliteTaskRepository(file, { fullPageBytes: options.fullPageBytes });
       return repo;
     },
     // A second connection to the file, as a second API process would open.

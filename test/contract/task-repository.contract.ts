@@ -3,6 +3,7 @@ import { DomainError, ErrorCode } from '../../src/domain/domain-error';
 import type { TaskPatch } from '../../src/domain/task-patch';
 import { HELD_STATES } from '../../src/domain/task-state-machine';
 import { StoredTask, TaskRecord, TaskView, TesState, TesTaskLog } from '../../src/domain/tes-task';
+import type { TaskScope } from '../../src/domain/principal';
 import type { HeldTask, TaskListQuery, TaskRepository } from '../../src/persistence/task-repository';
 import { renderTask } from '../../src/tasks/task-views';
 
@@ -29,9 +30,17 @@ export function makeTask(overrides: Partial<TaskRecord> = {}): TaskRecord {
   };
 }
 
+/** What a patch that applied answers: the task's id, state and control fields after it, not the whole task. */
+function appliedTo(task: StoredTask) {
+  return { applied: true, task: { id: task.id, state: task.state, control: task.control } };
+}
+
+/** The scope of an admin (and of every caller while authentication is off): every task. */
+const EVERY_TASK: TaskScope = { all: true };
+
 /** A task as the store returns it right after insert: attempt 0, nothing applied, no lease. */
-function fresh(task: TaskRecord): StoredTask {
-  return { ...structuredClone(task), control: { attempt: 0, update_seq: 0 } };
+function fresh(task: TaskRecord, owner = ''): StoredTask {
+  return { ...structuredClone(task), control: { owner, attempt: 0, update_seq: 0 } };
 }
 
 /** A lease long enough never to expire during a test, and one that has surely expired after `expire()`. */
@@ -56,7 +65,13 @@ export interface StoreLimits {
   uniqueIndex?: string;
 }
 
-export function describeTaskRepositoryContract(name: string, open: () => Promise<RepositoryHarness>, limits: StoreLimits = {}): void {
+/** How a case wants the store built. */
+export interface StoreOptions {
+  /** The byte budget of a full list page (store.full_page_bytes). */
+  fullPageBytes?: number;
+}
+
+export function describeTaskRepositoryContract(name: string, open: (options?: StoreOptions) => Promise<RepositoryHarness>, limits: StoreLimits = {}): void {
   /** A case that needs a unique index: skipped, with the reason in its name, where the store has none. */
   const itWithUniqueIndex = (title: string, body: () => Promise<void>) =>
     limits.uniqueIndex ? it.skip(`${title} (skipped: ${limits.uniqueIndex})`, body) : it(title, body);
@@ -74,13 +89,13 @@ export function describeTaskRepositoryContract(name: string, open: () => Promise
     });
 
     async function insertAll(tasks: TaskRecord[]): Promise<void> {
-      for (const task of tasks) await repo.insert(task);
+      for (const task of tasks) await repo.insert(task, '');
     }
 
     /** Inserts a task and claims it (it must be the only QUEUED one). */
     async function claimed(holder: string, leaseMs: number, overrides: Partial<TaskRecord> = {}): Promise<StoredTask> {
       const task = makeTask(overrides);
-      await repo.insert(task);
+      await repo.insert(task, '');
       const claim = await repo.claimNext(holder, leaseMs);
       expect(claim?.id).toBe(task.id);
       return claim!;
@@ -118,47 +133,47 @@ export function describeTaskRepositoryContract(name: string, open: () => Promise
           },
         ],
       });
-      await repo.insert(task);
-      expect(await repo.get(task.id)).toEqual(fresh(task));
+      await repo.insert(task, '');
+      expect(await repo.getUnscoped(task.id)).toEqual(fresh(task));
     });
 
     itWithUniqueIndex('refuses a second task with the same id', async () => {
       const task = makeTask();
-      await repo.insert(task);
-      await expectDomainError(repo.insert({ ...task }), ErrorCode.Conflict);
+      await repo.insert(task, '');
+      await expectDomainError(repo.insert({ ...task }, ''), ErrorCode.Conflict);
     });
 
     itWithUniqueIndex('lets only one of two simultaneous inserts with the same id succeed', async () => {
       const task = makeTask();
       const twin = { ...task, name: 'twin' };
-      const results = await Promise.allSettled([repo.insert(task), repo.insert(twin)]);
+      const results = await Promise.allSettled([repo.insert(task, ''), repo.insert(twin, '')]);
       expect(results.filter((r) => r.status === 'fulfilled')).toHaveLength(1);
       const failed = results.find((r): r is PromiseRejectedResult => r.status === 'rejected');
       expect(failed?.reason).toMatchObject({ code: ErrorCode.Conflict });
-      expect(await repo.get(task.id)).toEqual(fresh(results[0].status === 'fulfilled' ? task : twin));
+      expect(await repo.getUnscoped(task.id)).toEqual(fresh(results[0].status === 'fulfilled' ? task : twin));
     });
 
     it('stores the task as it was when insert was called', async () => {
       const task = makeTask({ tags: { a: '1' } });
       const copy = structuredClone(task);
-      const stored = repo.insert(task);
+      const stored = repo.insert(task, '');
       task.name = 'changed later';
       task.tags!.a = '2';
       await stored;
-      expect(await repo.get(task.id)).toEqual(fresh(copy));
+      expect(await repo.getUnscoped(task.id)).toEqual(fresh(copy));
     });
 
     itWithUniqueIndex('keeps the other tasks of a batch when one id is a duplicate', async () => {
       const existing = makeTask();
-      await repo.insert(existing);
+      await repo.insert(existing, '');
       const other = makeTask();
-      const results = await Promise.allSettled([repo.insert({ ...existing }), repo.insert(other)]);
+      const results = await Promise.allSettled([repo.insert({ ...existing }, ''), repo.insert(other, '')]);
       expect(results.map((r) => r.status)).toEqual(['rejected', 'fulfilled']);
-      expect(await repo.get(other.id)).toEqual(fresh(other));
+      expect(await repo.getUnscoped(other.id)).toEqual(fresh(other));
     });
 
     it('returns undefined for an unknown id', async () => {
-      expect(await repo.get('no-such-task')).toBeUndefined();
+      expect(await repo.getUnscoped('no-such-task')).toBeUndefined();
     });
 
     it('lists newest first and pages without gaps or repeats', async () => {
@@ -168,7 +183,7 @@ export function describeTaskRepositoryContract(name: string, open: () => Promise
       let token: string | undefined;
       let pages = 0;
       do {
-        const page = await repo.list({ tags: [], pageSize: 3, pageToken: token, fields: 'minimal' });
+        const page = await repo.list(EVERY_TASK, { tags: [], pageSize: 3, pageToken: token, fields: 'minimal' });
         seen.push(...page.tasks.map((t) => t.id));
         token = page.nextPageToken;
         pages += 1;
@@ -179,30 +194,30 @@ export function describeTaskRepositoryContract(name: string, open: () => Promise
 
     it('gives no next_page_token when the page holds the last task', async () => {
       await insertAll([makeTask(), makeTask()]);
-      expect((await repo.list({ tags: [], pageSize: 2, fields: 'minimal' })).nextPageToken).toBeUndefined();
-      expect((await repo.list({ tags: [], pageSize: 1, fields: 'minimal' })).nextPageToken).toEqual(expect.any(String));
+      expect((await repo.list(EVERY_TASK, { tags: [], pageSize: 2, fields: 'minimal' })).nextPageToken).toBeUndefined();
+      expect((await repo.list(EVERY_TASK, { tags: [], pageSize: 1, fields: 'minimal' })).nextPageToken).toEqual(expect.any(String));
     });
 
     it('keeps paging stable while new tasks arrive', async () => {
       const old = Array.from({ length: 4 }, () => makeTask());
       await insertAll(old);
-      const first = await repo.list({ tags: [], pageSize: 2, fields: 'minimal' });
+      const first = await repo.list(EVERY_TASK, { tags: [], pageSize: 2, fields: 'minimal' });
       await insertAll([makeTask(), makeTask()]);
-      const second = await repo.list({ tags: [], pageSize: 2, pageToken: first.nextPageToken, fields: 'minimal' });
+      const second = await repo.list(EVERY_TASK, { tags: [], pageSize: 2, pageToken: first.nextPageToken, fields: 'minimal' });
       expect([...first.tasks, ...second.tasks].map((t) => t.id)).toEqual(old.map((t) => t.id).reverse());
       expect(second.nextPageToken).toBeUndefined();
     });
 
     it('rejects a page token it did not issue', async () => {
       await insertAll([makeTask(), makeTask(), makeTask()]);
-      const issued = (await repo.list({ tags: [], pageSize: 1, fields: 'minimal' })).nextPageToken!;
+      const issued = (await repo.list(EVERY_TASK, { tags: [], pageSize: 1, fields: 'minimal' })).nextPageToken!;
       const foreign = ['garbage', 'eyJ4IjoxfQ', '', '!!!', 'czEuLTE', 'null', 'e30', 'eyJhZnRlciI6LTF9', 'eyJhZnRlciI6IjEifQ', `${issued}x`, `${issued}==`, ' '.repeat(4), 'a'.repeat(5000)];
       for (const token of foreign) {
-        const attempt = repo.list({ tags: [], pageSize: 5, pageToken: token, fields: 'minimal' });
+        const attempt = repo.list(EVERY_TASK, { tags: [], pageSize: 5, pageToken: token, fields: 'minimal' });
         await expectDomainError(attempt, ErrorCode.InvalidArgument);
         await expect(attempt).rejects.toThrow(/^page_token: /);
       }
-      expect((await repo.list({ tags: [], pageSize: 5, pageToken: issued, fields: 'minimal' })).tasks).toHaveLength(2);
+      expect((await repo.list(EVERY_TASK, { tags: [], pageSize: 5, pageToken: issued, fields: 'minimal' })).tasks).toHaveLength(2);
     });
 
     it('pages through filtered lists with the same guarantees', async () => {
@@ -213,7 +228,7 @@ export function describeTaskRepositoryContract(name: string, open: () => Promise
         const ids: string[] = [];
         let token: string | undefined;
         do {
-          const page = await repo.list({ ...query, pageSize: 2, pageToken: token });
+          const page = await repo.list(EVERY_TASK, { ...query, pageSize: 2, pageToken: token });
           expect(page.tasks.length).toBeLessThanOrEqual(2);
           ids.push(...page.tasks.map((t) => t.id));
           token = page.nextPageToken;
@@ -226,21 +241,159 @@ export function describeTaskRepositoryContract(name: string, open: () => Promise
       expect(await walk({ state: TesState.COMPLETE, tags: [{ key: 'run', value: 'r1' }], fields: 'minimal' })).toEqual(byInsertion(tagged));
     });
 
+    describe('owners', () => {
+      const alice: TaskScope = { all: false, owner: 'alice' };
+      const bob: TaskScope = { all: false, owner: 'bob' };
+      const ids = (tasks: Array<{ id: string }>) => tasks.map((t) => t.id);
+
+      /** Every id of a scope's list, page by page, checking each page's bound. */
+      async function walk(scope: TaskScope, query: Omit<TaskListQuery, 'pageSize' | 'pageToken'>, pageSize: number): Promise<string[]> {
+        const seen: string[] = [];
+        let token: string | undefined;
+        do {
+          const page = await repo.list(scope, { ...query, pageSize, pageToken: token });
+          expect(page.tasks.length).toBeLessThanOrEqual(pageSize);
+          seen.push(...ids(page.tasks));
+          token = page.nextPageToken;
+        } while (token);
+        return seen;
+      }
+
+      it('records the owner given at insert, and keeps it through patches', async () => {
+        const task = makeTask();
+        await repo.insert(task, 'alice');
+        expect(await repo.getUnscoped(task.id)).toEqual(fresh(task, 'alice'));
+        await repo.patch(task.id, { from: [TesState.QUEUED], attempt: 0, ops: [{ op: 'add_system_log', line: 'noted' }] });
+        expect((await repo.getUnscoped(task.id))?.control.owner).toBe('alice');
+        const claim = await repo.claimNext('replica-a', LONG_LEASE_MS);
+        expect(claim?.control.owner).toBe('alice');
+      });
+
+      it('reads, views and lists only the tasks of the scope\'s owner; the admin scope sees every one', async () => {
+        const mine = makeTask({ name: 'shared-name' });
+        const theirs = makeTask({ name: 'shared-name' });
+        await repo.insert(mine, 'alice');
+        await repo.insert(theirs, 'bob');
+        expect((await repo.get(mine.id, alice))?.id).toBe(mine.id);
+        expect(await repo.get(theirs.id, alice)).toBeUndefined();
+        expect(await repo.get(mine.id, bob)).toBeUndefined();
+        for (const view of [TaskView.MINIMAL, TaskView.BASIC, TaskView.FULL]) {
+          expect((await repo.getForView(mine.id, view, alice))?.id).toBe(mine.id);
+          expect(await repo.getForView(theirs.id, view, alice)).toBeUndefined();
+          expect((await repo.getForView(theirs.id, view, bob))?.id).toBe(theirs.id);
+          expect((await repo.getForView(theirs.id, view, EVERY_TASK))?.id).toBe(theirs.id);
+        }
+        for (const fields of ['minimal', 'full'] as const) {
+          expect(ids((await repo.list(alice, { tags: [], pageSize: 10, fields })).tasks)).toEqual([mine.id]);
+          expect(ids((await repo.list(bob, { namePrefix: 'shared', tags: [], pageSize: 10, fields })).tasks)).toEqual([theirs.id]);
+          expect(ids((await repo.list(EVERY_TASK, { tags: [], pageSize: 10, fields })).tasks)).toEqual([theirs.id, mine.id]);
+        }
+        expect((await repo.list({ all: false, owner: 'carol' }, { tags: [], pageSize: 10, fields: 'minimal' })).tasks).toEqual([]);
+        // The anonymous caller's owner name is '' and it is an owner like any other.
+        expect((await repo.list({ all: false, owner: '' }, { tags: [], pageSize: 10, fields: 'minimal' })).tasks).toEqual([]);
+      });
+
+      it('pages within an owner\'s scope over more than a page, and a token never leads out of the scope', async () => {
+        const owners = ['alice', 'bob', 'bob', 'alice', 'alice', 'bob', 'alice', 'alice', 'bob', 'alice', 'alice'];
+        const tasks = owners.map(() => makeTask());
+        for (let i = 0; i < tasks.length; i++) await repo.insert(tasks[i], owners[i]);
+        const newestFirst = (owner: string) => tasks.filter((_, i) => owners[i] === owner).map((t) => t.id).reverse();
+        expect(await walk(alice, { tags: [], fields: 'minimal' }, 2)).toEqual(newestFirst('alice'));
+        expect(await walk(bob, { tags: [], fields: 'full' }, 3)).toEqual(newestFirst('bob'));
+        expect(await walk(EVERY_TASK, { tags: [], fields: 'minimal' }, 4)).toEqual(tasks.map((t) => t.id).reverse());
+        // Bob's token in Alice's scope (and an admin's): it says where to go on; the scope says what is seen.
+        const bobsFirst = await repo.list(bob, { tags: [], pageSize: 1, fields: 'minimal' });
+        const fromBobsToken = await repo.list(alice, { tags: [], pageSize: 20, pageToken: bobsFirst.nextPageToken, fields: 'minimal' });
+        expect(ids(fromBobsToken.tasks).every((id) => newestFirst('alice').includes(id))).toBe(true);
+        const adminsToken = (await repo.list(EVERY_TASK, { tags: [], pageSize: 1, fields: 'minimal' })).nextPageToken;
+        expect(ids((await repo.list(bob, { tags: [], pageSize: 20, pageToken: adminsToken, fields: 'full' })).tasks)).toEqual(newestFirst('bob'));
+      });
+
+      it('combines the owner with tag, state and name filters', async () => {
+        const plan: Array<[string, Partial<TaskRecord>]> = [
+          ['alice', { tags: { run: 'r1' }, state: TesState.COMPLETE, name: 'job-1' }],
+          ['bob', { tags: { run: 'r1' }, state: TesState.COMPLETE, name: 'job-2' }],
+          ['alice', { tags: { run: 'r2' }, state: TesState.COMPLETE, name: 'job-3' }],
+          ['alice', { tags: { run: 'r1' }, name: 'job-4' }],
+          ['bob', { tags: { run: 'r1', env: 'x' }, name: 'job-5' }],
+          ['alice', { tags: { run: 'r1', env: 'x' }, state: TesState.COMPLETE, name: 'other' }],
+          ['alice', { tags: { run: 'r1' }, state: TesState.COMPLETE, name: 'job-7' }],
+        ];
+        const tasks = plan.map(([, overrides]) => makeTask(overrides));
+        for (let i = 0; i < tasks.length; i++) await repo.insert(tasks[i], plan[i][0]);
+        const expected = (owner: string | undefined, keep: (t: TaskRecord) => boolean) =>
+          tasks.filter((t, i) => (owner === undefined || plan[i][0] === owner) && keep(t)).map((t) => t.id).reverse();
+        const r1 = (t: TaskRecord) => t.tags?.run === 'r1';
+        const complete = (t: TaskRecord) => t.state === TesState.COMPLETE;
+        for (const [scope, owner] of [[alice, 'alice'], [bob, 'bob'], [EVERY_TASK, undefined]] as const) {
+          expect(await walk(scope, { tags: [{ key: 'run', value: 'r1' }], fields: 'minimal' }, 2)).toEqual(expected(owner, r1));
+          expect(await walk(scope, { tags: [{ key: 'env' }, { key: 'run' }], fields: 'full' }, 1)).toEqual(expected(owner, (t) => t.tags?.env === 'x'));
+          expect(await walk(scope, { state: TesState.COMPLETE, tags: [{ key: 'run', value: 'r1' }], fields: 'minimal' }, 1)).toEqual(expected(owner, (t) => r1(t) && complete(t)));
+          expect(await walk(scope, { state: TesState.COMPLETE, namePrefix: 'job-', tags: [], fields: 'full' }, 2)).toEqual(
+            expected(owner, (t) => complete(t) && Boolean(t.name?.startsWith('job-'))),
+          );
+        }
+      });
+    });
+
+    describe('full pages within a byte budget', () => {
+      let small: RepositoryHarness;
+
+      beforeEach(async () => {
+        small = await open({ fullPageBytes: 100_000 });
+      });
+
+      afterEach(async () => {
+        await small.cleanup();
+      });
+
+      it('ends a full page early at the budget, with a token, and pages on to every task', async () => {
+        const big = (i: number) => makeTask({ inputs: [{ path: `/in/${i}`, content: String(i).repeat(40_000), type: 'FILE' }] });
+        const tasks = Array.from({ length: 5 }, (_, i) => big(i));
+        for (const task of tasks) await small.repo.insert(task, 'alice');
+        const sizes: number[] = [];
+        const seen: TaskRecord[] = [];
+        let token: string | undefined;
+        do {
+          const page = await small.repo.list(EVERY_TASK, { tags: [], pageSize: 10, pageToken: token, fields: 'full' });
+          sizes.push(page.tasks.length);
+          seen.push(...(page.tasks as TaskRecord[]));
+          token = page.nextPageToken;
+        } while (token);
+        expect(sizes).toEqual([2, 2, 1]);
+        expect(seen).toEqual([...tasks].reverse());
+        // Minimal pages are bounded by count only.
+        expect((await small.repo.list({ all: false, owner: 'alice' }, { tags: [], pageSize: 10, fields: 'minimal' })).tasks).toHaveLength(5);
+      });
+
+      it('still gives one task per page when a single task is over the budget', async () => {
+        const huge = makeTask({ inputs: [{ path: '/in', content: 'x'.repeat(150_000), type: 'FILE' }] });
+        const next = makeTask();
+        await small.repo.insert(next, '');
+        await small.repo.insert(huge, '');
+        const first = await small.repo.list(EVERY_TASK, { tags: [], pageSize: 10, fields: 'full' });
+        expect(first.tasks).toEqual([huge]);
+        const second = await small.repo.list(EVERY_TASK, { tags: [], pageSize: 10, pageToken: first.nextPageToken, fields: 'full' });
+        expect(second.tasks).toEqual([next]);
+        expect(second.nextPageToken).toBeUndefined();
+      });
+    });
+
     it('filters by name prefix literally and case-sensitively', async () => {
       const names = ['f9327c19-a', 'ComplianceTest-f9327c19', 'F9327C19-upper', 'f9327c19', '100%_done', '100xxdone'];
       await insertAll(names.map((name) => makeTask({ name })));
-      const names1 = (await repo.list({ namePrefix: 'f9327c19', tags: [], pageSize: 10, fields: 'full' })).tasks.map((t) => t.name);
+      const names1 = (await repo.list(EVERY_TASK, { namePrefix: 'f9327c19', tags: [], pageSize: 10, fields: 'full' })).tasks.map((t) => t.name);
       expect(names1.sort()).toEqual(['f9327c19', 'f9327c19-a']);
-      const names2 = (await repo.list({ namePrefix: '100%_', tags: [], pageSize: 10, fields: 'full' })).tasks.map((t) => t.name);
+      const names2 = (await repo.list(EVERY_TASK, { namePrefix: '100%_', tags: [], pageSize: 10, fields: 'full' })).tasks.map((t) => t.name);
       expect(names2).toEqual(['100%_done']);
-      expect((await repo.list({ namePrefix: 'f9327C19', tags: [], pageSize: 10, fields: 'minimal' })).tasks).toEqual([]);
+      expect((await repo.list(EVERY_TASK, { namePrefix: 'f9327C19', tags: [], pageSize: 10, fields: 'minimal' })).tasks).toEqual([]);
     });
 
     it('matches name prefixes with characters outside the basic plane', async () => {
       const names = ['🧬-run-1', '🧬', '🧪-run', 'x🧬', 'ü-1', 'u-1'];
       await insertAll(names.map((name) => makeTask({ name })));
       const match = async (namePrefix: string) =>
-        (await repo.list({ namePrefix, tags: [], pageSize: 10, fields: 'full' })).tasks.map((t) => t.name).sort();
+        (await repo.list(EVERY_TASK, { namePrefix, tags: [], pageSize: 10, fields: 'full' })).tasks.map((t) => t.name).sort();
       expect(await match('🧬')).toEqual(['🧬', '🧬-run-1']);
       expect(await match('🧬-r')).toEqual(['🧬-run-1']);
       expect(await match('ü')).toEqual(['ü-1']);
@@ -256,14 +409,14 @@ export function describeTaskRepositoryContract(name: string, open: () => Promise
         makeTask({ name: 'other', state: TesState.RUNNING, tags: { team: 'a', env: 'prod' } }),
         makeTask({ name: 'job-4', state: TesState.RUNNING, tags: { team: 'a' } }),
       ]);
-      const page = await repo.list({ namePrefix: 'job-', state: TesState.RUNNING, tags: [{ key: 'team', value: 'a' }, { key: 'env' }], pageSize: 10, fields: 'minimal' });
+      const page = await repo.list(EVERY_TASK, { namePrefix: 'job-', state: TesState.RUNNING, tags: [{ key: 'team', value: 'a' }, { key: 'env' }], pageSize: 10, fields: 'minimal' });
       expect(page).toEqual({ tasks: [{ id: hit.id, state: TesState.RUNNING }] });
     });
 
     it('filters by state', async () => {
       const done = makeTask({ state: TesState.COMPLETE });
       await insertAll([makeTask(), done, makeTask({ state: TesState.RUNNING })]);
-      const page = await repo.list({ state: TesState.COMPLETE, tags: [], pageSize: 10, fields: 'minimal' });
+      const page = await repo.list(EVERY_TASK, { state: TesState.COMPLETE, tags: [], pageSize: 10, fields: 'minimal' });
       expect(page.tasks).toEqual([{ id: done.id, state: TesState.COMPLETE }]);
     });
 
@@ -275,7 +428,7 @@ export function describeTaskRepositoryContract(name: string, open: () => Promise
       const e = makeTask({ tags: { abcxyz: '' } });
       await insertAll([a, b, c, d, e]);
       const ids = async (tags: Array<{ key: string; value?: string }>) =>
-        (await repo.list({ tags, pageSize: 10, fields: 'minimal' })).tasks.map((t) => t.id).sort();
+        (await repo.list(EVERY_TASK, { tags, pageSize: 10, fields: 'minimal' })).tasks.map((t) => t.id).sort();
       expect(await ids([{ key: 'foo' }])).toEqual([a.id, c.id, d.id].sort());
       expect(await ids([{ key: 'foo', value: '' }])).toEqual([a.id, c.id, d.id].sort());
       expect(await ids([{ key: 'foo', value: 'bar' }])).toEqual([c.id, d.id].sort());
@@ -289,9 +442,9 @@ export function describeTaskRepositoryContract(name: string, open: () => Promise
 
     it('reads only id and state for minimal lists, and no control fields for full ones', async () => {
       const task = makeTask({ name: 'n', tags: { a: 'b' } });
-      await repo.insert(task);
-      expect((await repo.list({ tags: [], pageSize: 1, fields: 'minimal' })).tasks[0]).toEqual({ id: task.id, state: TesState.QUEUED });
-      expect((await repo.list({ tags: [], pageSize: 1, fields: 'full' })).tasks[0]).toEqual(task);
+      await repo.insert(task, '');
+      expect((await repo.list(EVERY_TASK, { tags: [], pageSize: 1, fields: 'minimal' })).tasks[0]).toEqual({ id: task.id, state: TesState.QUEUED });
+      expect((await repo.list(EVERY_TASK, { tags: [], pageSize: 1, fields: 'full' })).tasks[0]).toEqual(task);
     });
 
     it('reads one task for a view: id and state at MINIMAL, at least what BASIC shows, the whole record at FULL', async () => {
@@ -302,48 +455,48 @@ export function describeTaskRepositoryContract(name: string, open: () => Promise
       });
       const plain = makeTask();
       await insertAll([task, plain]);
-      expect(await repo.getForView(task.id, TaskView.MINIMAL)).toEqual({ id: task.id, state: TesState.QUEUED });
-      expect(await repo.getForView(task.id, TaskView.FULL)).toEqual(task);
+      expect(await repo.getForView(task.id, TaskView.MINIMAL, EVERY_TASK)).toEqual({ id: task.id, state: TesState.QUEUED });
+      expect(await repo.getForView(task.id, TaskView.FULL, EVERY_TASK)).toEqual(task);
       // BASIC: a store may leave out what the view drops, and nothing else; arrays the task has not stay absent.
-      expect(renderTask((await repo.getForView(task.id, TaskView.BASIC))!, TaskView.BASIC)).toEqual(renderTask(task, TaskView.BASIC));
-      expect(await repo.getForView(plain.id, TaskView.BASIC)).toEqual(plain);
-      for (const view of [TaskView.MINIMAL, TaskView.BASIC, TaskView.FULL]) expect(await repo.getForView('no-such-task', view)).toBeUndefined();
+      expect(renderTask((await repo.getForView(task.id, TaskView.BASIC, EVERY_TASK))!, TaskView.BASIC)).toEqual(renderTask(task, TaskView.BASIC));
+      expect(await repo.getForView(plain.id, TaskView.BASIC, EVERY_TASK)).toEqual(plain);
+      for (const view of [TaskView.MINIMAL, TaskView.BASIC, TaskView.FULL]) expect(await repo.getForView('no-such-task', view, EVERY_TASK)).toBeUndefined();
     });
 
     it('stores a new task with attempt 0 and no lease, whatever control the object carries', async () => {
       const task = makeTask({ state: TesState.RUNNING });
       const carrying: StoredTask = { ...task, control: { attempt: 3, update_seq: 7, lease: { holder: 'h', until: Date.now() + LONG_LEASE_MS, token: 't' }, backend_ref: { a: 1 } } };
-      await repo.insert(carrying);
-      expect(await repo.get(task.id)).toEqual(fresh(task));
+      await repo.insert(carrying, '');
+      expect(await repo.getUnscoped(task.id)).toEqual(fresh(task));
       expect(await repo.heldBy('h')).toEqual([]);
     });
 
     describe('patch', () => {
       it('applies when its state guard holds and refuses once the state has moved on', async () => {
         const task = makeTask();
-        await repo.insert(task);
+        await repo.insert(task, '');
         const cancel: TaskPatch = { from: [TesState.QUEUED], to: TesState.CANCELED, attempt: 0, ops: [{ op: 'add_system_log', line: 'canceled by the user' }] };
         const result = await repo.patch(task.id, cancel);
         const expected: StoredTask = { ...fresh(task), state: TesState.CANCELED, logs: [log(['canceled by the user'])] };
-        expect(result).toEqual({ applied: true, task: expected });
-        expect(await repo.get(task.id)).toEqual(expected);
+        expect(result).toEqual(appliedTo(expected));
+        expect(await repo.getUnscoped(task.id)).toEqual(expected);
         expect(await repo.patch(task.id, cancel)).toEqual({ applied: false, reason: 'state' });
         expect(await repo.patch('no-such-task', cancel)).toEqual({ applied: false, reason: 'missing' });
-        expect(await repo.get(task.id)).toEqual(expected);
+        expect(await repo.getUnscoped(task.id)).toEqual(expected);
       });
 
       it('refuses a state change the state machine does not allow', async () => {
         const task = makeTask();
-        await repo.insert(task);
+        await repo.insert(task, '');
         expect(await repo.patch(task.id, { from: [TesState.QUEUED], to: TesState.RUNNING, attempt: 0, ops: [] })).toEqual({ applied: false, reason: 'state' });
-        expect(await repo.get(task.id)).toEqual(fresh(task));
+        expect(await repo.getUnscoped(task.id)).toEqual(fresh(task));
       });
 
       it('lists a task by the state a patch gave it', async () => {
         const task = makeTask({ name: 'patched', tags: { keep: 'k' } });
         await insertAll([task, makeTask()]);
         await repo.patch(task.id, { from: [TesState.QUEUED], to: TesState.CANCELED, attempt: 0, ops: [] });
-        const ids = async (query: Partial<TaskListQuery>) => (await repo.list({ tags: [], pageSize: 10, fields: 'minimal', ...query })).tasks.map((t) => t.id);
+        const ids = async (query: Partial<TaskListQuery>) => (await repo.list(EVERY_TASK, { tags: [], pageSize: 10, fields: 'minimal', ...query })).tasks.map((t) => t.id);
         expect(await ids({ state: TesState.CANCELED })).toEqual([task.id]);
         expect(await ids({ state: TesState.QUEUED })).not.toContain(task.id);
         expect(await ids({ namePrefix: 'patched', tags: [{ key: 'keep', value: 'k' }] })).toEqual([task.id]);
@@ -353,7 +506,7 @@ export function describeTaskRepositoryContract(name: string, open: () => Promise
       it('lets exactly one of many concurrent state changes win, across instances', async () => {
         const second = await harness.openSecond();
         const task = makeTask();
-        await repo.insert(task);
+        await repo.insert(task, '');
         const cancel: TaskPatch = { from: [TesState.QUEUED], to: TesState.CANCELED, attempt: 0, ops: [] };
         const results = await Promise.all(Array.from({ length: 10 }, (_, i) => (i % 2 ? second : repo).patch(task.id, cancel)));
         expect(results.filter((r) => r.applied)).toHaveLength(1);
@@ -363,13 +516,13 @@ export function describeTaskRepositoryContract(name: string, open: () => Promise
       it('applies every one of many concurrent patches, across instances', async () => {
         const second = await harness.openSecond();
         const task = makeTask();
-        await repo.insert(task);
+        await repo.insert(task, '');
         const lines = Array.from({ length: 20 }, (_, i) => `line ${i}`);
         const results = await Promise.all(
           lines.map((line, i) => (i % 2 ? second : repo).patch(task.id, { from: [TesState.QUEUED], attempt: 0, ops: [{ op: 'add_system_log', line }] })),
         );
         expect(results.every((r) => r.applied)).toBe(true);
-        expect((await repo.get(task.id))?.logs[0].system_logs.sort()).toEqual([...lines].sort());
+        expect((await repo.getUnscoped(task.id))?.logs[0].system_logs.sort()).toEqual([...lines].sort());
       });
 
       it('applies only in the current attempt', async () => {
@@ -377,7 +530,7 @@ export function describeTaskRepositoryContract(name: string, open: () => Promise
         const line = { op: 'add_system_log', line: 'x' } as const;
         expect(await repo.patch(task.id, byHolder(task, { attempt: 0, ops: [line] }))).toEqual({ applied: false, reason: 'attempt' });
         expect(await repo.patch(task.id, byHolder(task, { attempt: 2, ops: [line] }))).toEqual({ applied: false, reason: 'attempt' });
-        expect(await repo.get(task.id)).toEqual(task);
+        expect(await repo.getUnscoped(task.id)).toEqual(task);
         expect((await repo.patch(task.id, byHolder(task, { ops: [line] }))).applied).toBe(true);
       });
 
@@ -385,9 +538,10 @@ export function describeTaskRepositoryContract(name: string, open: () => Promise
         const task = await claimed('replica-a', LONG_LEASE_MS);
         const running = byHolder(task, { from: [TesState.INITIALIZING], to: TesState.RUNNING });
         expect(await repo.patch(task.id, { ...running, lease_token: 'someone-else' })).toEqual({ applied: false, reason: 'fenced' });
-        expect(await repo.get(task.id)).toEqual(task);
+        expect(await repo.getUnscoped(task.id)).toEqual(task);
         const result = await repo.patch(task.id, running);
-        expect(result).toEqual({ applied: true, task: { ...task, state: TesState.RUNNING } });
+        expect(result).toEqual(appliedTo({ ...task, state: TesState.RUNNING }));
+        expect(await repo.getUnscoped(task.id)).toEqual({ ...task, state: TesState.RUNNING });
       });
 
       it('changes nothing when an update is replayed or arrives out of order, across instances', async () => {
@@ -396,10 +550,10 @@ export function describeTaskRepositoryContract(name: string, open: () => Promise
         const update = (seq: number, line: string) => byHolder(task, { seq, ops: [{ op: 'add_system_log', line }] });
         const applied = await repo.patch(task.id, update(3, 'third'));
         expect(applied).toMatchObject({ applied: true, task: { control: { update_seq: 3 } } });
-        const after = await repo.get(task.id);
+        const after = await repo.getUnscoped(task.id);
         expect(await second.patch(task.id, update(3, 'third again'))).toEqual({ applied: false, reason: 'stale' });
         expect(await second.patch(task.id, update(2, 'second, late'))).toEqual({ applied: false, reason: 'stale' });
-        expect(await repo.get(task.id)).toEqual(after);
+        expect(await repo.getUnscoped(task.id)).toEqual(after);
         expect(after?.logs[0].system_logs).toEqual(['third']);
         expect(await second.patch(task.id, update(4, 'fourth'))).toMatchObject({ applied: true, task: { control: { update_seq: 4 } } });
       });
@@ -415,7 +569,7 @@ export function describeTaskRepositoryContract(name: string, open: () => Promise
         expect((await repo.patch(task.id, adds)).applied).toBe(true);
         const more = byHolder(task, { ops: [{ op: 'add_system_log', line: 'other' }, { op: 'add_outputs', outputs }] });
         expect((await repo.patch(task.id, more)).applied).toBe(true);
-        const stored = await repo.get(task.id);
+        const stored = await repo.getUnscoped(task.id);
         expect(stored?.logs[0].system_logs).toEqual(['same', 'other']);
         expect(stored?.logs[0].outputs).toEqual(outputs);
       });
@@ -440,8 +594,8 @@ export function describeTaskRepositoryContract(name: string, open: () => Promise
           logs: [{ ...task.logs[0], logs: [{}, { start_time: 's1', exit_code: 0, stdout: 'out' }], metadata: { a: '1', b: '2' }, end_time: 'e' }],
           control: { ...task.control, backend_ref: { container: 'c1', port: 5, detached: true } },
         };
-        expect(result).toEqual({ applied: true, task: expected });
-        expect(await repo.get(task.id)).toEqual(expected);
+        expect(result).toEqual(appliedTo(expected));
+        expect(await repo.getUnscoped(task.id)).toEqual(expected);
       });
 
       it('sets backend ref keys without dropping keys another writer stored before', async () => {
@@ -450,7 +604,7 @@ export function describeTaskRepositoryContract(name: string, open: () => Promise
         await repo.patch(task.id, { from: [TesState.INITIALIZING], attempt: task.control.attempt, ops: [{ op: 'set_backend_ref', ref: { report_progress: 'p' } }] });
         await repo.patch(task.id, byHolder(task, { ops: [{ op: 'set_backend_ref', ref: { runner: 'r1', job_id: 'j1' } }] }));
         await repo.patch(task.id, byHolder(task, { ops: [{ op: 'set_backend_ref', ref: { job_id: 'j2' } }] }));
-        expect((await repo.get(task.id))?.control.backend_ref).toEqual({ report_progress: 'p', runner: 'r1', job_id: 'j2' });
+        expect((await repo.getUnscoped(task.id))?.control.backend_ref).toEqual({ report_progress: 'p', runner: 'r1', job_id: 'j2' });
       });
 
       it('opens a new attempt with its own log and update numbers', async () => {
@@ -461,19 +615,20 @@ export function describeTaskRepositoryContract(name: string, open: () => Promise
           byHolder(task, { from: [TesState.RUNNING, TesState.INITIALIZING], to: TesState.INITIALIZING, ops: [{ op: 'add_system_log', line: 'the run was lost' }], next_attempt: { log: log(['attempt 2']) } }),
         );
         expect(retry.applied).toBe(true);
-        const second = await repo.get(task.id);
-        expect(second?.control).toEqual({ attempt: 2, update_seq: 0, lease: task.control.lease });
+        const second = await repo.getUnscoped(task.id);
+        expect(second?.control).toEqual({ owner: '', attempt: 2, update_seq: 0, lease: task.control.lease });
         expect(second?.logs).toEqual([{ ...task.logs[0], system_logs: ['the run was lost'] }, log(['attempt 2'])]);
         expect(await repo.patch(task.id, byHolder(task, { seq: 6 }))).toEqual({ applied: false, reason: 'attempt' });
         const first = await repo.patch(task.id, byHolder(second!, { seq: 1, ops: [{ op: 'add_system_log', line: 'second run' }] }));
-        expect(first).toMatchObject({ applied: true, task: { control: { attempt: 2, update_seq: 1 }, logs: [{}, { system_logs: ['attempt 2', 'second run'] }] } });
+        expect(first).toMatchObject({ applied: true, task: { control: { attempt: 2, update_seq: 1 } } });
+        expect(await repo.getUnscoped(task.id)).toMatchObject({ logs: [{}, { system_logs: ['attempt 2', 'second run'] }] });
       });
 
       it('ends the lease with a terminal state', async () => {
         const task = await claimed('replica-a', SHORT_LEASE_MS);
         const done = await repo.patch(task.id, byHolder(task, { from: [TesState.INITIALIZING], to: TesState.COMPLETE, ops: [{ op: 'set_times', end_time: 'e' }] }));
-        expect(done.applied && done.task.control).toEqual({ attempt: 1, update_seq: 0 });
-        expect((await repo.get(task.id))?.control).toEqual({ attempt: 1, update_seq: 0 });
+        expect(done.applied && done.task.control).toEqual({ owner: '', attempt: 1, update_seq: 0 });
+        expect((await repo.getUnscoped(task.id))?.control).toEqual({ owner: '', attempt: 1, update_seq: 0 });
         expect(await repo.heldBy('replica-a')).toEqual([]);
         expect(await repo.countHeld('replica-a')).toBe(0);
         expect(await repo.renewLeases('replica-a', LONG_LEASE_MS)).toEqual([]);
@@ -485,29 +640,29 @@ export function describeTaskRepositoryContract(name: string, open: () => Promise
 
       it('uses the patch as it was when patch was called', async () => {
         const task = makeTask();
-        await repo.insert(task);
+        await repo.insert(task, '');
         const patch: TaskPatch = { from: [TesState.QUEUED], attempt: 0, ops: [{ op: 'add_system_log', line: 'as called' }] };
         const pending = repo.patch(task.id, patch);
         (patch.ops as Array<{ op: 'add_system_log'; line: string }>)[0].line = 'changed later';
         await pending;
-        expect((await repo.get(task.id))?.logs[0].system_logs).toEqual(['as called']);
+        expect((await repo.getUnscoped(task.id))?.logs[0].system_logs).toEqual(['as called']);
       });
     });
 
     it('hands out copies: changing a returned task changes nothing stored', async () => {
       const task = makeTask({ tags: { a: 'b' }, logs: [log(['created'])] });
-      await repo.insert(task);
-      (await repo.get(task.id))!.tags!.a = 'changed by the caller';
+      await repo.insert(task, '');
+      (await repo.getUnscoped(task.id))!.tags!.a = 'changed by the caller';
       const claim = await repo.claimNext('replica-a', LONG_LEASE_MS);
-      const stored = await repo.get(task.id);
+      const stored = await repo.getUnscoped(task.id);
       claim!.logs[0].system_logs.push('changed by the caller');
       claim!.control.lease!.token = 'changed by the caller';
       const result = await repo.patch(task.id, byHolder(stored!, { ops: [{ op: 'add_system_log', line: 'patched' }] }));
-      const patched = await repo.get(task.id);
-      if (result.applied) result.task.logs[0].system_logs.push('changed by the caller');
+      const patched = await repo.getUnscoped(task.id);
+      if (result.applied) result.task.control.update_seq = 99;
       (await repo.findByState([TesState.INITIALIZING], 1))[0].control.attempt = 9;
       expect(stored).toMatchObject({ tags: { a: 'b' }, logs: [{ system_logs: ['created'] }] });
-      expect(await repo.get(task.id)).toEqual(patched);
+      expect(await repo.getUnscoped(task.id)).toEqual(patched);
       expect(patched?.logs[0].system_logs).toEqual(['created', 'patched']);
       expect(patched?.control).toEqual(stored?.control);
     });
@@ -517,25 +672,26 @@ export function describeTaskRepositoryContract(name: string, open: () => Promise
       await insertAll([existing, makeTask()]);
       const other = makeTask();
       const results = await Promise.allSettled([
-        repo.insert({ ...existing }),
+        repo.insert({ ...existing }, ''),
         repo.patch(existing.id, { from: [TesState.QUEUED], attempt: 0, ops: [{ op: 'add_system_log', line: 'kept' }] }),
         repo.claimNext('replica-a', LONG_LEASE_MS),
-        repo.insert(other),
+        repo.insert(other, ''),
       ]);
       expect(results.map((r) => r.status)).toEqual(['rejected', 'fulfilled', 'fulfilled', 'fulfilled']);
-      expect((await repo.get(existing.id))?.logs[0].system_logs).toEqual(['kept']);
+      expect((await repo.getUnscoped(existing.id))?.logs[0].system_logs).toEqual(['kept']);
       expect(await repo.countHeld('replica-a')).toBe(1);
-      expect(await repo.get(other.id)).toEqual(fresh(other));
+      expect(await repo.getUnscoped(other.id)).toEqual(fresh(other));
     });
 
-    it('finds tasks by state, oldest first, up to a limit', async () => {
+    it('finds tasks by state, oldest first, up to a limit, without their requests', async () => {
       const queued = [makeTask(), makeTask(), makeTask()];
       await insertAll([queued[0], makeTask({ state: TesState.RUNNING }), queued[1], queued[2]]);
       expect((await repo.findByState([TesState.QUEUED], 2)).map((t) => t.id)).toEqual([queued[0].id, queued[1].id]);
       expect(await repo.findByState([], 5)).toEqual([]);
       const active = await repo.findByState([TesState.RUNNING, TesState.QUEUED], 10);
       expect(active.map((t) => t.state)).toEqual([TesState.QUEUED, TesState.RUNNING, TesState.QUEUED, TesState.QUEUED]);
-      expect(active[0]).toEqual(fresh(queued[0]));
+      const { id, state, logs, control } = fresh(queued[0]);
+      expect(active[0]).toEqual({ id, state, logs, control });
     });
 
     describe('leases', () => {
@@ -549,11 +705,11 @@ export function describeTaskRepositoryContract(name: string, open: () => Promise
           ...warned,
           state: TesState.INITIALIZING,
           logs: [{ ...warned.logs[0], start_time: expect.any(String) }],
-          control: { attempt: 1, update_seq: 0, lease: { holder: 'replica-a', until: expect.any(Number), token: expect.any(String) } },
+          control: { owner: '', attempt: 1, update_seq: 0, lease: { holder: 'replica-a', until: expect.any(Number), token: expect.any(String) } },
         });
         expect(new Date(first!.logs[0].start_time!).toISOString()).toBe(first!.logs[0].start_time);
         expect(first!.control.lease!.until).toBeGreaterThanOrEqual(before + LONG_LEASE_MS);
-        expect(await repo.get(warned.id)).toEqual(first);
+        expect(await repo.getUnscoped(warned.id)).toEqual(first);
         const second = await repo.claimNext('replica-b', LONG_LEASE_MS);
         expect(second).toMatchObject({ id: plain.id, state: TesState.INITIALIZING, logs: [{ ...log(), start_time: expect.any(String) }] });
         expect(second!.logs).toHaveLength(1);
@@ -573,7 +729,7 @@ export function describeTaskRepositoryContract(name: string, open: () => Promise
         const task = await claimed('replica-a', LONG_LEASE_MS);
         const back = await repo.patch(task.id, byHolder(task, { from: [TesState.INITIALIZING], to: TesState.QUEUED, ops: [{ op: 'add_system_log', line: 'waiting: runner x does not answer' }] }));
         expect(back).toMatchObject({ applied: true, task: { state: TesState.QUEUED } });
-        const stored = await repo.get(task.id);
+        const stored = await repo.getUnscoped(task.id);
         expect(stored!.control.lease).toBeUndefined();
         expect(await repo.countHeld('replica-a')).toBe(0);
         expect(await repo.heldBy('replica-a')).toEqual([]);
@@ -609,9 +765,9 @@ export function describeTaskRepositoryContract(name: string, open: () => Promise
           expect(positions).toEqual([...positions].sort((a, b) => a - b));
           for (const claim of mine) {
             const task = tasks[order.get(claim.id)!];
-            expect(claim.control).toEqual({ attempt: 1, update_seq: 0, lease: { holder, until: expect.any(Number), token: expect.any(String) } });
+            expect(claim.control).toEqual({ owner: '', attempt: 1, update_seq: 0, lease: { holder, until: expect.any(Number), token: expect.any(String) } });
             expect(claim.logs).toEqual([{ ...log(task.logs[0]?.system_logs ?? []), start_time: expect.any(String) }]);
-            expect(await second.get(claim.id)).toEqual(claim);
+            expect(await second.getUnscoped(claim.id)).toEqual(claim);
           }
         }
         expect(await repo.claimNext('late', LONG_LEASE_MS)).toBeUndefined();
@@ -629,11 +785,11 @@ export function describeTaskRepositoryContract(name: string, open: () => Promise
         const renewed = await repo.renewLeases('replica-a', LONG_LEASE_MS);
         expect(byId(renewed)).toEqual(byId([held(a1), held(a2)]));
         for (const task of [a1, a2]) {
-          const lease = (await second.get(task.id))?.control.lease;
+          const lease = (await second.getUnscoped(task.id))?.control.lease;
           expect(lease).toEqual({ ...task.control.lease, until: expect.any(Number) });
           expect(lease!.until).toBeGreaterThanOrEqual(before + LONG_LEASE_MS);
         }
-        expect((await repo.get(b1.id))?.control).toEqual(b1.control);
+        expect((await repo.getUnscoped(b1.id))?.control).toEqual(b1.control);
         expect(byId(await second.heldBy('replica-a'))).toEqual(byId(renewed));
         expect(await repo.heldBy('replica-b')).toEqual([held(b1)]);
         expect(await repo.countHeld('replica-a')).toBe(2);
@@ -657,7 +813,7 @@ export function describeTaskRepositoryContract(name: string, open: () => Promise
         const token = task.control.lease!.token;
         expect(await second.findExpiredLeases(Date.now(), 10)).toEqual([]);
         expect(await second.takeOver(task.id, token, 'replica-b', LONG_LEASE_MS)).toBeUndefined();
-        expect(await repo.get(task.id)).toEqual(task);
+        expect(await repo.getUnscoped(task.id)).toEqual(task);
         expect(await repo.releaseLease(task.id, 'not-the-token')).toBe(false);
         expect(await repo.releaseLease(task.id, token)).toBe(true);
         const listed = await second.findExpiredLeases(Date.now(), 10);
@@ -685,7 +841,7 @@ export function describeTaskRepositoryContract(name: string, open: () => Promise
         const holder = `replica-${results.indexOf(winner)}`;
         expect(winner).toEqual({ ...task, control: { ...task.control, lease: { holder, until: expect.any(Number), token: expect.any(String) } } });
         expect(winner.control.lease!.token).not.toBe(token);
-        expect(await repo.get(task.id)).toEqual(winner);
+        expect(await repo.getUnscoped(task.id)).toEqual(winner);
         expect(await second.heldBy('replica-gone')).toEqual([]);
         expect(await second.heldBy(holder)).toEqual([{ id: task.id, state: TesState.INITIALIZING, token: winner.control.lease!.token }]);
         expect(await repo.findExpiredLeases(Date.now(), 10)).toEqual([]);
@@ -700,14 +856,14 @@ export function describeTaskRepositoryContract(name: string, open: () => Promise
         const newToken = taken.control.lease!.token;
         const update = { seq: 1, ops: [{ op: 'add_system_log', line: 'from the old holder' } as const] };
         expect(await repo.patch(lost.id, byHolder(lost, update))).toEqual({ applied: false, reason: 'fenced' });
-        expect(await repo.get(lost.id)).toEqual(taken);
+        expect(await repo.getUnscoped(lost.id)).toEqual(taken);
         expect((await second.patch(lost.id, byHolder(taken, { ...update, ops: [{ op: 'add_system_log', line: 'from the new holder' }] }))).applied).toBe(true);
         await expire();
         // The new lease has expired too: only its own token may take it over.
         expect(await repo.takeOver(lost.id, oldToken, 'replica-a', LONG_LEASE_MS)).toBeUndefined();
         expect(await repo.takeOver(lost.id, undefined, 'replica-a', LONG_LEASE_MS)).toBeUndefined();
         expect(await repo.releaseLease(lost.id, oldToken)).toBe(false);
-        expect((await repo.get(lost.id))?.control.lease?.token).toBe(newToken);
+        expect((await repo.getUnscoped(lost.id))?.control.lease?.token).toBe(newToken);
         expect(await second.releaseLease(lost.id, newToken)).toBe(true);
         expect((await repo.takeOver(lost.id, newToken, 'replica-a', LONG_LEASE_MS))?.control.lease?.holder).toBe('replica-a');
       });
@@ -722,7 +878,7 @@ export function describeTaskRepositoryContract(name: string, open: () => Promise
         expect(await repo.findExpiredLeases(now, 1)).toEqual([fresh(unleased)]);
         expect(await repo.takeOver(unleased.id, 'some-token', 'replica-b', LONG_LEASE_MS)).toBeUndefined();
         const taken = await repo.takeOver(unleased.id, undefined, 'replica-b', LONG_LEASE_MS);
-        expect(taken).toEqual({ ...fresh(unleased), control: { attempt: 0, update_seq: 0, lease: { holder: 'replica-b', until: expect.any(Number), token: expect.any(String) } } });
+        expect(taken).toEqual({ ...fresh(unleased), control: { owner: '', attempt: 0, update_seq: 0, lease: { holder: 'replica-b', until: expect.any(Number), token: expect.any(String) } } });
         expect(await repo.takeOver(unleased.id, undefined, 'replica-c', LONG_LEASE_MS)).toBeUndefined();
         expect((await repo.findExpiredLeases(Date.now(), 10)).map((t) => t.id)).toEqual([leased.id]);
       });
@@ -734,23 +890,25 @@ export function describeTaskRepositoryContract(name: string, open: () => Promise
       await insertAll([task, second]);
       const claim = (await repo.claimNext('replica-a', LONG_LEASE_MS))!;
       const patched = await repo.patch(task.id, byHolder(claim, { seq: 2, ops: [{ op: 'set_backend_ref', ref: { container: 'c1' } }] }));
-      const token = (await repo.list({ tags: [], pageSize: 1, fields: 'minimal' })).nextPageToken;
+      const before = await repo.getUnscoped(task.id);
+      const token = (await repo.list(EVERY_TASK, { tags: [], pageSize: 1, fields: 'minimal' })).nextPageToken;
       repo = await harness.reopen();
-      expect(patched.applied && (await repo.get(task.id))).toEqual(patched.applied && patched.task);
-      expect((await repo.get(task.id))?.control).toEqual({ attempt: 1, update_seq: 2, lease: claim.control.lease, backend_ref: { container: 'c1' } });
+      expect(patched.applied).toBe(true);
+      expect(await repo.getUnscoped(task.id)).toEqual(before);
+      expect((await repo.getUnscoped(task.id))?.control).toEqual({ owner: '', attempt: 1, update_seq: 2, lease: claim.control.lease, backend_ref: { container: 'c1' } });
       expect(await repo.heldBy('replica-a')).toEqual([{ id: task.id, state: TesState.INITIALIZING, token: claim.control.lease!.token }]);
-      expect((await repo.list({ tags: [{ key: 'durable', value: 'yes' }], pageSize: 5, fields: 'minimal' })).tasks).toHaveLength(1);
+      expect((await repo.list(EVERY_TASK, { tags: [{ key: 'durable', value: 'yes' }], pageSize: 5, fields: 'minimal' })).tasks).toHaveLength(1);
       // A token issued before the restart still continues where it left off, and new tasks still list first.
-      expect((await repo.list({ tags: [], pageSize: 5, pageToken: token, fields: 'minimal' })).tasks.map((t) => t.id)).toEqual([task.id]);
+      expect((await repo.list(EVERY_TASK, { tags: [], pageSize: 5, pageToken: token, fields: 'minimal' })).tasks.map((t) => t.id)).toEqual([task.id]);
       const third = makeTask();
-      await repo.insert(third);
-      expect((await repo.list({ tags: [], pageSize: 10, fields: 'minimal' })).tasks.map((t) => t.id)).toEqual([third.id, second.id, task.id]);
+      await repo.insert(third, '');
+      expect((await repo.list(EVERY_TASK, { tags: [], pageSize: 10, fields: 'minimal' })).tasks.map((t) => t.id)).toEqual([third.id, second.id, task.id]);
     });
 
     it('resolves every insert of a burst, all of them readable afterwards', async () => {
       const burst = Array.from({ length: 300 }, () => makeTask());
-      await Promise.all(burst.map((task) => repo.insert(task)));
-      const page = await repo.list({ tags: [], pageSize: 300, fields: 'minimal' });
+      await Promise.all(burst.map((task) => repo.insert(task, '')));
+      const page = await repo.list(EVERY_TASK, { tags: [], pageSize: 300, fields: 'minimal' });
       expect(new Set(page.tasks.map((t) => t.id))).toEqual(new Set(burst.map((t) => t.id)));
       expect(page.nextPageToken).toBeUndefined();
     });

@@ -81,7 +81,7 @@ describe('task lifecycle with the process runtime', () => {
   async function heldByDeadHolder(repo: TaskRepository, command: string[], running: boolean): Promise<string> {
     const id = `orphan-${running ? 'running' : 'staging'}-${Date.now()}`;
     // Queued in the same store commit as the insert, so the live scheduler cannot claim the task first.
-    const inserted = repo.insert({ id, state: TesState.QUEUED, creation_time: new Date().toISOString(), executors: [{ image: 'x', command }], logs: [] });
+    const inserted = repo.insert({ id, state: TesState.QUEUED, creation_time: new Date().toISOString(), executors: [{ image: 'x', command }], logs: [] }, '');
     const claimed = repo.claimNext('dead-holder', running ? 400 : 1);
     await inserted;
     const task = await claimed;
@@ -128,7 +128,7 @@ describe('task lifecycle when no attempt is left', () => {
   it('ends a lost task SYSTEM_ERROR with the reason', async () => {
     const repo = server.app.get<TaskRepository>(TASK_REPOSITORY);
     const id = 'orphan-last-' + Date.now();
-    const inserted = repo.insert({ id, state: TesState.QUEUED, creation_time: new Date().toISOString(), executors: [{ image: 'x', command: ['true'] }], logs: [] });
+    const inserted = repo.insert({ id, state: TesState.QUEUED, creation_time: new Date().toISOString(), executors: [{ image: 'x', command: ['true'] }], logs: [] }, '');
     const claimed = repo.claimNext('dead-holder', 400);
     await inserted;
     const task = await claimed;

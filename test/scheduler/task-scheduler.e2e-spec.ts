@@ -79,13 +79,13 @@ describe('the scheduler on real parts', () => {
   }
 
   async function insert(repo: TaskRepository, id: string, command: string[]): Promise<void> {
-    await repo.insert({ id, state: TesState.QUEUED, creation_time: new Date().toISOString(), executors: [{ image: 'x', command }], logs: [] });
+    await repo.insert({ id, state: TesState.QUEUED, creation_time: new Date().toISOString(), executors: [{ image: 'x', command }], logs: [] }, '');
   }
 
   async function until(repo: TaskRepository, id: string, done: (task: StoredTask) => boolean, timeoutMs = 20_000): Promise<StoredTask> {
     const deadline = Date.now() + timeoutMs;
     for (;;) {
-      const task = await repo.get(id);
+      const task = await repo.getUnscoped(id);
       if (task && done(task)) return task;
       if (Date.now() > deadline) throw new Error(`task ${id}: ${JSON.stringify(task)}`);
       await sleep(25);

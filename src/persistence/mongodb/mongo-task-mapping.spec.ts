@@ -23,10 +23,10 @@ describe('MongoDB mapping of the task store', () => {
       tags: { 'a.b': '1', $x: '2', '': 'empty key' },
       logs: [{ logs: [{ exit_code: 0, stdout: 'x\u0000' }], outputs: [{ url: 'u', path: 'p', size_bytes: '3' }], system_logs: ['s'], metadata: { 'sha256:/out/a.txt': 'h', '$weird%': 'w' } }],
     };
-    const doc = toDocument(task);
+    const doc = toDocument(task, 'alice');
     expect(doc.tag_keys).toEqual(['a.b', '$x', '']);
     expect(doc.logs[0].metadata).toEqual({ 'sha256:/out/a%2Etxt': 'h', '%24weird%25': 'w' });
-    expect(toStoredTask(doc)).toEqual({ ...task, control: { attempt: 0, update_seq: 0 } });
+    expect(toStoredTask(doc)).toEqual({ ...task, control: { owner: 'alice', attempt: 0, update_seq: 0 } });
   });
 
   it('escapes metadata keys reversibly', () => {
@@ -37,7 +37,7 @@ describe('MongoDB mapping of the task store', () => {
   });
 
   it('filters lists with an anchored, escaped name prefix and tags by key or by key and value', () => {
-    expect(listFilter({ namePrefix: 'a.*(b', state: TesState.RUNNING, tags: [{ key: 'k' }, { key: 'p', value: 'v' }, { key: 'k', value: '' }] }, 'ID')).toEqual({
+    expect(listFilter({ all: true }, { namePrefix: 'a.*(b', state: TesState.RUNNING, tags: [{ key: 'k' }, { key: 'p', value: 'v' }, { key: 'k', value: '' }] }, 'ID')).toEqual({
       _id: { $lt: 'ID' },
       state: TesState.RUNNING,
       name: { $regex: '^a\\.\\*\\(b' },

@@ -1,13 +1,14 @@
 import { DomainError, ErrorCode } from '../../domain/domain-error';
+import type { TaskScope } from '../../domain/principal';
 import type { PatchOp, TaskPatch } from '../../domain/task-patch';
 import { HELD_STATES, isTerminal, statesLeadingTo } from '../../domain/task-state-machine';
-import { BackendRef, logIndexOf, StoredTask, TaskRecord, TesExecutorLog, TesState, TesTaskLog } from '../../domain/tes-task';
+import { BackendRef, contentBytes, logIndexOf, StoredTask, TaskRecord, TesExecutorLog, TesState, TesTaskLog } from '../../domain/tes-task';
 import type { TagFilter, TaskListQuery } from '../task-repository';
 
 // How tasks, list queries, claims and patches map onto MongoDB documents, filters and updates: pure functions, unit
 // tested without a server. A document:
 //
-//   { _id: ObjectId (insertion order: paging and claims), task_id, state, name, tag_keys: [k], tag_pairs: ['["k","v"]'],
+//   { _id: ObjectId (insertion order: paging and claims), task_id, state, owner, name, tag_keys: [k], tag_pairs: ['["k","v"]'],
 //     record: '<the TaskRecord without logs, as JSON>', logs: [StoredLog], control: { attempt, update_seq, lease?, backend_ref? } }
 //
 // The record is immutable after insert and kept as JSON text, so any tag key or field round-trips exactly. Logs are
@@ -26,10 +27,16 @@ export interface StoredLog {
 export interface TaskDocument {
   task_id: string;
   state: TesState;
+  /** Principal.name of the creator; absent on tasks stored before owners were recorded (read as ''). */
+  owner?: string;
   name: string | null;
   tag_keys: string[];
   tag_pairs: string[];
   record: string;
+  /** The record's size (UTF-8 bytes), for cutting FULL pages before any record is read; absent on older documents. */
+  record_bytes?: number;
+  /** Of that, the inputs' contents (what a BASIC page leaves out). */
+  content_bytes?: number;
   logs: StoredLog[];
   control: { attempt: number; update_seq: number; lease?: { holder: string; until: number; token: string } | null; backend_ref?: BackendRef | null };
 }
@@ -80,16 +87,20 @@ function decodeLog(stored: StoredLog | null): TesTaskLog {
 }
 
 /** The document a new task is stored as: attempt 0, no lease. */
-export function toDocument(task: TaskRecord): TaskDocument {
+export function toDocument(task: TaskRecord, owner: string): TaskDocument {
   const { logs, ...rest } = task;
   const tags = Object.entries(task.tags ?? {});
+  const record = JSON.stringify(rest);
   return {
     task_id: task.id,
     state: task.state,
+    owner,
     name: task.name ?? null,
     tag_keys: tags.map(([k]) => k),
     tag_pairs: tags.map(([k, v]) => tagPair(k, v)),
-    record: JSON.stringify(rest),
+    record,
+    record_bytes: Buffer.byteLength(record),
+    content_bytes: contentBytes(task),
     logs: (logs ?? []).map(encodeLog),
     control: { attempt: 0, update_seq: 0 },
   };
@@ -100,11 +111,23 @@ export function toRecord(doc: Pick<TaskDocument, 'record' | 'state' | 'logs'>): 
   return { ...record, state: doc.state, logs: (doc.logs ?? []).map(decodeLog) };
 }
 
-export function toStoredTask(doc: TaskDocument): StoredTask {
-  const control: StoredTask['control'] = { attempt: doc.control.attempt, update_seq: doc.control.update_seq };
+export function toControl(doc: Pick<TaskDocument, 'owner' | 'control'>): StoredTask['control'] {
+  const control: StoredTask['control'] = { owner: doc.owner ?? '', attempt: doc.control.attempt, update_seq: doc.control.update_seq };
   if (doc.control.lease) control.lease = { ...doc.control.lease };
   if (doc.control.backend_ref) control.backend_ref = { ...doc.control.backend_ref };
-  return { ...toRecord(doc), control };
+  return control;
+}
+
+export function toStoredTask(doc: TaskDocument): StoredTask {
+  return { ...toRecord(doc), control: toControl(doc) };
+}
+
+/** What reads that need no request project: a patch's answer and refusal check, the scheduler's bookkeeping. */
+export const PROGRESS_PROJECTION = { _id: 0, task_id: 1, state: 1, owner: 1, control: 1 } as const;
+
+/** A task's logs as stored, decoded. */
+export function toLogs(doc: Pick<TaskDocument, 'logs'>): TesTaskLog[] {
+  return (doc.logs ?? []).map(decodeLog);
 }
 
 /** A regular expression that matches exactly the strings starting with `prefix` (every character literal). */
@@ -112,9 +135,17 @@ export function prefixPattern(prefix: string): string {
   return '^' + prefix.replace(/[.*+?^${}()|[\]\\/-]/g, '\\$&');
 }
 
-/** The filter of a list page: every query filter, and rows older than the page token's _id. */
-export function listFilter(query: Pick<TaskListQuery, 'namePrefix' | 'state' | 'tags'>, afterId?: unknown): Filter {
-  const filter: Filter = {};
+/** The part of a filter that keeps a query inside a caller's scope (the {owner, _id} index serves it). */
+export function scopeFilter(scope: TaskScope): Filter {
+  return scope.all ? {} : { owner: scope.owner };
+}
+
+/**
+ * The filter of a list page: the caller's scope, every query filter, and rows older than the page token's _id (a
+ * token only says where to go on, the scope what may be seen).
+ */
+export function listFilter(scope: TaskScope, query: Pick<TaskListQuery, 'namePrefix' | 'state' | 'tags'>, afterId?: unknown): Filter {
+  const filter: Filter = scopeFilter(scope);
   if (afterId !== undefined) filter._id = { $lt: afterId };
   if (query.state) filter.state = query.state;
   if (query.namePrefix) filter.name = { $regex: prefixPattern(query.namePrefix) };

@@ -3,10 +3,20 @@ import mongoose, { Connection } from 'mongoose';
 import type { Logger } from '../../common/logger';
 import { redactUrl } from '../../common/redact';
 import { DomainError, ErrorCode } from '../../domain/domain-error';
+import type { TaskScope } from '../../domain/principal';
 import { PatchResult, patchRefusal, TaskPatch } from '../../domain/task-patch';
 import { HELD_STATES } from '../../domain/task-state-machine';
 import { StoredTask, TaskRecord, TaskView, TesState } from '../../domain/tes-task';
-import type { ClaimOptions, HeldTask, TaskListPage, TaskListQuery, TaskRepository, ViewedTask } from '../task-repository';
+import {
+  ClaimOptions,
+  DEFAULT_FULL_PAGE_BYTES,
+  HeldTask,
+  TaskListPage,
+  TaskListQuery,
+  TaskProgressView,
+  TaskRepository,
+  ViewedTask,
+} from '../task-repository';
 import {
   claimUpdate,
   decodePageToken,
@@ -16,6 +26,10 @@ import {
   heldFilter,
   listFilter,
   patchUpdate,
+  PROGRESS_PROJECTION,
+  scopeFilter,
+  toControl,
+  toLogs,
   TaskDocument,
   toDocument,
   toRecord,
@@ -29,12 +43,15 @@ export interface MongoStoreSettings {
   url: string;
   /** How long an operation waits for a server before it fails (the API answers 503 meanwhile). */
   serverSelectionTimeoutMs: number;
+  /** The byte budget of a full list page (store.full_page_bytes). */
+  fullPageBytes?: number;
 }
 
 /** Indexes for every list filter with the newest-first order, claims, leases and the unique task id. */
 const INDEXES: Array<{ key: Record<string, 1 | -1>; unique?: boolean }> = [
   { key: { task_id: 1 }, unique: true },
   { key: { state: 1, _id: 1 } },
+  { key: { owner: 1, _id: -1 } },
   { key: { name: 1, _id: -1 } },
   { key: { tag_keys: 1, _id: -1 } },
   { key: { tag_pairs: 1, _id: -1 } },
@@ -54,11 +71,14 @@ const PATCH_TRIES = 5;
 export class MongoTaskRepository implements TaskRepository {
   private connection?: Connection;
   private closed = false;
+  private readonly fullPageBytes: number;
 
   constructor(
     private readonly settings: MongoStoreSettings,
     private readonly logger: Logger,
-  ) {}
+  ) {
+    this.fullPageBytes = settings.fullPageBytes ?? DEFAULT_FULL_PAGE_BYTES;
+  }
 
   /** Connects (waiting for the server, retrying with a log line) and creates the indexes. */
   async connect(signal?: AbortSignal): Promise<void> {
@@ -91,8 +111,8 @@ export class MongoTaskRepository implements TaskRepository {
     return this.connection.collection<Doc>('tasks');
   }
 
-  async insert(task: TaskRecord): Promise<void> {
-    const doc = toDocument(structuredClone(task));
+  async insert(task: TaskRecord, owner: string): Promise<void> {
+    const doc = toDocument(structuredClone(task), owner);
     await this.op(async () => {
       try {
         await this.collection.insertOne(doc as Doc);
@@ -103,37 +123,65 @@ export class MongoTaskRepository implements TaskRepository {
     });
   }
 
-  async get(id: string): Promise<StoredTask | undefined> {
-    const doc = await this.op(() => this.collection.findOne({ task_id: id }));
+  async get(id: string, scope: TaskScope): Promise<StoredTask | undefined> {
+    const doc = await this.op(() => this.collection.findOne({ task_id: id, ...scopeFilter(scope) }));
     return doc ? toStoredTask(doc) : undefined;
   }
 
-  async getForView(id: string, view: TaskView): Promise<ViewedTask | undefined> {
+  async getUnscoped(id: string): Promise<StoredTask | undefined> {
+    return this.get(id, { all: true });
+  }
+
+  async getForView(id: string, view: TaskView, scope: TaskScope): Promise<ViewedTask | undefined> {
     // BASIC reads what FULL reads: the document keeps logs and inputs whole, and the view drops the rest.
     const projection = view === TaskView.MINIMAL ? { _id: 0, task_id: 1, state: 1 } : { _id: 1, task_id: 1, state: 1, record: 1, logs: 1 };
-    const doc = await this.op(() => this.collection.findOne({ task_id: id }, { projection }));
+    const doc = await this.op(() => this.collection.findOne({ task_id: id, ...scopeFilter(scope) }, { projection }));
     if (!doc) return undefined;
     return view === TaskView.MINIMAL ? { id: doc.task_id, state: doc.state } : toRecord(doc);
   }
 
-  async list(query: TaskListQuery): Promise<TaskListPage> {
+  async list(scope: TaskScope, query: TaskListQuery): Promise<TaskListPage> {
     const after = query.pageToken === undefined ? undefined : new mongoose.Types.ObjectId(decodePageToken(query.pageToken));
-    const projection = query.fields === 'minimal' ? { _id: 1, task_id: 1, state: 1 } : { _id: 1, task_id: 1, state: 1, record: 1, logs: 1 };
+    // Full pages read logs and record sizes first and the records of the tasks that fit the byte budget after.
+    const projection = query.fields === 'minimal' ? { _id: 1, task_id: 1, state: 1 } : { _id: 1, task_id: 1, state: 1, logs: 1, record_bytes: 1, content_bytes: 1 };
     const docs = await this.op(() =>
-      this.collection.find(listFilter(query, after), { projection }).sort({ _id: -1 }).limit(query.pageSize + 1).toArray(),
+      this.collection.find(listFilter(scope, query, after), { projection }).sort({ _id: -1 }).limit(query.pageSize + 1).toArray(),
     );
-    const more = docs.length > query.pageSize;
-    const page = more ? docs.slice(0, query.pageSize) : docs;
+    const candidates = docs.slice(0, query.pageSize);
+    let fitting = candidates.length;
+    if (query.fields !== 'minimal') {
+      let total = 0;
+      for (let i = 0; i < candidates.length; i++) {
+        // Documents stored before record_bytes was kept count their logs only; BASIC pages leave contents out.
+        const { record_bytes = 0, content_bytes = 0, logs } = candidates[i];
+        total += record_bytes - (query.fields === 'basic' ? content_bytes : 0) + JSON.stringify(logs ?? []).length;
+        if (total > this.fullPageBytes && i > 0) {
+          fitting = i;
+          break;
+        }
+      }
+    }
+    const page = candidates.slice(0, fitting);
+    const more = docs.length > fitting;
+    let tasks: ViewedTask[];
+    if (query.fields === 'minimal') tasks = page.map((doc) => ({ id: doc.task_id, state: doc.state }));
+    else {
+      const ids = page.map((doc) => doc._id);
+      const records = await this.op(() => this.collection.find({ _id: { $in: ids } }, { projection: { _id: 1, record: 1 } }).toArray());
+      const recordOf = new Map(records.map((doc) => [doc._id.toHexString(), doc.record]));
+      tasks = page.map((doc) => toRecord({ ...doc, record: recordOf.get(doc._id.toHexString()) ?? '{}' }));
+    }
     return {
-      tasks: page.map((doc) => (query.fields === 'minimal' ? { id: doc.task_id, state: doc.state } : toRecord(doc))),
+      tasks,
       ...(more ? { nextPageToken: encodePageToken(page[page.length - 1]._id.toHexString()) } : {}),
     };
   }
 
-  async findByState(states: readonly TesState[], limit: number): Promise<StoredTask[]> {
+  async findByState(states: readonly TesState[], limit: number): Promise<TaskProgressView[]> {
     if (states.length === 0 || limit < 1) return [];
-    const docs = await this.op(() => this.collection.find({ state: { $in: [...new Set(states)] } }).sort({ _id: 1 }).limit(limit).toArray());
-    return docs.map(toStoredTask);
+    const projection = { ...PROGRESS_PROJECTION, logs: 1 };
+    const docs = await this.op(() => this.collection.find({ state: { $in: [...new Set(states)] } }, { projection }).sort({ _id: 1 }).limit(limit).toArray());
+    return docs.map((doc) => ({ id: doc.task_id, state: doc.state, logs: toLogs(doc), control: toControl(doc) }));
   }
 
   async patch(id: string, patch: TaskPatch): Promise<PatchResult> {
@@ -141,13 +189,15 @@ export class MongoTaskRepository implements TaskRepository {
     const conditional = patchUpdate(id, snapshot);
     for (let tries = 1; ; tries++) {
       if (conditional) {
-        const doc = await this.op(() => this.collection.findOneAndUpdate(conditional.filter as never, conditional.update as never, { returnDocument: 'after' }));
-        if (doc) return { applied: true, task: toStoredTask(doc) };
+        // The answer carries the control fields only: an update's reply does not grow with the task.
+        const options = { returnDocument: 'after' as const, projection: PROGRESS_PROJECTION };
+        const doc = await this.op(() => this.collection.findOneAndUpdate(conditional.filter as never, conditional.update as never, options));
+        if (doc) return { applied: true, task: { id: doc.task_id, state: doc.state, control: toControl(doc) } };
       }
       // Why it did not apply, from the task as it is now (or, rarely, it changed in between: try again).
-      const current = await this.get(id);
+      const current = await this.op(() => this.collection.findOne({ task_id: id }, { projection: PROGRESS_PROJECTION }));
       if (!current) return { applied: false, reason: 'missing' };
-      const refusal = patchRefusal(current, snapshot) ?? (conditional ? undefined : 'state');
+      const refusal = patchRefusal({ state: current.state, control: toControl(current) }, snapshot) ?? (conditional ? undefined : 'state');
       if (refusal) return { applied: false, reason: refusal };
       if (tries >= PATCH_TRIES) throw new DomainError(ErrorCode.Unavailable, `task ${id} kept changing while a change was written; try again`, true);
     }

@@ -44,6 +44,42 @@ export const MIGRATIONS: readonly string[] = [
   UPDATE tasks SET attempt = 1 WHERE state <> 'QUEUED';
   CREATE INDEX tasks_lease_holder ON tasks (lease_holder) WHERE lease_holder IS NOT NULL;
   `,
+  // Owners. A caller's reads are WHERE owner = ? and walk (owner, seq) newest first. Tasks stored before owners were
+  // recorded belong to '' (the anonymous caller): admins see them, no named user does.
+  `
+  ALTER TABLE tasks ADD COLUMN owner TEXT NOT NULL DEFAULT '';
+  CREATE INDEX tasks_owner_seq ON tasks (owner, seq);
+  `,
+  // The immutable request apart from what changes. A task's request (executors, inputs with their content, tags...)
+  // moves to task_requests and is never read or rewritten by a patch, a claim's bookkeeping or a list's size check;
+  // tasks.logs keeps the attempts' logs without executor logs (times, outputs, system logs, metadata), and every
+  // executor log is a row of its own, so an executor's update writes that row and not all the others.
+  // tasks.request_bytes is the request's size and content_bytes that of its inputs' contents, for bounding FULL
+  // and BASIC pages without reading the requests.
+  `
+  CREATE TABLE task_requests (
+    task_seq INTEGER PRIMARY KEY,
+    request TEXT NOT NULL
+  );
+  CREATE TABLE task_executor_logs (
+    task_seq INTEGER NOT NULL,
+    log_index INTEGER NOT NULL,
+    executor_index INTEGER NOT NULL,
+    log TEXT NOT NULL,
+    PRIMARY KEY (task_seq, log_index, executor_index)
+  ) WITHOUT ROWID;
+  INSERT INTO task_requests (task_seq, request) SELECT seq, json_remove(doc, '$.id', '$.state', '$.logs') FROM tasks;
+  INSERT INTO task_executor_logs (task_seq, log_index, executor_index, log)
+    SELECT t.seq, l.key, e.key, coalesce(e.value, '{}') FROM tasks t, json_each(t.doc, '$.logs') l, json_each(l.value, '$.logs') e;
+  ALTER TABLE tasks ADD COLUMN logs TEXT NOT NULL DEFAULT '[]';
+  ALTER TABLE tasks ADD COLUMN request_bytes INTEGER NOT NULL DEFAULT 0;
+  ALTER TABLE tasks ADD COLUMN content_bytes INTEGER NOT NULL DEFAULT 0;
+  UPDATE tasks SET
+    logs = coalesce((SELECT json_group_array(json_remove(l.value, '$.logs') ORDER BY l.key) FROM json_each(tasks.doc, '$.logs') l), '[]'),
+    request_bytes = (SELECT length(CAST(r.request AS BLOB)) FROM task_requests r WHERE r.task_seq = tasks.seq),
+    content_bytes = coalesce((SELECT sum(length(CAST(i.value ->> '$.content' AS BLOB))) FROM json_each(tasks.doc, '$.inputs') i), 0);
+  ALTER TABLE tasks DROP COLUMN doc;
+  `,
 ];
 
 export const SCHEMA_VERSION = MIGRATIONS.length;

@@ -38,24 +38,24 @@ describe('SqliteTaskRepository when its file is removed, replaced or corrupted',
   afterEach(() => rmSync(dir, { recursive: true, force: true }));
 
   it('refuses every write once the file is deleted, still reads what it has, and logs it once', async () => {
-    const repo = new SqliteTaskRepository(file, logger());
-    await repo.insert(task('before'));
+    const repo = new SqliteTaskRepository(file, { logger: logger() });
+    await repo.insert(task('before'), '');
     unlinkSync(file);
     for (const id of ['after-1', 'after-2']) {
-      expect(await failure(repo.insert(task(id)))).toEqual({
+      expect(await failure(repo.insert(task(id), ''))).toEqual({
         code: ErrorCode.StoreBroken,
         message: `the task store's file ${file} was removed or replaced while tesp runs (the path no longer exists); writes are refused, since they would be lost, until tesp is restarted`,
       });
     }
     expect((await failure(repo.patch('before', { from: [TesState.QUEUED], to: TesState.CANCELED, attempt: 0, ops: [] }))).code).toBe(ErrorCode.StoreBroken);
-    expect((await repo.get('before'))?.id).toBe('before');
+    expect((await repo.getUnscoped('before'))?.id).toBe('before');
     expect(logged.filter((line) => line.includes('was removed or replaced'))).toHaveLength(1);
     await repo.close();
   });
 
   it('refuses to open when the file is gone but its write-ahead log is there, rather than losing what the log holds', async () => {
     const repo = new SqliteTaskRepository(file);
-    await repo.insert(task('in-the-log'));
+    await repo.insert(task('in-the-log'), '');
     // As after a crash: the log still holds the task; then the file goes.
     copyFileSync(`${file}-wal`, `${file}-wal.kept`);
     await repo.close();
@@ -66,16 +66,16 @@ describe('SqliteTaskRepository when its file is removed, replaced or corrupted',
 
   it('refuses writes once another file is put in its place', async () => {
     const repo = new SqliteTaskRepository(file);
-    await repo.insert(task('before'));
+    await repo.insert(task('before'), '');
     copyFileSync(file, `${file}.copy`);
     renameSync(`${file}.copy`, file);
-    expect(await failure(repo.insert(task('after')))).toMatchObject({ code: ErrorCode.StoreBroken, message: expect.stringContaining('(the path names another file now)') });
+    expect(await failure(repo.insert(task('after'), ''))).toMatchObject({ code: ErrorCode.StoreBroken, message: expect.stringContaining('(the path names another file now)') });
     await repo.close();
   });
 
   it('refuses to open a file with garbage over its pages, naming the file and what quick_check found', async () => {
     const repo = new SqliteTaskRepository(file);
-    for (let i = 0; i < 20; i++) await repo.insert(task(`t-${i}`));
+    for (let i = 0; i < 20; i++) await repo.insert(task(`t-${i}`), '');
     await repo.close();
     const pages = Math.floor(statSync(file).size / 4096);
     const fd = openSync(file, 'r+');

@@ -71,7 +71,7 @@ describe('SQLite query plans', () => {
           executors: [{ image: 'alpine', command: ['true'] }],
           logs: [],
           tags: { project: `p${i % 10}`, batch: String(i % 300) },
-        }),
+        }, `user-${i % 20}`),
       ),
     );
     // Some tasks under lease, held by a few replicas.
@@ -90,16 +90,26 @@ describe('SQLite query plans', () => {
   const leasePlan = (sql: string, params: Record<string, unknown>) =>
     (db.prepare(`EXPLAIN QUERY PLAN ${sql}`).all(params) as Array<{ detail: string }>).map((row) => row.detail).join(' | ');
   const list = (query: Partial<TaskListQuery>, after?: number) =>
-    plan(listStatement({ tags: [], pageSize: 256, fields: 'minimal', ...query }, after));
+    plan(listStatement({ all: true }, { tags: [], pageSize: 256, fields: 'minimal', ...query }, after));
 
   it('walks newest first along the primary key without a filter', () => {
     expect(list({})).toBe('SCAN t');
-    expect(list({ fields: 'full' }, 100)).toBe('SEARCH t USING INTEGER PRIMARY KEY (rowid<?)');
+    // A full page reads each task's size from its executor logs' primary key (not the requests).
+    expect(list({ fields: 'full' }, 100)).toBe('SEARCH t USING INTEGER PRIMARY KEY (rowid<?) | CORRELATED SCALAR SUBQUERY 1 | SEARCH e USING PRIMARY KEY (task_seq=?)');
   });
 
   it('serves a state filter from (state, seq), already in order', () => {
     expect(list({ state: TesState.QUEUED })).toBe('SEARCH t USING INDEX tasks_state_seq (state=?)');
     expect(list({ state: TesState.QUEUED }, 100)).toBe('SEARCH t USING INDEX tasks_state_seq (state=? AND seq<?)');
+  });
+
+  it('serves an owner\'s scope from (owner, seq), already in order, also on later pages', () => {
+    const alice = { all: false as const, owner: 'user-3' };
+    const scoped = (query: Partial<TaskListQuery>, after?: number) => plan(listStatement(alice, { tags: [], pageSize: 256, fields: 'minimal', ...query }, after));
+    expect(scoped({})).toBe('SEARCH t USING INDEX tasks_owner_seq (owner=?)');
+    expect(scoped({ fields: 'full' }, 100)).toMatch(/^SEARCH t USING INDEX tasks_owner_seq \(owner=\? AND seq<\?\)/);
+    expect(scoped({ tags: [{ key: 'project', value: 'p1' }] })).not.toMatch(/SCAN|TEMP B-TREE/);
+    expect(scoped({ state: TesState.RUNNING })).not.toMatch(/SCAN|TEMP B-TREE/);
   });
 
   it('serves a name prefix from a range of the name index', () => {
@@ -147,7 +157,9 @@ describe('SQLite query plans', () => {
 
   it('finds expired leases among held tasks only, and takes over or releases one task by id', () => {
     // Held tasks are few (a replica's capacity), so sorting them by lease_until is cheap.
-    expect(leasePlan(EXPIRED_LEASES_SQL, { now: Date.now(), limit: 10 })).toBe('SEARCH tasks USING INDEX tasks_state_seq (state=?) | USE TEMP B-TREE FOR ORDER BY');
+    expect(leasePlan(EXPIRED_LEASES_SQL, { now: Date.now(), limit: 10 })).toBe(
+      'SEARCH tasks USING INDEX tasks_state_seq (state=?) | SEARCH task_requests USING INTEGER PRIMARY KEY (rowid=?) | USE TEMP B-TREE FOR ORDER BY',
+    );
     const byId = 'SEARCH tasks USING INDEX sqlite_autoindex_tasks_1 (id=?)';
     expect(leasePlan(TAKE_OVER_SQL, { id: 'task-1', expected: null, now: 1, holder: 'h', until: 2, token: 't' })).toBe(byId);
     expect(leasePlan(RELEASE_LEASE_SQL, { id: 'task-1', token: 't' })).toBe(byId);

@@ -1,43 +1,90 @@
 import { DomainError, ErrorCode } from '../../domain/domain-error';
-import type { BackendRef, StoredTask, TaskControl, TaskRecord, TesState } from '../../domain/tes-task';
+import type { TaskProgress } from '../../domain/task-patch';
+import type { BackendRef, StoredTask, TaskControl, TaskRecord, TesExecutorLog, TesState, TesTaskLog, TesTaskRequest } from '../../domain/tes-task';
 
-/** A list row: doc only on full pages. */
+/** A list or view row: id and state; `logs` (tasks.logs) on full reads. */
 export interface ListRow {
   seq: number;
   id: string;
   state: TesState;
-  doc: string;
+  logs: string;
 }
 
-/** A row read with STORED_TASK_COLUMNS. */
-export interface StoredRow extends ListRow {
+/** A row read with PROGRESS_COLUMNS: what a patch reads and changes. */
+export interface ProgressRow extends ListRow {
   attempt: number;
   update_seq: number;
   lease_holder: string | null;
   lease_until: number;
   lease_token: string | null;
   backend_ref: string | null;
+  owner: string;
 }
 
-/** The doc column of a stored task: TaskRecord fields only; the control fields have their own columns. */
-export function storedTaskJson(task: StoredTask): string {
-  const { control: _control, ...record } = task;
-  return JSON.stringify(record);
+/** A row read with STORED_TASK_COLUMNS: the progress and the request. */
+export interface StoredRow extends ProgressRow {
+  request: string;
 }
 
-export function toRecord(row: ListRow): TaskRecord {
-  const task = JSON.parse(row.doc) as TaskRecord;
-  task.state = row.state;
-  return task;
+/** One executor's log, its own row (task_executor_logs). */
+export interface ExecutorLogRow {
+  task_seq: number;
+  log_index: number;
+  executor_index: number;
+  log: string;
 }
 
-export function toStoredTask(row: StoredRow): StoredTask {
-  const control: TaskControl = { attempt: row.attempt, update_seq: row.update_seq };
+/** What an insert stores in task_requests: the record without what the tasks row and the log rows hold. */
+export function requestJson(task: TaskRecord): string {
+  const { id: _id, state: _state, logs: _logs, control: _control, ...request } = task as StoredTask;
+  return JSON.stringify(request);
+}
+
+/** tasks.logs: the attempts' logs without their executor logs (those are rows of their own). */
+export function logsJson(logs: readonly TesTaskLog[]): string {
+  return JSON.stringify(logs.map(({ logs: _executors, ...log }) => log));
+}
+
+/** The executor logs of `logs` as rows, for an insert or a new attempt. */
+export function executorLogRows(taskSeq: number, logs: readonly TesTaskLog[], fromIndex = 0): ExecutorLogRow[] {
+  return logs.flatMap((log, offset) =>
+    (log?.logs ?? []).map((executor, executorIndex) => ({ task_seq: taskSeq, log_index: fromIndex + offset, executor_index: executorIndex, log: JSON.stringify(executor ?? {}) })),
+  );
+}
+
+/**
+ * The logs of a task from tasks.logs and its executor log rows (in (log_index, executor_index) order); an index
+ * without a row is an empty log, as a patch that writes executor 3 first leaves 0 to 2.
+ */
+export function assembleLogs(logs: string, executorRows: readonly ExecutorLogRow[]): TesTaskLog[] {
+  const assembled = (JSON.parse(logs) as TesTaskLog[]).map((log) => ({ ...log, logs: [] as TesExecutorLog[] }));
+  for (const row of executorRows) {
+    const log = (assembled[row.log_index] ??= { logs: [], outputs: [], system_logs: [] });
+    while (log.logs.length < row.executor_index) log.logs.push({});
+    log.logs[row.executor_index] = JSON.parse(row.log) as TesExecutorLog;
+  }
+  return assembled;
+}
+
+export function toControl(row: ProgressRow): TaskControl {
+  const control: TaskControl = { owner: row.owner, attempt: row.attempt, update_seq: row.update_seq };
   if (row.lease_holder !== null) control.lease = { holder: row.lease_holder, until: row.lease_until, token: row.lease_token ?? '' };
   if (row.backend_ref !== null) control.backend_ref = JSON.parse(row.backend_ref) as BackendRef;
-  const task = toRecord(row) as StoredTask;
-  task.control = control;
-  return task;
+  return control;
+}
+
+/** A task as a view reads it: the request (whole, or cut for BASIC), id, state and the assembled logs. */
+export function toRecord(row: ListRow, request: string, executorRows: readonly ExecutorLogRow[]): TaskRecord {
+  return { ...(JSON.parse(request) as TesTaskRequest & { creation_time: string }), id: row.id, state: row.state, logs: assembleLogs(row.logs, executorRows) };
+}
+
+export function toStoredTask(row: StoredRow, executorRows: readonly ExecutorLogRow[]): StoredTask {
+  return { ...toRecord(row, row.request, executorRows), control: toControl(row) };
+}
+
+/** A task's progress part, as a patch reads it (executor logs are left out: a patch writes them by their rows). */
+export function toProgress(row: ProgressRow): TaskProgress {
+  return { state: row.state, logs: assembleLogs(row.logs, []), control: toControl(row) };
 }
 
 /**
