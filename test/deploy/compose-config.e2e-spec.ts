@@ -193,7 +193,7 @@ describe('settings/docker.yaml', () => {
     const settings = loadSettings({ env: composeEnv });
     expect(settings.server.host).toBe('0.0.0.0');
     expect(settings.data_dir).toBe('/var/lib/tesp');
-    expect(settings.store).toEqual({ kind: 'mongodb', sqlite: { file: 'tesp.sqlite' }, mongodb: { url: 'mongodb://mongo:27017/tesp', url_file: '', server_selection_timeout_ms: 5000 } });
+    expect(settings.store).toEqual({ kind: 'mongodb', sqlite: { file: 'tesp.sqlite' }, mongodb: { url: 'mongodb://mongo:27017/tesp', url_file: '', server_selection_timeout_ms: 5000 }, full_page_bytes: 16 * 1024 * 1024 });
     expect(settings.compute.backend).toBe('pulsar');
     expect(parseRunnerEntries(settings.compute.pulsar.runners)).toEqual([expect.objectContaining({ name: 'runner', token: TOKEN })]);
     expect(settings.storage.file.allowed_dirs).toEqual(['/data']);
