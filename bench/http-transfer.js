@@ -64,7 +64,7 @@ async function run() {
   const dir = tempDir('tesp-bench-transfer-');
   const server = await startFileServer(dir);
   const { HttpStorageBackend } = require(path.join(ROOT, 'dist', 'storage', 'http', 'http-storage.backend.js'));
-  const settings = { max_redirects: 5, retries: 5, retry_base_ms: 500, retry_max_ms: 30000, connect_timeout_ms: 10000, idle_timeout_ms: 60000, max_input_bytes: 0 };
+  const settings = { max_redirects: 5, retries: 5, retry_base_ms: 500, retry_max_ms: 30000, connect_timeout_ms: 10000, idle_timeout_ms: 60000, max_input_bytes: 0, allow_private_addresses: true, allowed_private_cidrs: [] };
   const backend = new HttpStorageBackend(settings, { partBytes: 8 * 1024 * 1024, parallel: 4 });
   try {
     const ours = [];

@@ -74,7 +74,9 @@ async function waitForHttp(url, child, timeoutMs = 30000) {
 async function startTesp(env, root = ROOT) {
   const port = await freePort();
   const child = spawn(process.execPath, [path.join(root, 'dist', 'main.js')], {
-    env: { PATH: process.env.PATH, TESP_SERVER__HOST: '127.0.0.1', TESP_SERVER__PORT: String(port), TESP_LOGGING__LEVEL: 'warn', ...env },
+    env: { PATH: process.env.PATH, TESP_SERVER__HOST: '127.0.0.1', TESP_SERVER__PORT: String(port), TESP_LOGGING__LEVEL: 'warn',
+      // The benches' servers are on loopback, which tasks may not reach by default.
+      TESP_STORAGE__HTTP__ALLOW_PRIVATE_ADDRESSES: 'true', TESP_STORAGE__FTP__ALLOW_PRIVATE_ADDRESSES: 'true', ...env },
     stdio: ['ignore', 'ignore', 'inherit'],
   });
   children.add(child);
@@ -101,7 +103,9 @@ async function startRunner(env) {
   const port = await freePort();
   const token = 'bench-token';
   const child = spawn(process.execPath, [path.join(ROOT, 'dist', 'main.js'), 'runner'], {
-    env: { PATH: process.env.PATH, TESP_RUNNER__HOST: '127.0.0.1', TESP_RUNNER__PORT: String(port), TESP_RUNNER__PRIVATE_TOKEN: token, TESP_LOGGING__LEVEL: 'warn', ...env },
+    env: { PATH: process.env.PATH, TESP_RUNNER__HOST: '127.0.0.1', TESP_RUNNER__PORT: String(port), TESP_RUNNER__PRIVATE_TOKEN: token, TESP_LOGGING__LEVEL: 'warn',
+      // The benches' servers are on loopback, which tasks may not reach by default.
+      TESP_STORAGE__HTTP__ALLOW_PRIVATE_ADDRESSES: 'true', TESP_STORAGE__FTP__ALLOW_PRIVATE_ADDRESSES: 'true', ...env },
     stdio: ['ignore', 'ignore', 'inherit'],
   });
   children.add(child);

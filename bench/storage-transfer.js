@@ -25,7 +25,7 @@ function makeBackend(scheme, irodsBaseUrl, overrides = {}) {
   }
   if (scheme === 'ftp') {
     const { FtpStorageBackend } = require(path.join(ROOT, 'dist', 'storage', 'ftp', 'ftp-storage.backend.js'));
-    return new FtpStorageBackend({ credentials: [`127.0.0.1:${FTP.port}=${FTP.user}:${FTP.password}`], timeout_ms: 30000, ...retry });
+    return new FtpStorageBackend({ credentials: [`127.0.0.1:${FTP.port}=${FTP.user}:${FTP.password}`], timeout_ms: 30000, allow_private_addresses: true, allowed_private_cidrs: [], ...retry });
   }
   const { IrodsStorageBackend } = require(path.join(ROOT, 'dist', 'storage', 'irods', 'irods-storage.backend.js'));
   const settings = { zones: [`tempZone=${irodsBaseUrl}`], credentials: ['tempZone=alice:apass'], access_tokens: [], write_streams: 3, chunk_size_mb: 8, verify_checksums: true, idle_timeout_ms: 60000, ...retry };
