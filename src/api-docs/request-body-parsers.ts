@@ -1,4 +1,5 @@
 import type { FastifyInstance, FastifyRequest } from 'fastify';
+import type { IncomingMessage } from 'node:http';
 import { DomainError, ErrorCode } from '../domain/domain-error';
 
 type Done = (err: Error | null, body?: unknown) => void;
@@ -69,17 +70,42 @@ export function parseJsonBody(bytes: Buffer, limits: JsonShapeLimits, done: Done
 }
 
 /**
- * Compressed request bodies are refused before a byte is read: inflating them would let a small body become a
- * large one (a 66 KB gzip body is 64 MiB of JSON), and no TES client compresses what it sends.
+ * Compressed request bodies are refused, never inflated: inflating them would let a small body become a large one (a
+ * 66 KB gzip body is 64 MiB of JSON), and no TES client compresses what it sends. The body is read and dropped as it
+ * arrives (at most `bodyLimit` bytes, nothing kept) before the answer, so that a client still sending it gets the
+ * 415 rather than a broken pipe.
  */
-export function refuseEncodedBodies(req: FastifyRequest): void {
+export async function refuseEncodedBodies(req: FastifyRequest, bodyLimit: number): Promise<void> {
   const encoding = req.headers['content-encoding'];
   if (encoding === undefined || encoding.trim() === '' || encoding.trim().toLowerCase() === 'identity') return;
   // No body, nothing to inflate (a GET that carries the header by habit).
   const length = req.headers['content-length'];
   if (req.headers['transfer-encoding'] === undefined && (length === undefined || length === '0')) return;
+  await discardBody(req.raw, bodyLimit);
   const shown = encoding.length > 40 ? `${encoding.slice(0, 40)}...` : encoding;
   throw new DomainError(ErrorCode.UnsupportedMediaType, `Content-Encoding "${shown}" is not accepted: send the request body uncompressed`);
+}
+
+/** Reads a request body to its end and drops it; stops reading (the answer then closes the connection) past `limit`. */
+function discardBody(body: IncomingMessage, limit: number): Promise<void> {
+  return new Promise((resolve) => {
+    let seen = 0;
+    const finish = () => {
+      body.off('data', onData);
+      resolve();
+    };
+    const onData = (chunk: Buffer) => {
+      seen += chunk.length;
+      if (seen > limit) {
+        body.pause();
+        finish();
+      }
+    };
+    body.on('data', onData);
+    body.once('end', finish);
+    body.once('close', finish);
+    body.once('error', finish);
+  });
 }
 
 /**
@@ -115,7 +141,7 @@ export function limitJsonBodiesInFlight(fastify: FastifyInstance, bodyLimit: num
  */
 export function installBodyParsers(fastify: FastifyInstance, bodyLimit: number, limits: JsonShapeLimits): void {
   fastify.removeAllContentTypeParsers();
-  fastify.addHook('onRequest', async (req) => refuseEncodedBodies(req));
+  fastify.addHook('onRequest', async (req) => refuseEncodedBodies(req, bodyLimit));
   fastify.addContentTypeParser('application/json', { parseAs: 'buffer', bodyLimit }, (_req: FastifyRequest, bytes: Buffer, done: Done) => parseJsonBody(bytes, limits, done));
   fastify.addContentTypeParser('*', (_req: FastifyRequest, _payload: unknown, done: Done) => done(null, undefined));
 }

@@ -225,6 +225,9 @@ function describeRequest(r: FuzzRequest): string {
   return `${r.method} ${r.path.slice(0, 300)} headers ${JSON.stringify(headers)} body ${shown}`;
 }
 
+/** How undici reports a connection the server closed under a request it was sending. */
+const LOST_CONNECTION = /other side closed|EPIPE|ECONNRESET|socket hang up/;
+
 /** Request or header beyond a size limit: the server may close the connection while the client still writes. */
 const oversized = (r: FuzzRequest) =>
   Object.values(r.headers).some((v) => v.length > 16_000) || r.path.length > 4000 || (Array.isArray(r.body) ? r.body : [r.body ?? Buffer.alloc(0)]).reduce((n, b) => n + b.length, 0) > 16 * MIB;
@@ -255,17 +258,33 @@ describe('hostile input: 10 000 generated requests against the default server', 
     let accepted = 0;
     let sent = 0;
     let slowest = 0;
+    let resent = 0;
+    let resentCreates = 0;
     const statuses = new Map<number, number>();
 
     const send = async (r: FuzzRequest): Promise<string | undefined> => {
       const started = Date.now();
       let status: number;
       let text: string;
-      try {
+      const attempt = async () => {
         const body = Array.isArray(r.body) ? Readable.from(r.body) : r.body;
         const res = await pool.request({ method: r.method, path: r.path, headers: r.headers, body });
-        status = res.statusCode;
-        text = await res.body.text();
+        return { status: res.statusCode, text: await res.body.text() };
+      };
+      try {
+        let answer: { status: number; text: string };
+        try {
+          answer = await attempt();
+        } catch (err) {
+          // A kept-alive connection found closed as the request went out (see README, Known limitations): sent
+          // again once, as HTTP clients do; the second attempt must be answered. A create sent twice may be stored
+          // twice, so the store check below allows for it.
+          if (!LOST_CONNECTION.test((err as Error).message)) throw err;
+          resent++;
+          if (r.create) resentCreates++;
+          answer = await attempt();
+        }
+        ({ status, text } = answer);
       } catch (err) {
         // Only a request beyond a size limit may lose its connection; anything else must be answered.
         if (oversized(r)) return undefined;
@@ -309,7 +328,7 @@ describe('hostile input: 10 000 generated requests against the default server', 
       clearInterval(sampler);
     }
 
-    process.stdout.write(`hostile input: ${sent} requests, ${accepted} tasks accepted, peak RSS ${Math.round(peakRss)} MiB, slowest answer ${slowest} ms, statuses ${JSON.stringify(Object.fromEntries(statuses))}\n`);
+    process.stdout.write(`hostile input: ${sent} requests, ${accepted} tasks accepted, peak RSS ${Math.round(peakRss)} MiB, slowest answer ${slowest} ms, ${resent} sent again after a lost connection, statuses ${JSON.stringify(Object.fromEntries(statuses))}\n`);
     expect(sent).toBeGreaterThanOrEqual(RUNS * CONCURRENT);
     // It stays up and answers.
     expect((await service.get('/service-info')).status).toBe(200);
@@ -326,6 +345,9 @@ describe('hostile input: 10 000 generated requests against the default server', 
       stored += page.json.tasks.length;
       token = page.json.next_page_token ?? '';
     } while (token);
-    expect(stored).toBe(accepted);
+    expect(stored).toBeGreaterThanOrEqual(accepted);
+    expect(stored).toBeLessThanOrEqual(accepted + resentCreates);
+    // Lost connections are rare, not a way to pass: at most one request in a thousand.
+    expect(resent).toBeLessThanOrEqual(sent / 1000);
   }, 180_000);
 });
