@@ -1,10 +1,9 @@
 import Docker from 'dockerode';
-import { promises as fs } from 'node:fs';
 import { DomainError, ErrorCode } from '../domain/domain-error';
 import { dockerOptions, EXECUTOR_LABEL, executorUser, TASK_LABEL } from './docker-options';
-import { ExecutionPlan, hostPath, PlanExecutor, TaskLayout } from './execution-plan';
+import { ExecutionPlan, PlanExecutor, TaskLayout } from './execution-plan';
 import type { ExecutorOutput } from './executor-output';
-import { openToEveryUser } from './task-root';
+import { makeDirInRoot, openToEveryUser } from './task-root';
 import { abortedError, ExecutorExit, ExecutorIo, ExecutorRuntime, executorName, LeftoverExecutor, RunningExecutor, StartSignals } from './executor-runtime';
 
 export interface DockerRuntimeSettings {
@@ -57,7 +56,8 @@ export class DockerRuntime implements ExecutorRuntime {
     const options = dockerOptions(plan, executor, layout, { allowNetwork: this.settings.allow_network, user });
     const withStdin = io.stdin !== undefined;
     if (executor.workdir) {
-      await fs.mkdir(hostPath(layout.rootDir, executor.workdir), { recursive: true }).catch(() => undefined);
+      // Made through handles that follow no link: a link the task planted never makes tesp create a host directory.
+      await makeDirInRoot(layout.rootDir, executor.workdir).catch(() => undefined);
       // Writable for the executor's user when the workdir lies in a writable mount (seen nowhere else).
       await openToEveryUser(layout.rootDir, executor.workdir).catch(() => undefined);
     }

@@ -1,7 +1,7 @@
 import { chmodSync, mkdirSync, mkdtempSync, readFileSync, rmSync, statSync, symlinkSync, writeFileSync } from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import { openInRootForReading, openInRootForWriting, openToEveryUser, resolveInRoot } from './task-root';
+import { makeDirInRoot, openInRootForReading, openInRootForWriting, openToEveryUser, resolveInRoot } from './task-root';
 
 describe('paths in the task root', () => {
   let dir: string;
@@ -19,6 +19,19 @@ describe('paths in the task root', () => {
   });
 
   afterEach(() => rmSync(dir, { recursive: true, force: true }));
+
+  it('makes a directory and its parents inside the root, and none through a planted link', async () => {
+    await makeDirInRoot(root, '/io/work/deeper');
+    expect(statSync(path.join(root, 'io', 'work', 'deeper')).isDirectory()).toBe(true);
+    symlinkSync(outside, path.join(root, 'io', 'planted'));
+    // Linux answers ENOTDIR or ELOOP for a link opened with O_DIRECTORY|O_NOFOLLOW.
+    await expect(makeDirInRoot(root, '/io/planted/made')).rejects.toMatchObject({ code: expect.stringMatching(/^(ELOOP|ENOTDIR)$/) });
+    symlinkSync(path.join(outside, 'gone'), path.join(root, 'io', 'dangling'));
+    await expect(makeDirInRoot(root, '/io/dangling/made')).rejects.toMatchObject({ code: expect.stringMatching(/^(ELOOP|ENOTDIR)$/) });
+    expect(() => statSync(path.join(outside, 'made'))).toThrow();
+    expect(() => statSync(path.join(outside, 'gone'))).toThrow();
+    await expect(makeDirInRoot(root, '/io/data/under-a-file')).rejects.toMatchObject({ code: 'ENOTDIR' });
+  });
 
   it('resolves links as the container sees them, never to a host path', async () => {
     symlinkSync('/io/data', path.join(root, 'io', 'alias'));

@@ -95,6 +95,31 @@ export async function openInRootForWriting(rootDir: string, containerPath: strin
  * tesp: resolved as the container sees it, and changed only through a descriptor known to be inside the root, so a
  * link a task planted never makes tesp (perhaps root) open a host directory. Does nothing when it is no directory.
  */
+/**
+ * Creates the directory `containerPath` names inside `rootDir` and its missing parents, one name at a time through
+ * directory handles opened without following links (`/proc/self/fd/<fd>/<name>`), so that a link the task planted
+ * on the way ends the walk instead of making tesp create a directory outside the root.
+ */
+export async function makeDirInRoot(rootDir: string, containerPath: string): Promise<void> {
+  const names = path.posix.normalize(containerPath).split('/').filter((name) => name !== '' && name !== '.');
+  if (names.includes('..')) throw new DomainError(ErrorCode.InvalidArgument, `container path "${containerPath}" must not contain ".."`);
+  let dir = await fs.open(rootDir, constants.O_RDONLY | constants.O_DIRECTORY);
+  try {
+    for (const name of names) {
+      const at = `/proc/self/fd/${dir.fd}/${name}`;
+      // mkdir does not follow a link in its last name: a planted link is EEXIST here and ELOOP below.
+      await fs.mkdir(at).catch((err: NodeJS.ErrnoException) => {
+        if (err.code !== 'EEXIST') throw err;
+      });
+      const next = await fs.open(at, constants.O_RDONLY | constants.O_DIRECTORY | constants.O_NOFOLLOW);
+      await dir.close();
+      dir = next;
+    }
+  } finally {
+    await dir.close();
+  }
+}
+
 export async function openToEveryUser(rootDir: string, containerPath: string): Promise<void> {
   const found = await resolveInRoot(rootDir, containerPath);
   if (!found?.stats.isDirectory()) return;
