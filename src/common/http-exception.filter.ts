@@ -73,11 +73,8 @@ export class HttpExceptionFilter implements ExceptionFilter {
   private bodyFor(exception: unknown, req: FastifyRequest): ErrorBody {
     if (exception instanceof DomainError) {
       const status = statusFor(exception.code);
-      // The store's own faults: the client learns which (the store logs it once, not once per request).
-      if (STORE_FAULTS.has(exception.code)) return { msg: redactText(exception.message), status_code: status };
       // Messages below the controllers are written for clients; redacting again only guards against a slip.
-      // Busy is a bound of this server's, expected under load: the client is told which, and nothing is logged.
-      if (status < 500 || exception.code === ErrorCode.Busy) return { msg: redactText(exception.message), status_code: status };
+      if (status < 500 || CLIENT_FACING_5XX.has(exception.code)) return { msg: redactText(exception.message), status_code: status };
       return this.serverError(exception, req, status);
     }
     if (exception instanceof HttpException) {
@@ -104,8 +101,11 @@ export class HttpExceptionFilter implements ExceptionFilter {
   }
 }
 
-/** 5xx whose message is written for the client: it names the problem (the store is full, its file is gone). */
-const STORE_FAULTS: ReadonlySet<ErrorCode> = new Set([ErrorCode.StoreFull, ErrorCode.StoreBroken]);
+/**
+ * 5xx whose message is written for the client and logged nowhere here: the store's own faults (the store logs each
+ * once, not once per request) and Busy, a bound of this server's expected under load.
+ */
+const CLIENT_FACING_5XX: ReadonlySet<ErrorCode> = new Set([ErrorCode.StoreFull, ErrorCode.StoreBroken, ErrorCode.Busy]);
 
 /** The request's path without its query (which may carry a page token or worse). */
 function pathOf(req: FastifyRequest): string {

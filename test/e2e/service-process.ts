@@ -35,6 +35,22 @@ export async function freePort(): Promise<number> {
   });
 }
 
+/** Runs the built service with these variables until it exits (killed after 30 s): its exit code and all it printed. */
+export function runServiceUntilExit(env: Record<string, string>): Promise<{ code: number | null; output: string }> {
+  return new Promise((resolve) => {
+    const child = spawn(process.execPath, ['--no-warnings', MAIN], { env: { PATH: process.env.PATH ?? '/usr/bin:/bin', TESP_LOGGING__LEVEL: 'info', ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
+    let output = '';
+    const collect = (chunk: Buffer) => (output += chunk.toString());
+    child.stdout!.on('data', collect);
+    child.stderr!.on('data', collect);
+    const timer = setTimeout(() => child.kill('SIGKILL'), 30_000);
+    child.once('exit', (code) => {
+      clearTimeout(timer);
+      resolve({ code, output });
+    });
+  });
+}
+
 export class ServiceProcess {
   private child?: ChildProcess;
   output = '';

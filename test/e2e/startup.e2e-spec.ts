@@ -1,26 +1,12 @@
 // Start-up as an operator meets it: the built service (dist/main.js) refuses bad settings with one structured
 // line that names the setting, where the value came from and never a secret.
-import { spawn } from 'node:child_process';
 import { rmSync } from 'node:fs';
-import * as path from 'node:path';
-import { ServiceProcess } from './service-process';
-
-const MAIN = path.resolve(__dirname, '..', '..', 'dist', 'main.js');
+import { runServiceUntilExit, ServiceProcess } from './service-process';
 
 /** Runs tesp with these variables until it exits; resolves to its exit code and output lines. */
-function runTesp(env: Record<string, string>): Promise<{ code: number | null; lines: string[] }> {
-  return new Promise((resolve) => {
-    const child = spawn(process.execPath, ['--no-warnings', MAIN], { env: { PATH: process.env.PATH ?? '/usr/bin:/bin', TESP_LOGGING__LEVEL: 'info', ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
-    let output = '';
-    const collect = (chunk: Buffer) => (output += chunk.toString());
-    child.stdout.on('data', collect);
-    child.stderr.on('data', collect);
-    const timer = setTimeout(() => child.kill('SIGKILL'), 30_000);
-    child.once('exit', (code) => {
-      clearTimeout(timer);
-      resolve({ code, lines: output.split('\n').filter(Boolean) });
-    });
-  });
+async function runTesp(env: Record<string, string>): Promise<{ code: number | null; lines: string[] }> {
+  const { code, output } = await runServiceUntilExit(env);
+  return { code, lines: output.split('\n').filter(Boolean) };
 }
 
 describe('start-up', () => {

@@ -1,7 +1,6 @@
 // The task store's faults as an operator meets them, against the built service: a full disk under data_dir, a
 // data_dir that cannot be used, the SQLite file removed or corrupted while tesp runs, and a corrupted file at start.
 // Each fault is answered with a message that names it, and no create that answered 200 is lost.
-import { spawn } from 'node:child_process';
 import { closeSync, mkdirSync, mkdtempSync, openSync, rmSync, statSync, unlinkSync, writeFileSync, writeSync } from 'node:fs';
 import { randomBytes } from 'node:crypto';
 import * as os from 'node:os';
@@ -9,29 +8,12 @@ import * as path from 'node:path';
 import Database from 'better-sqlite3';
 import { describeWhen } from '../support/service-check';
 import { mountTmpfs, tmpfsUnavailable, unmount } from '../support/small-file-system';
-import { ServiceProcess, sleep } from './service-process';
-
-const MAIN = path.resolve(__dirname, '..', '..', 'dist', 'main.js');
+import { runServiceUntilExit, ServiceProcess, sleep } from './service-process';
 const QUEUED_ONLY = { TESP_COMPUTE__LOCAL__MAX_CONCURRENT_TASKS: '0', TESP_COMPUTE__LOCAL__RUNTIME: 'process' };
 const task = (name: string, extra: Record<string, unknown> = {}) => ({ name, executors: [{ image: 'alpine', command: ['true'] }], tags: { fault: 'yes' }, ...extra });
 
-/** Runs tesp with these variables until it exits; resolves to its exit code and output. */
-function runUntilExit(env: Record<string, string>): Promise<{ code: number | null; output: string }> {
-  return new Promise((resolve) => {
-    const child = spawn(process.execPath, ['--no-warnings', MAIN], {
-      env: { PATH: process.env.PATH ?? '/usr/bin:/bin', TESP_LOGGING__LEVEL: 'info', TESP_SERVER__PORT: '0', ...QUEUED_ONLY, ...env },
-      stdio: ['ignore', 'pipe', 'pipe'],
-    });
-    let output = '';
-    child.stdout.on('data', (chunk: Buffer) => (output += chunk.toString()));
-    child.stderr.on('data', (chunk: Buffer) => (output += chunk.toString()));
-    const timer = setTimeout(() => child.kill('SIGKILL'), 30_000);
-    child.once('exit', (code) => {
-      clearTimeout(timer);
-      resolve({ code, output });
-    });
-  });
-}
+/** Runs tesp with these variables (tasks kept QUEUED, any port) until it exits; resolves to its exit code and output. */
+const runUntilExit = (env: Record<string, string>) => runServiceUntilExit({ TESP_SERVER__PORT: '0', ...QUEUED_ONLY, ...env });
 
 /** What the start-up's error line says (Nest's ExceptionHandler logs a module that cannot be built). */
 function fatalMessage(output: string): string {
