@@ -31,6 +31,7 @@ const MAX_PUT_BACK = 5000;
  */
 export class Dispatcher {
   private running?: Promise<void>;
+  private scheduled?: NodeJS.Immediate;
   private again = false;
   private stopped = false;
   private lastWaitingNote = 0;
@@ -47,13 +48,31 @@ export class Dispatcher {
     private readonly logger: Logger,
   ) {}
 
-  /** Looks for work now; calls while a round runs fold into one more round. */
+  /**
+   * Looks for work right after this event-loop turn: the creates of one burst share one round (a round reads the
+   * store before it claims). Calls while a round runs fold into one more round.
+   */
   wake(): void {
-    if (this.stopped) return;
+    if (this.stopped || this.scheduled) return;
     if (this.running) {
       this.again = true;
       return;
     }
+    this.scheduled = setImmediate(() => {
+      this.scheduled = undefined;
+      this.round();
+    });
+  }
+
+  async stop(): Promise<void> {
+    this.stopped = true;
+    if (this.scheduled) clearImmediate(this.scheduled);
+    this.scheduled = undefined;
+    await this.running;
+  }
+
+  private round(): void {
+    if (this.stopped) return;
     this.running = this.dispatch()
       .catch((err: unknown) => this.logger[isStoreFault(err) ? 'debug' : 'error']({ err: errorMessage(err) }, 'dispatch failed'))
       .finally(() => {
@@ -63,11 +82,6 @@ export class Dispatcher {
           this.wake();
         }
       });
-  }
-
-  async stop(): Promise<void> {
-    this.stopped = true;
-    await this.running;
   }
 
   private async dispatch(): Promise<void> {
