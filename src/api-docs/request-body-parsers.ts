@@ -76,14 +76,21 @@ export function parseJsonBody(bytes: Buffer, limits: JsonShapeLimits, done: Done
  * 415 rather than a broken pipe.
  */
 export async function refuseEncodedBodies(req: FastifyRequest, bodyLimit: number): Promise<void> {
-  const encoding = req.headers['content-encoding'];
-  if (encoding === undefined || encoding.trim() === '' || encoding.trim().toLowerCase() === 'identity') return;
-  // No body, nothing to inflate (a GET that carries the header by habit).
-  const length = req.headers['content-length'];
-  if (req.headers['transfer-encoding'] === undefined && (length === undefined || length === '0')) return;
+  const encoding = encodedBodyOf(req);
+  if (encoding === undefined) return;
   await discardBody(req.raw, bodyLimit);
   const shown = encoding.length > 40 ? `${encoding.slice(0, 40)}...` : encoding;
   throw new DomainError(ErrorCode.UnsupportedMediaType, `Content-Encoding "${shown}" is not accepted: send the request body uncompressed`);
+}
+
+/** The Content-Encoding of a request's body, when it has a body and an encoding other than identity. */
+function encodedBodyOf(req: FastifyRequest): string | undefined {
+  const encoding = req.headers['content-encoding'];
+  if (encoding === undefined || encoding.trim() === '' || encoding.trim().toLowerCase() === 'identity') return undefined;
+  // No body, nothing to inflate (a GET that carries the header by habit).
+  const length = req.headers['content-length'];
+  if (req.headers['transfer-encoding'] === undefined && (length === undefined || length === '0')) return undefined;
+  return encoding;
 }
 
 /** Reads a request body to its end and drops it; stops reading (the answer then closes the connection) past `limit`. */
@@ -118,18 +125,20 @@ export function limitJsonBodiesInFlight(fastify: FastifyInstance, bodyLimit: num
   // A budget below the body limit would refuse the largest bodies forever.
   const bound = Math.max(budget, bodyLimit);
   let inFlight = 0;
-  fastify.addHook('preParsing', async (req, reply) => {
+  // Callback hooks, not async ones: every request passes here, and a promise each costs more than the check.
+  fastify.addHook('preParsing', (req, reply, _payload, done) => {
     const type = req.headers['content-type'];
-    if (typeof type !== 'string' || !/^\s*application\/json\s*(;|$)/i.test(type)) return;
+    if (typeof type !== 'string' || !/^\s*application\/json\s*(;|$)/i.test(type)) return done(null);
     const length = Number(req.headers['content-length']);
     // Beyond the body limit Fastify answers 413 without reading; nothing to reserve.
     const reserve = Number.isFinite(length) ? (length > bodyLimit ? 0 : length) : bodyLimit;
-    if (reserve === 0) return;
+    if (reserve === 0) return done(null);
     if (inFlight + reserve > bound) {
-      throw new DomainError(ErrorCode.Busy, `too many JSON request bodies are being read at once (${settingKey}: ${Math.round(bound / (1024 * 1024))} MiB in all); retry shortly`, true, 1000);
+      return done(new DomainError(ErrorCode.Busy, `too many JSON request bodies are being read at once (${settingKey}: ${Math.round(bound / (1024 * 1024))} MiB in all); retry shortly`, true, 1000));
     }
     inFlight += reserve;
     reply.raw.once('close', () => (inFlight -= reserve));
+    done(null);
   });
 }
 
@@ -141,7 +150,11 @@ export function limitJsonBodiesInFlight(fastify: FastifyInstance, bodyLimit: num
  */
 export function installBodyParsers(fastify: FastifyInstance, bodyLimit: number, limits: JsonShapeLimits): void {
   fastify.removeAllContentTypeParsers();
-  fastify.addHook('onRequest', async (req) => refuseEncodedBodies(req, bodyLimit));
+  // A callback hook: the common request (no encoded body) passes without a promise.
+  fastify.addHook('onRequest', (req, _reply, done) => {
+    if (encodedBodyOf(req) === undefined) return done();
+    refuseEncodedBodies(req, bodyLimit).then(() => done(), done);
+  });
   fastify.addContentTypeParser('application/json', { parseAs: 'buffer', bodyLimit }, (_req: FastifyRequest, bytes: Buffer, done: Done) => parseJsonBody(bytes, limits, done));
   fastify.addContentTypeParser('*', (_req: FastifyRequest, _payload: unknown, done: Done) => done(null, undefined));
 }
