@@ -156,6 +156,70 @@ async function startBaseline(body) {
   };
 }
 
+/**
+ * The least a durable create needs, as a bare node:http server in its own process: parse the JSON body, give it a
+ * random id, insert one row (id, body) into SQLite in WAL mode with synchronous=FULL, and answer {"id"} once the
+ * row is committed. The inserts run in group-commit batches on a worker thread, as tesp's do: the floor under
+ * tesp's create, without its validation, indexes, routing or framework.
+ */
+async function startDurableBaseline() {
+  const port = await freePort();
+  const dir = tempDir('tesp-bench-durable-');
+  const writer = `
+    const Database = require(process.env.SQLITE_MODULE);
+    const { parentPort, workerData } = require('node:worker_threads');
+    const db = new Database(workerData.file);
+    db.pragma('journal_mode = WAL');
+    db.pragma('synchronous = FULL');
+    db.exec('CREATE TABLE tasks (seq INTEGER PRIMARY KEY, id TEXT NOT NULL UNIQUE, body TEXT NOT NULL)');
+    const insert = db.prepare('INSERT INTO tasks (id, body) VALUES (?, ?)');
+    const commit = db.transaction((rows) => { for (const [id, body] of rows) insert.run(id, body); });
+    let pending = [];
+    const flush = () => { const rows = pending; pending = []; commit.immediate(rows); parentPort.postMessage(rows.length); };
+    parentPort.on('message', (rows) => { if (pending.length === 0) setImmediate(flush); pending.push(...rows); });`;
+  const script = `
+    const http = require('node:http');
+    const { randomUUID } = require('node:crypto');
+    const { Worker } = require('node:worker_threads');
+    const worker = new Worker(process.env.WRITER, { eval: true, workerData: { file: process.env.DB_FILE } });
+    let outbox = [];
+    const waiting = [];
+    worker.on('message', (count) => { for (const answer of waiting.splice(0, count)) answer(); });
+    http.createServer((req, res) => {
+      const chunks = [];
+      req.on('data', (c) => chunks.push(c));
+      req.on('end', () => {
+        if (req.method !== 'POST') return res.end('{}');
+        const body = JSON.parse(Buffer.concat(chunks).toString('utf8'));
+        const id = randomUUID();
+        const out = JSON.stringify({ id });
+        if (outbox.length === 0) setImmediate(() => { worker.postMessage(outbox); outbox = []; });
+        outbox.push([id, JSON.stringify(body)]);
+        waiting.push(() => {
+          res.writeHead(200, { 'content-type': 'application/json', 'content-length': Buffer.byteLength(out) });
+          res.end(out);
+        });
+      });
+    }).listen(${port}, '127.0.0.1');`;
+  const child = spawn(process.execPath, ['-e', script], {
+    env: { WRITER: writer, DB_FILE: path.join(dir, 'tasks.db'), SQLITE_MODULE: require.resolve('better-sqlite3', { paths: [ROOT] }) },
+    stdio: ['ignore', 'ignore', 'inherit'],
+  });
+  children.add(child);
+  const origin = `http://127.0.0.1:${port}`;
+  const stopAll = async () => {
+    await stop(child);
+    removeDir(dir);
+  };
+  try {
+    await waitForHttp(origin, child);
+  } catch (err) {
+    await stopAll();
+    throw err;
+  }
+  return { origin, stop: stopAll };
+}
+
 /** The iRODS HTTP API double (test/doubles) in its own process; resolves to {baseUrl, stop}. */
 async function startIrodsDouble(options = {}) {
   const child = spawn(process.execPath, [path.join(__dirname, 'irods-double-server.js'), JSON.stringify(options)], { stdio: ['ignore', 'pipe', 'inherit'] });
@@ -259,4 +323,4 @@ function machine() {
 const fmt = (n, digits = 1) => Number(n).toFixed(digits);
 
 module.exports = {
-  ROOT, tempDir, removeDir, watchdog, startTesp, mainThreadCpuMs, startBaseline, startIrodsDouble, startRunner, load, submitToComplete, percentile, median, sleep, dockerAvailable, machine, fmt };
+  ROOT, tempDir, removeDir, watchdog, startTesp, mainThreadCpuMs, startBaseline, startDurableBaseline, startIrodsDouble, startRunner, load, submitToComplete, percentile, median, sleep, dockerAvailable, machine, fmt };
