@@ -1,4 +1,4 @@
-import { createHash } from 'node:crypto';
+import { hash } from 'node:crypto';
 import type { FastifyReply, FastifyRequest } from 'fastify';
 
 /**
@@ -6,7 +6,8 @@ import type { FastifyReply, FastifyRequest } from 'fastify';
  * after a restart or a store copy, and any change a view shows (a state, a log line) gives a new one.
  */
 export function etagOf(json: string): string {
-  return `"${createHash('sha1').update(json).digest('base64url')}"`;
+  // The one-shot hash: a third of createHash's cost on a poll's small body.
+  return `"${hash('sha1', json, 'base64url')}"`;
 }
 
 /** Whether an If-None-Match header names `etag`: weak comparison as RFC 9110 asks for GET (W/ ignored), `*` any. */
