@@ -75,9 +75,7 @@ export function parseJsonBody(bytes: Buffer, limits: JsonShapeLimits, done: Done
  * arrives (at most `bodyLimit` bytes, nothing kept) before the answer, so that a client still sending it gets the
  * 415 rather than a broken pipe.
  */
-export async function refuseEncodedBodies(req: FastifyRequest, bodyLimit: number): Promise<void> {
-  const encoding = encodedBodyOf(req);
-  if (encoding === undefined) return;
+async function refuseEncodedBody(req: FastifyRequest, encoding: string, bodyLimit: number): Promise<void> {
   await discardBody(req.raw, bodyLimit);
   const shown = encoding.length > 40 ? `${encoding.slice(0, 40)}...` : encoding;
   throw new DomainError(ErrorCode.UnsupportedMediaType, `Content-Encoding "${shown}" is not accepted: send the request body uncompressed`);
@@ -152,8 +150,9 @@ export function installBodyParsers(fastify: FastifyInstance, bodyLimit: number, 
   fastify.removeAllContentTypeParsers();
   // A callback hook: the common request (no encoded body) passes without a promise.
   fastify.addHook('onRequest', (req, _reply, done) => {
-    if (encodedBodyOf(req) === undefined) return done();
-    refuseEncodedBodies(req, bodyLimit).then(() => done(), done);
+    const encoding = encodedBodyOf(req);
+    if (encoding === undefined) return done();
+    refuseEncodedBody(req, encoding, bodyLimit).then(() => done(), done);
   });
   fastify.addContentTypeParser('application/json', { parseAs: 'buffer', bodyLimit }, (_req: FastifyRequest, bytes: Buffer, done: Done) => parseJsonBody(bytes, limits, done));
   fastify.addContentTypeParser('*', (_req: FastifyRequest, _payload: unknown, done: Done) => done(null, undefined));

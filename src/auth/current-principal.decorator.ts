@@ -10,7 +10,7 @@ export type AuthenticatedRequest = FastifyRequest & { principal?: Principal };
  */
 export const CurrentPrincipal = createParamDecorator((_data: unknown, context: ExecutionContext): Principal => principalOf(context.switchToHttp().getRequest<AuthenticatedRequest>()));
 
-/** The same, for a route that takes the whole request (the poll route, where each parameter Nest resolves costs). */
+/** The same, for a route that takes the whole request (create and get, where each parameter Nest resolves costs). */
 export function principalOf(request: AuthenticatedRequest): Principal {
   if (!request.principal) throw new Error('no principal on the request: the AuthGuard did not run');
   return request.principal;

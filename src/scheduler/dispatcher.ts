@@ -72,7 +72,6 @@ export class Dispatcher {
   }
 
   private round(): void {
-    if (this.stopped) return;
     this.running = this.dispatch()
       .catch((err: unknown) => this.logger[isStoreFault(err) ? 'debug' : 'error']({ err: errorMessage(err) }, 'dispatch failed'))
       .finally(() => {
