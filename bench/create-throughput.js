@@ -5,13 +5,17 @@
 //   - poll: GET of one task at MINIMAL at concurrency 32, and with If-None-Match (304) where tesp sends ETags;
 //   - poll under load: p99 of one poller's GETs (MINIMAL, one at a time) while creates run at concurrency 32.
 // Creates are also measured against the least a durable create needs (startDurableBaseline: node:http, JSON.parse,
-// one row committed to SQLite with synchronous=FULL in group-commit batches), the floor under tesp's own.
+// one row committed to SQLite with synchronous=FULL in group-commit batches), the floor under tesp's own, and
+// against that floor without the fsync (synchronous=OFF), which tells what the disk's flush costs. Each create
+// run also reports the CPU spent per request by the server (main thread, all threads) and by the load client, and
+// from that the rate the machine's cores would allow if they were never idle.
 // Every server is warmed up (WARMUP requests) before it is measured, so the JIT and caches are in a steady state
 // for each, and each measured run is long enough (TOTAL requests) that start-up effects do not dominate it.
 // Builds are measured in alternating rounds (BENCH_ROUNDS, best round kept) so that drift on a shared VM hits
 // both. Tasks stay QUEUED (no dispatching) so only the API is measured.
 'use strict';
-const { tempDir, removeDir, watchdog, startTesp, mainThreadCpuMs, startBaseline, startDurableBaseline, load, percentile, fmt } = require('./lib');
+const os = require('node:os');
+const { tempDir, removeDir, watchdog, startTesp, withCpu, startBaseline, startDurableBaseline, load, percentile, fmt } = require('./lib');
 
 const TOTAL = Number(process.env.BENCH_CREATE_TOTAL ?? 20000);
 const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 2);
@@ -32,15 +36,13 @@ const get = (origin, requestPath, total, extra = {}) => load(origin, { method: '
 /** One round against one build: create, poll, conditional poll, poll under load. */
 async function measureTesp(root) {
   const dataDir = tempDir('tesp-bench-create-');
-  // The longest allowed dispatch delay keeps every created task QUEUED: no container runs during the load.
-  const tesp = await startTesp({ TESP_DATA_DIR: dataDir, TESP_COMPUTE__LOCAL__MAX_CONCURRENT_TASKS: '0', TESP_SCHEDULER__POLL_INTERVAL_MS: '60000' }, root);
+  // No capacity and the longest allowed dispatch delay keep every created task QUEUED: no container runs during the
+  // load, and nothing is staged (so no storage settings, which older builds may not know).
+  const tesp = await startTesp({ TESP_DATA_DIR: dataDir, TESP_COMPUTE__LOCAL__MAX_CONCURRENT_TASKS: '0', TESP_SCHEDULER__POLL_INTERVAL_MS: '60000',
+    TESP_STORAGE__HTTP__ALLOW_PRIVATE_ADDRESSES: undefined, TESP_STORAGE__FTP__ALLOW_PRIVATE_ADDRESSES: undefined }, root);
   try {
     await post(tesp.origin, `${API}/tasks`, WARMUP);
-    const cpuBefore = mainThreadCpuMs(tesp.pid);
-    const create = await post(tesp.origin, `${API}/tasks`, TOTAL);
-    // What the event loop spends per create (HTTP, validation, the store's part on the main thread): less noisy than
-    // throughput on a shared machine, since other processes' load does not count.
-    create.mainCpuUs = ((mainThreadCpuMs(tesp.pid) - cpuBefore) * 1000) / TOTAL;
+    const create = await withCpu(tesp.pid, () => post(tesp.origin, `${API}/tasks`, TOTAL));
     const created = await fetch(`${tesp.base}/tasks`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: TASK });
     const { id } = await created.json();
     const one = `${API}/tasks/${id}?view=MINIMAL`;
@@ -63,7 +65,7 @@ const lowerP99 = (a, b) => (!a || percentile(b.latencies, 99) < percentile(a.lat
 
 function best(rounds) {
   return {
-    create: { ...rounds.map((r) => r.create).reduce(better, undefined), mainCpuUs: Math.min(...rounds.map((r) => r.create.mainCpuUs)) },
+    create: rounds.map((r) => r.create).reduce(better, undefined),
     poll: rounds.map((r) => r.poll).reduce(better, undefined),
     conditional: rounds.every((r) => r.conditional) ? rounds.map((r) => r.conditional).reduce(better, undefined) : undefined,
     underLoad: rounds.map((r) => r.underLoad).reduce(lowerP99, undefined),
@@ -71,24 +73,31 @@ function best(rounds) {
   };
 }
 
-const rate = (m) => `${fmt(m.perSecond, 0)} req/s (p50 ${fmt(percentile(m.latencies, 50))} ms, p99 ${fmt(percentile(m.latencies, 99))} ms${m.mainCpuUs ? `, main thread ${fmt(m.mainCpuUs, 0)} µs CPU per create` : ''})`;
+const rate = (m) => `${fmt(m.perSecond, 0)} req/s (p50 ${fmt(percentile(m.latencies, 50))} ms, p99 ${fmt(percentile(m.latencies, 99))} ms${m.serverCpuUs ? `; CPU per request: server ${fmt(m.serverCpuUs, 0)} µs, of it the main thread ${fmt(m.mainCpuUs, 0)} µs, load client ${fmt(m.clientCpuUs, 0)} µs` : ''})`;
+/** The rate at which the server and the load client together would keep every core busy. */
+const ceiling = (m) => (os.cpus().length * 1e6) / (m.serverCpuUs + m.clientCpuUs);
+
 
 async function run() {
   const done = watchdog('create-throughput', 20 * 60 * 1000);
   const bareCreate = await startBaseline('__ID__');
   const bareGet = await startBaseline(JSON.stringify({ id: '6a1f5e2c-1b7d-4c4e-9a51-0f4a3c1e2d7b', state: 'QUEUED' }));
   const durable = await startDurableBaseline();
+  const unflushed = await startDurableBaseline({ synchronous: 'OFF' });
   try {
     const now = [];
     const before = [];
-    const bare = { create: undefined, poll: undefined, durable: undefined };
+    const bare = { create: undefined, poll: undefined, durable: undefined, unflushed: undefined };
+    const creates = async (server) => {
+      await post(server.origin, '/tasks', WARMUP);
+      return withCpu(server.pid, () => post(server.origin, '/tasks', TOTAL));
+    };
     for (let round = 0; round < ROUNDS; round++) {
       if (BEFORE) before.push(await measureTesp(BEFORE));
       now.push(await measureTesp(undefined));
-      await post(bareCreate.origin, '/tasks', WARMUP);
-      bare.create = better(bare.create, await post(bareCreate.origin, '/tasks', TOTAL));
-      await post(durable.origin, '/tasks', WARMUP);
-      bare.durable = better(bare.durable, await post(durable.origin, '/tasks', TOTAL));
+      bare.create = better(bare.create, await creates(bareCreate));
+      bare.durable = better(bare.durable, await creates(durable));
+      bare.unflushed = better(bare.unflushed, await creates(unflushed));
       await get(bareGet.origin, '/', WARMUP);
       bare.poll = better(bare.poll, await get(bareGet.origin, '/', TOTAL));
     }
@@ -99,8 +108,11 @@ async function run() {
       {
         name: `create (POST /tasks, ${TOTAL} requests, concurrency ${CONCURRENCY}, best of ${ROUNDS})`,
         tesp: rate(ours.create),
-        baseline: `bare node:http answering {"id"}: ${rate(bare.create)}; the least durable create (node:http, one row committed with synchronous=FULL, group commit): ${rate(bare.durable)}${versus(bare.create, 'create')}`,
-        ratio: `${fmt(ours.create.perSecond / bare.create.perSecond, 2)} × bare (the durable floor is ${fmt(bare.durable.perSecond / bare.create.perSecond, 2)} × bare); ${fmt(ours.create.perSecond / bare.durable.perSecond, 2)} × the durable floor`,
+        baseline: `bare node:http answering {"id"}: ${rate(bare.create)}; the least durable create (node:http, one row committed with synchronous=FULL, group commit): ${rate(bare.durable)}; the same without fsync (synchronous=OFF): ${rate(bare.unflushed)}${versus(bare.create, 'create')}`,
+        ratio:
+          `${fmt(ours.create.perSecond / bare.create.perSecond, 2)} × bare (the durable floor is ${fmt(bare.durable.perSecond / bare.create.perSecond, 2)} × bare, ` +
+          `${fmt(bare.unflushed.perSecond / bare.create.perSecond, 2)} × without fsync); ${fmt(ours.create.perSecond / bare.durable.perSecond, 2)} × the durable floor; ` +
+          `with all ${os.cpus().length} cores busy, the CPU per request would allow bare ${fmt(ceiling(bare.create), 0)}, the floor ${fmt(ceiling(bare.durable), 0)}, tesp ${fmt(ceiling(ours.create), 0)} req/s`,
       },
       {
         name: `poll (GET one task at MINIMAL, ${TOTAL} requests, concurrency ${CONCURRENCY}, best of ${ROUNDS})`,
@@ -123,6 +135,7 @@ async function run() {
     await bareCreate.stop();
     await bareGet.stop();
     await durable.stop();
+    await unflushed.stop();
     done();
   }
 }

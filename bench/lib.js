@@ -69,14 +69,16 @@ async function waitForHttp(url, child, timeoutMs = 30000) {
 
 /**
  * Starts dist/main.js with settings as TESP_* variables; resolves to {base, stop}. `root`: another built checkout
- * of tesp to run instead of this one (an older commit, to compare against).
+ * of tesp to run instead of this one (an older commit, to compare against). A variable set to undefined in `env`
+ * is left out (an older build refuses settings it does not know).
  */
 async function startTesp(env, root = ROOT) {
   const port = await freePort();
+  const settings = { TESP_SERVER__HOST: '127.0.0.1', TESP_SERVER__PORT: String(port), TESP_LOGGING__LEVEL: 'warn',
+    // The benches' servers are on loopback, which tasks may not reach by default.
+    TESP_STORAGE__HTTP__ALLOW_PRIVATE_ADDRESSES: 'true', TESP_STORAGE__FTP__ALLOW_PRIVATE_ADDRESSES: 'true', ...env };
   const child = spawn(process.execPath, [path.join(root, 'dist', 'main.js')], {
-    env: { PATH: process.env.PATH, TESP_SERVER__HOST: '127.0.0.1', TESP_SERVER__PORT: String(port), TESP_LOGGING__LEVEL: 'warn',
-      // The benches' servers are on loopback, which tasks may not reach by default.
-      TESP_STORAGE__HTTP__ALLOW_PRIVATE_ADDRESSES: 'true', TESP_STORAGE__FTP__ALLOW_PRIVATE_ADDRESSES: 'true', ...env },
+    env: { PATH: process.env.PATH, ...Object.fromEntries(Object.entries(settings).filter(([, value]) => value !== undefined)) },
     stdio: ['ignore', 'ignore', 'inherit'],
   });
   children.add(child);
@@ -90,12 +92,36 @@ async function startTesp(env, root = ROOT) {
   return { origin, base: `${origin}/ga4gh/tes/v1`, pid: child.pid, stop: () => stop(child) };
 }
 
-/** CPU time (user + system, ms) a process's main thread has used so far, from /proc (Linux; clock ticks of 10 ms). */
-function mainThreadCpuMs(pid) {
-  const stat = readFileSync(`/proc/${pid}/task/${pid}/stat`, 'utf8');
+/** CPU time (user + system, ms) a process's main thread, or all its threads, have used so far, from /proc (Linux; clock ticks of 10 ms). */
+function cpuMs(pid, mainThreadOnly) {
+  const stat = readFileSync(mainThreadOnly ? `/proc/${pid}/task/${pid}/stat` : `/proc/${pid}/stat`, 'utf8');
   const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
   // utime and stime are fields 14 and 15 of stat(5); `fields` starts at field 3.
   return ((Number(fields[11]) + Number(fields[12])) * 1000) / 100;
+}
+
+function mainThreadCpuMs(pid) {
+  return cpuMs(pid, true);
+}
+
+/**
+ * Runs `measure` (a load against the server in process `pid`) and adds what each side spent per request, in µs of
+ * CPU: the server's main thread (`mainCpuUs`), all its threads (`serverCpuUs`), and this process, the load client
+ * (`clientCpuUs`). Less noisy than throughput on a shared machine, and it tells where the cores went.
+ */
+async function withCpu(pid, measure) {
+  const main = mainThreadCpuMs(pid);
+  const server = cpuMs(pid, false);
+  const client = process.cpuUsage();
+  const result = await measure();
+  const used = process.cpuUsage(client);
+  const requests = result.latencies.length;
+  return {
+    ...result,
+    mainCpuUs: ((mainThreadCpuMs(pid) - main) * 1000) / requests,
+    serverCpuUs: ((cpuMs(pid, false) - server) * 1000) / requests,
+    clientCpuUs: (used.user + used.system) / requests,
+  };
 }
 
 /** Starts `tesp runner` (dist/main.js runner) with settings as TESP_* variables; resolves to {port, entry(name), stop}. */
@@ -149,6 +175,7 @@ async function startBaseline(body) {
   }
   return {
     origin,
+    pid: child.pid,
     stop: async () => {
       await stop(child);
       removeDir(dir);
@@ -160,9 +187,10 @@ async function startBaseline(body) {
  * The least a durable create needs, as a bare node:http server in its own process: parse the JSON body, give it a
  * random id, insert one row (id, body) into SQLite in WAL mode with synchronous=FULL, and answer {"id"} once the
  * row is committed. The inserts run in group-commit batches on a worker thread, as tesp's do: the floor under
- * tesp's create, without its validation, indexes, routing or framework.
+ * tesp's create, without its validation, indexes, routing or framework. `synchronous: 'OFF'` is the same server
+ * without the fsync of each commit: what the disk's flush costs the floor.
  */
-async function startDurableBaseline() {
+async function startDurableBaseline({ synchronous = 'FULL' } = {}) {
   const port = await freePort();
   const dir = tempDir('tesp-bench-durable-');
   const writer = `
@@ -170,7 +198,7 @@ async function startDurableBaseline() {
     const { parentPort, workerData } = require('node:worker_threads');
     const db = new Database(workerData.file);
     db.pragma('journal_mode = WAL');
-    db.pragma('synchronous = FULL');
+    db.pragma('synchronous = ' + workerData.synchronous);
     db.exec('CREATE TABLE tasks (seq INTEGER PRIMARY KEY, id TEXT NOT NULL UNIQUE, body TEXT NOT NULL)');
     const insert = db.prepare('INSERT INTO tasks (id, body) VALUES (?, ?)');
     const commit = db.transaction((rows) => { for (const [id, body] of rows) insert.run(id, body); });
@@ -181,7 +209,7 @@ async function startDurableBaseline() {
     const http = require('node:http');
     const { randomUUID } = require('node:crypto');
     const { Worker } = require('node:worker_threads');
-    const worker = new Worker(process.env.WRITER, { eval: true, workerData: { file: process.env.DB_FILE } });
+    const worker = new Worker(process.env.WRITER, { eval: true, workerData: { file: process.env.DB_FILE, synchronous: process.env.SYNCHRONOUS } });
     let outbox = [];
     const waiting = [];
     worker.on('message', (count) => { for (const answer of waiting.splice(0, count)) answer(); });
@@ -202,7 +230,7 @@ async function startDurableBaseline() {
       });
     }).listen(${port}, '127.0.0.1');`;
   const child = spawn(process.execPath, ['-e', script], {
-    env: { WRITER: writer, DB_FILE: path.join(dir, 'tasks.db'), SQLITE_MODULE: require.resolve('better-sqlite3', { paths: [ROOT] }) },
+    env: { WRITER: writer, DB_FILE: path.join(dir, 'tasks.db'), SYNCHRONOUS: synchronous, SQLITE_MODULE: require.resolve('better-sqlite3', { paths: [ROOT] }) },
     stdio: ['ignore', 'ignore', 'inherit'],
   });
   children.add(child);
@@ -217,7 +245,7 @@ async function startDurableBaseline() {
     await stopAll();
     throw err;
   }
-  return { origin, stop: stopAll };
+  return { origin, pid: child.pid, stop: stopAll };
 }
 
 /** The iRODS HTTP API double (test/doubles) in its own process; resolves to {baseUrl, stop}. */
@@ -323,4 +351,4 @@ function machine() {
 const fmt = (n, digits = 1) => Number(n).toFixed(digits);
 
 module.exports = {
-  ROOT, tempDir, removeDir, watchdog, startTesp, mainThreadCpuMs, startBaseline, startDurableBaseline, startIrodsDouble, startRunner, load, submitToComplete, percentile, median, sleep, dockerAvailable, machine, fmt };
+  ROOT, tempDir, removeDir, watchdog, startTesp, mainThreadCpuMs, withCpu, startBaseline, startDurableBaseline, startIrodsDouble, startRunner, load, submitToComplete, percentile, median, sleep, dockerAvailable, machine, fmt };
