@@ -77,7 +77,6 @@ const rate = (m) => `${fmt(m.perSecond, 0)} req/s (p50 ${fmt(percentile(m.latenc
 /** The rate at which the server and the load client together would keep every core busy. */
 const ceiling = (m) => (os.cpus().length * 1e6) / (m.serverCpuUs + m.clientCpuUs);
 
-
 async function run() {
   const done = watchdog('create-throughput', 20 * 60 * 1000);
   const bareCreate = await startBaseline('__ID__');
