@@ -100,17 +100,13 @@ function cpuMs(pid, mainThreadOnly) {
   return ((Number(fields[11]) + Number(fields[12])) * 1000) / 100;
 }
 
-function mainThreadCpuMs(pid) {
-  return cpuMs(pid, true);
-}
-
 /**
  * Runs `measure` (a load against the server in process `pid`) and adds what each side spent per request, in µs of
  * CPU: the server's main thread (`mainCpuUs`), all its threads (`serverCpuUs`), and this process, the load client
  * (`clientCpuUs`). Less noisy than throughput on a shared machine, and it tells where the cores went.
  */
 async function withCpu(pid, measure) {
-  const main = mainThreadCpuMs(pid);
+  const main = cpuMs(pid, true);
   const server = cpuMs(pid, false);
   const client = process.cpuUsage();
   const result = await measure();
@@ -118,7 +114,7 @@ async function withCpu(pid, measure) {
   const requests = result.latencies.length;
   return {
     ...result,
-    mainCpuUs: ((mainThreadCpuMs(pid) - main) * 1000) / requests,
+    mainCpuUs: ((cpuMs(pid, true) - main) * 1000) / requests,
     serverCpuUs: ((cpuMs(pid, false) - server) * 1000) / requests,
     clientCpuUs: (used.user + used.system) / requests,
   };
@@ -351,4 +347,4 @@ function machine() {
 const fmt = (n, digits = 1) => Number(n).toFixed(digits);
 
 module.exports = {
-  ROOT, tempDir, removeDir, watchdog, startTesp, mainThreadCpuMs, withCpu, startBaseline, startDurableBaseline, startIrodsDouble, startRunner, load, submitToComplete, percentile, median, sleep, dockerAvailable, machine, fmt };
+  ROOT, tempDir, removeDir, watchdog, startTesp, withCpu, startBaseline, startDurableBaseline, startIrodsDouble, startRunner, load, submitToComplete, percentile, median, sleep, dockerAvailable, machine, fmt };

@@ -64,13 +64,17 @@ export class SqliteGroupCommit {
       return this.withoutSavepoints.immediate(works);
     } catch (err) {
       // Beginning or committing failed: running the batch again would only wait and fail the same way.
-      if (!(err instanceof WriteFailed)) return works.map((): Outcome => ({ ok: false, error: err }));
+      if (!(err instanceof WriteFailed)) return failAll(works, err);
     }
     try {
       return this.inSavepoints.immediate(works);
     } catch (err) {
-      const error = err instanceof BatchAborted ? err.itemError : err;
-      return works.map((): Outcome => ({ ok: false, error }));
+      return failAll(works, err instanceof BatchAborted ? err.itemError : err);
     }
   }
+}
+
+/** Every write of a batch that did not commit fails with why. */
+function failAll(works: ReadonlyArray<() => unknown>, error: unknown): Outcome[] {
+  return works.map((): Outcome => ({ ok: false, error }));
 }
