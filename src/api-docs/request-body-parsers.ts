@@ -1,4 +1,4 @@
-import type { FastifyInstance, FastifyRequest } from 'fastify';
+import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import type { IncomingMessage } from 'node:http';
 import { DomainError, ErrorCode } from '../domain/domain-error';
 
@@ -73,10 +73,13 @@ export function parseJsonBody(bytes: Buffer, limits: JsonShapeLimits, done: Done
  * Compressed request bodies are refused, never inflated: inflating them would let a small body become a large one (a
  * 66 KB gzip body is 64 MiB of JSON), and no TES client compresses what it sends. The body is read and dropped as it
  * arrives (at most `bodyLimit` bytes, nothing kept) before the answer, so that a client still sending it gets the
- * 415 rather than a broken pipe.
+ * 415 rather than a broken pipe. Beyond `bodyLimit` the rest is left unread and the answer closes the connection:
+ * kept alive, the connection would stay paused under that rest, and the client's next request on it would wait
+ * unread until the keep-alive timeout reset it.
  */
-async function refuseEncodedBody(req: FastifyRequest, encoding: string, bodyLimit: number): Promise<void> {
-  await discardBody(req.raw, bodyLimit);
+async function refuseEncodedBody(req: FastifyRequest, reply: FastifyReply, encoding: string, bodyLimit: number): Promise<void> {
+  const whole = await discardBody(req.raw, bodyLimit);
+  if (!whole) void reply.header('connection', 'close');
   const shown = encoding.length > 40 ? `${encoding.slice(0, 40)}...` : encoding;
   throw new DomainError(ErrorCode.UnsupportedMediaType, `Content-Encoding "${shown}" is not accepted: send the request body uncompressed`);
 }
@@ -91,25 +94,25 @@ function encodedBodyOf(req: FastifyRequest): string | undefined {
   return encoding;
 }
 
-/** Reads a request body to its end and drops it; stops reading (the answer then closes the connection) past `limit`. */
-function discardBody(body: IncomingMessage, limit: number): Promise<void> {
+/** Reads a request body to its end and drops it: true once it ended, false when it stopped reading past `limit`. */
+function discardBody(body: IncomingMessage, limit: number): Promise<boolean> {
   return new Promise((resolve) => {
     let seen = 0;
-    const finish = () => {
+    const finish = (ended: boolean) => {
       body.off('data', onData);
-      resolve();
+      resolve(ended);
     };
     const onData = (chunk: Buffer) => {
       seen += chunk.length;
       if (seen > limit) {
         body.pause();
-        finish();
+        finish(false);
       }
     };
     body.on('data', onData);
-    body.once('end', finish);
-    body.once('close', finish);
-    body.once('error', finish);
+    body.once('end', () => finish(true));
+    body.once('close', () => finish(body.complete));
+    body.once('error', () => finish(false));
   });
 }
 
@@ -149,10 +152,10 @@ export function limitJsonBodiesInFlight(fastify: FastifyInstance, bodyLimit: num
 export function installBodyParsers(fastify: FastifyInstance, bodyLimit: number, limits: JsonShapeLimits): void {
   fastify.removeAllContentTypeParsers();
   // A callback hook: the common request (no encoded body) passes without a promise.
-  fastify.addHook('onRequest', (req, _reply, done) => {
+  fastify.addHook('onRequest', (req, reply, done) => {
     const encoding = encodedBodyOf(req);
     if (encoding === undefined) return done();
-    refuseEncodedBody(req, encoding, bodyLimit).then(() => done(), done);
+    refuseEncodedBody(req, reply, encoding, bodyLimit).then(() => done(), done);
   });
   fastify.addContentTypeParser('application/json', { parseAs: 'buffer', bodyLimit }, (_req: FastifyRequest, bytes: Buffer, done: Done) => parseJsonBody(bytes, limits, done));
   fastify.addContentTypeParser('*', (_req: FastifyRequest, _payload: unknown, done: Done) => done(null, undefined));

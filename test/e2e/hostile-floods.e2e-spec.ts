@@ -70,6 +70,28 @@ describe('hostile floods against the default server', () => {
     expect(plain.status).toBe(200);
   });
 
+  it('closes the connection after refusing a compressed body beyond server.body_limit_mb, so a next request does not queue behind its unread rest', async () => {
+    // Raw bytes on one connection: the 17 MiB body (beyond the 16 MiB limit), then a second request right behind it.
+    const before = (await service.get('/tasks')).json.tasks.length;
+    const bytes = 17 * 1024 * 1024;
+    const socket = connect(service.port, '127.0.0.1');
+    socket.on('error', () => undefined); // the server may reset the connection under the rest of the body
+    let reply = '';
+    socket.on('data', (d: Buffer) => (reply += d.toString('latin1')));
+    const closed = new Promise<void>((resolve) => socket.once('close', () => resolve()));
+    socket.write(`POST /ga4gh/tes/v1/tasks HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\nContent-Encoding: gzip\r\nContent-Length: ${bytes}\r\n\r\n`);
+    socket.write(Buffer.alloc(bytes, 0x78), () => socket.write('GET /ga4gh/tes/v1/service-info HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n'));
+    await closed;
+    const [head, body] = reply.split('\r\n\r\n');
+    expect(head).toMatch(/^HTTP\/1\.1 415 /);
+    expect(head.toLowerCase()).toContain('\r\nconnection: close');
+    expect(JSON.parse(body)).toEqual({ msg: 'Content-Encoding "gzip" is not accepted: send the request body uncompressed', status_code: 415 });
+    // One answer: the unread rest of the body was never taken for a request.
+    expect(reply.match(/HTTP\/1\.1 /g)).toHaveLength(1);
+    expect((await service.get('/service-info')).status).toBe(200);
+    expect((await service.get('/tasks')).json.tasks).toHaveLength(before);
+  });
+
   it('answers what is refused before any route runs in the one error shape: an oversized head, a path that does not decode', async () => {
     const oversized = await fetch(`${service.base}/service-info`, { headers: { 'x-big': 'v'.repeat(20_000) } });
     expect([oversized.status, await oversized.json()]).toEqual([431, { msg: 'request head (URL and headers) is larger than 16384 bytes', status_code: 431 }]);
