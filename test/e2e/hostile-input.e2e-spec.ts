@@ -6,7 +6,7 @@
 import fc from 'fast-check';
 import { mkdirSync, readFileSync } from 'node:fs';
 import * as path from 'node:path';
-import { brotliCompressSync, deflateSync, gzipSync } from 'node:zlib';
+import { brotliCompressSync, constants as zlibConstants, deflateSync, gzipSync } from 'node:zlib';
 import { Readable } from 'node:stream';
 import { Pool } from 'undici';
 import { ServiceProcess } from './service-process';
@@ -175,7 +175,9 @@ const encoded = fc.tuple(bodyBytes, fc.constantFrom(...Array<string>(12).fill('p
   let body: Buffer | Buffer[] = bytes;
   if (how === 'gzip' || how === 'chunked-gzip') body = gzipSync(bytes);
   if (how === 'deflate') body = deflateSync(bytes);
-  if (how === 'br') body = brotliCompressSync(bytes);
+  // Quality 4, not the default 11: brotli at 11 takes 15 s over the 900 000-member body, and a client that stalls
+  // that long finds its kept-alive connections closed by the server's keep-alive timeout.
+  if (how === 'br') body = brotliCompressSync(bytes, { params: { [zlibConstants.BROTLI_PARAM_QUALITY]: 4 } });
   if (how === 'gzip' || how === 'chunked-gzip' || how === 'lying-gzip') headers['content-encoding'] = 'gzip';
   if (how === 'deflate' || how === 'br') headers['content-encoding'] = how;
   if (how.startsWith('chunked')) {
@@ -225,9 +227,6 @@ function describeRequest(r: FuzzRequest): string {
   return `${r.method} ${r.path.slice(0, 300)} headers ${JSON.stringify(headers)} body ${shown}`;
 }
 
-/** How undici reports a connection the server closed under a request it was sending. */
-const LOST_CONNECTION = /other side closed|EPIPE|ECONNRESET|socket hang up/;
-
 /** Request or header beyond a size limit: the server may close the connection while the client still writes. */
 const oversized = (r: FuzzRequest) =>
   Object.values(r.headers).some((v) => v.length > 16_000) || r.path.length > 4000 || (Array.isArray(r.body) ? r.body : [r.body ?? Buffer.alloc(0)]).reduce((n, b) => n + b.length, 0) > 16 * MIB;
@@ -258,37 +257,24 @@ describe('hostile input: 10 000 generated requests against the default server', 
     let accepted = 0;
     let sent = 0;
     let slowest = 0;
-    let resent = 0;
-    let resentCreates = 0;
+    let lostOversized = 0;
     const statuses = new Map<number, number>();
 
     const send = async (r: FuzzRequest): Promise<string | undefined> => {
       const started = Date.now();
       let status: number;
       let text: string;
-      const attempt = async () => {
+      try {
         const body = Array.isArray(r.body) ? Readable.from(r.body) : r.body;
         const res = await pool.request({ method: r.method, path: r.path, headers: r.headers, body });
-        return { status: res.statusCode, text: await res.body.text() };
-      };
-      try {
-        let answer: { status: number; text: string };
-        try {
-          answer = await attempt();
-        } catch (err) {
-          // A kept-alive connection found closed as the request went out (see README, Known limitations): sent
-          // again once, as HTTP clients do; the second attempt must be answered. A create sent twice may be stored
-          // twice, so the store check below allows for it.
-          if (!LOST_CONNECTION.test((err as Error).message)) throw err;
-          resent++;
-          if (r.create) resentCreates++;
-          answer = await attempt();
-        }
-        ({ status, text } = answer);
+        status = res.statusCode;
+        text = await res.body.text();
       } catch (err) {
-        // Only a request beyond a size limit may lose its connection; anything else must be answered.
-        if (oversized(r)) return undefined;
-        return `no answer: ${(err as Error).message}`;
+        // Only a request beyond a size limit may lose its connection: the server answers and closes it while the
+        // client still writes. Every other request is answered on its connection (none is sent again).
+        if (!oversized(r)) return `no answer: ${(err as Error).message}`;
+        lostOversized++;
+        return undefined;
       } finally {
         sent++;
       }
@@ -328,7 +314,7 @@ describe('hostile input: 10 000 generated requests against the default server', 
       clearInterval(sampler);
     }
 
-    process.stdout.write(`hostile input: ${sent} requests, ${accepted} tasks accepted, peak RSS ${Math.round(peakRss)} MiB, slowest answer ${slowest} ms, ${resent} sent again after a lost connection, statuses ${JSON.stringify(Object.fromEntries(statuses))}\n`);
+    process.stdout.write(`hostile input: ${sent} requests, ${accepted} tasks accepted, peak RSS ${Math.round(peakRss)} MiB, slowest answer ${slowest} ms, ${lostOversized} oversized requests lost their connection, statuses ${JSON.stringify(Object.fromEntries(statuses))}\n`);
     expect(sent).toBeGreaterThanOrEqual(RUNS * CONCURRENT);
     // It stays up and answers.
     expect((await service.get('/service-info')).status).toBe(200);
@@ -345,9 +331,6 @@ describe('hostile input: 10 000 generated requests against the default server', 
       stored += page.json.tasks.length;
       token = page.json.next_page_token ?? '';
     } while (token);
-    expect(stored).toBeGreaterThanOrEqual(accepted);
-    expect(stored).toBeLessThanOrEqual(accepted + resentCreates);
-    // Lost connections are rare, not a way to pass: at most one request in a thousand.
-    expect(resent).toBeLessThanOrEqual(sent / 1000);
+    expect(stored).toBe(accepted);
   }, 180_000);
 });
